@@ -1,0 +1,45 @@
+//! `limactl` — layer 8: the command-line interface. Each subcommand lives in its own module
+//! under `cmd/`; internal drivers are chosen by cargo features (`driver-<name>`).
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "limactl", version = version_string(), about = "Lima: Linux virtual machines")]
+struct Cli {
+    /// Debug logging.
+    #[arg(long, global = true)]
+    debug: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Work with templates: list, validate, copy.
+    #[command(subcommand)]
+    Template(cmd::template::TemplateCmd),
+}
+
+fn version_string() -> &'static str {
+    concat!(env!("CARGO_PKG_VERSION"), " (compatible with Lima ", "2.0.0", ")")
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = if cli.debug { "debug" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LIMA_LOG").unwrap_or_else(|_| filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.cmd {
+        Cmd::Template(c) => cmd::template::run(c),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
