@@ -1,0 +1,272 @@
+//! `sshutil` — layer 7.0: the user's SSH key pair in `$LIMA_HOME/_config` (made with the system
+//! `ssh-keygen` on first use), the ssh options for an instance, the per-instance `ssh.config`
+//! (so `ssh -F ~/.lima/NAME/ssh.config lima-NAME` works) and `ssh` argument lists.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use limatype::filenames;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot run {program}: {source} (is OpenSSH installed?)")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ssh-keygen failed for {path}: {output}")]
+    Keygen { path: PathBuf, output: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("control socket path {0} is too long for a unix socket (>= 108 bytes); use a shorter LIMA_HOME")]
+    PathTooLong(PathBuf),
+}
+
+pub type Result<T, E = SshError> = std::result::Result<T, E>;
+
+/// The key pair's paths.
+#[derive(Debug, Clone)]
+pub struct UserKey {
+    pub private: PathBuf,
+    pub public: PathBuf,
+}
+
+impl UserKey {
+    pub fn public_key(&self) -> Result<String> {
+        std::fs::read_to_string(&self.public)
+            .map(|s| s.trim().to_string())
+            .map_err(|source| SshError::Io {
+                path: self.public.clone(),
+                source,
+            })
+    }
+}
+
+/// `$LIMA_HOME/_config/user{,.pub}`, generating an ed25519 pair on first use. Concurrent
+/// callers serialise on a lock in `_config`, so only one generates.
+pub fn ensure_user_key() -> Result<UserKey> {
+    let config = store::config_dir()?;
+    ensure_user_key_in(&config)
+}
+
+pub fn ensure_user_key_in(config: &Path) -> Result<UserKey> {
+    let key = UserKey {
+        private: config.join(filenames::USER_PRIVATE_KEY),
+        public: config.join(filenames::USER_PUBLIC_KEY),
+    };
+    if key.private.exists() && key.public.exists() {
+        return Ok(key);
+    }
+    store::ensure_private_dir(config)?;
+    let _lock = wait_lock(config)?;
+    if key.private.exists() && key.public.exists() {
+        return Ok(key);
+    }
+    let _ = std::fs::remove_file(&key.private);
+    let _ = std::fs::remove_file(&key.public);
+    let out = Command::new("ssh-keygen")
+        .args(["-t", "ed25519", "-q", "-N", "", "-C", "lima", "-f"])
+        .arg(&key.private)
+        .output()
+        .map_err(|source| SshError::Spawn {
+            program: "ssh-keygen".into(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(SshError::Keygen {
+            path: key.private.clone(),
+            output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    tracing::debug!("generated {}", key.private.display());
+    Ok(key)
+}
+
+fn wait_lock(config: &Path) -> Result<store::InstanceLock> {
+    // The key lock is an instance-style lock on _config; wait for a concurrent generator.
+    for _ in 0..600 {
+        match store::InstanceLock::try_acquire(config, "_config") {
+            Ok(l) => return Ok(l),
+            Err(store::StoreError::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(store::InstanceLock::try_acquire(config, "_config")?)
+}
+
+/// Options shared by every connection to an instance (`KEY=VALUE`, as for `ssh -o`).
+pub fn common_opts(private_key: &Path) -> Vec<String> {
+    vec![
+        format!("IdentityFile=\"{}\"", private_key.display()),
+        "StrictHostKeyChecking=no".into(),
+        "UserKnownHostsFile=/dev/null".into(),
+        "NoHostAuthenticationForLocalhost=yes".into(),
+        "PreferredAuthentications=publickey".into(),
+        "Compression=no".into(),
+        "BatchMode=yes".into(),
+        "IdentitiesOnly=yes".into(),
+        "GSSAPIAuthentication=no".into(),
+        "LogLevel=ERROR".into(),
+    ]
+}
+
+/// [`common_opts`] plus the user and connection sharing through `ssh.sock` in the instance dir.
+pub fn instance_opts(inst_dir: &Path, private_key: &Path, user: &str) -> Result<Vec<String>> {
+    let control = inst_dir.join(filenames::SSH_SOCK);
+    if control.as_os_str().len() >= 108 {
+        return Err(SshError::PathTooLong(control));
+    }
+    let mut opts = common_opts(private_key);
+    opts.extend([
+        format!("User={user}"),
+        "ControlMaster=auto".into(),
+        format!("ControlPath=\"{}\"", control.display()),
+        "ControlPersist=yes".into(),
+    ]);
+    Ok(opts)
+}
+
+/// The `Host lima-NAME` block of `ssh.config`.
+pub fn format_config(inst_name: &str, address: &str, port: u16, opts: &[String]) -> String {
+    let mut s = String::from(
+        "# This SSH config file can be passed to 'ssh -F'.\n\
+         # It is written by limactl on each start; edits are lost.\n",
+    );
+    s.push_str(&format!("Host lima-{inst_name}\n"));
+    for o in opts.iter().map(String::as_str).chain([
+        format!("Hostname={address}").as_str(),
+        &format!("Port={port}"),
+    ]) {
+        let (k, v) = o.split_once('=').unwrap_or((o, ""));
+        s.push_str(&format!("  {k} {v}\n"));
+    }
+    s
+}
+
+/// Writes `ssh.config` (0600) into the instance dir and returns its path.
+pub fn write_config(
+    inst_dir: &Path,
+    inst_name: &str,
+    address: &str,
+    port: u16,
+    opts: &[String],
+) -> Result<PathBuf> {
+    let path = inst_dir.join(filenames::SSH_CONFIG);
+    store::write_private_file(
+        &path,
+        format_config(inst_name, address, port, opts).as_bytes(),
+    )?;
+    Ok(path)
+}
+
+/// `ssh` arguments that use only the generated config: `-F ssh.config lima-NAME`.
+pub fn args_from_config(config: &Path, inst_name: &str) -> Vec<String> {
+    vec![
+        "-F".into(),
+        config.display().to_string(),
+        format!("lima-{inst_name}"),
+    ]
+}
+
+/// `ssh` arguments without any config file: `-F /dev/null -o K=V ... -p PORT ADDRESS`.
+pub fn args_from_opts(opts: &[String], address: &str, port: u16) -> Vec<String> {
+    let mut args = vec!["-F".to_string(), "/dev/null".to_string()];
+    for o in opts {
+        args.push("-o".into());
+        // Quotes are for config files; on the command line ssh would keep them.
+        args.push(o.replace('"', ""));
+    }
+    args.extend(["-p".into(), port.to_string(), address.to_string()]);
+    args
+}
+
+/// Quotes a word for a POSIX shell (ssh joins the remote command with spaces and hands it to
+/// the remote shell, so each argument must be quoted to survive).
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_generated_once_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let config = home.path().join("_config");
+        let k = ensure_user_key_in(&config).unwrap();
+        let pubkey = k.public_key().unwrap();
+        assert!(pubkey.starts_with("ssh-ed25519 "), "{pubkey}");
+        let mode = std::fs::metadata(&k.private).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "private key mode {mode:o}");
+        let dmode = std::fs::metadata(&config).unwrap().permissions().mode();
+        assert_eq!(dmode & 0o777, 0o700);
+        let again = ensure_user_key_in(&config).unwrap();
+        assert_eq!(again.public_key().unwrap(), pubkey, "key regenerated");
+    }
+
+    #[test]
+    fn config_file_parses_with_real_ssh() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = instance_opts(dir.path(), Path::new("/k/user"), "alice").unwrap();
+        let path = write_config(dir.path(), "vm", "127.0.0.1", 40022, &opts).unwrap();
+        // `ssh -G` prints the resolved configuration without connecting.
+        let out = Command::new("ssh")
+            .arg("-G")
+            .args(args_from_config(&path, "vm"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let g = String::from_utf8_lossy(&out.stdout);
+        for want in [
+            "hostname 127.0.0.1",
+            "port 40022",
+            "user alice",
+            "identityfile /k/user",
+            "stricthostkeychecking false",
+            "userknownhostsfile /dev/null",
+            "controlmaster auto",
+        ] {
+            assert!(g.lines().any(|l| l == want), "missing {want:?} in\n{g}");
+        }
+        assert!(g.contains(&format!(
+            "controlpath {}",
+            dir.path().join("ssh.sock").display()
+        )));
+
+        let args = args_from_opts(&opts, "127.0.0.1", 40022);
+        let out = Command::new("ssh").arg("-G").args(&args).output().unwrap();
+        let g = String::from_utf8_lossy(&out.stdout);
+        assert!(g.lines().any(|l| l == "identityfile /k/user"), "{g}");
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("uname"), "uname");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,0 +1,183 @@
+//! An instance as `limactl list` shows it, read from its directory only.
+
+use std::path::Path;
+
+use limatype::{filenames, Instance, LimaYaml, Status};
+
+use crate::{instance_dir, read_pid_file, Result, StoreError};
+
+/// Reads `lima.yaml` of an instance. Its values are shown as written; a loader that fills
+/// defaults can be passed to [`inspect_with`].
+pub fn load_instance_yaml(path: &Path) -> std::result::Result<LimaYaml, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// What an instance is and whether it runs, from its directory: `lima.yaml`, pid files
+/// (checked with `kill(pid, 0)`), `ssh.config`. Starts no process and connects to nothing.
+pub fn inspect(name: &str) -> Result<Instance> {
+    inspect_with(name, &load_instance_yaml)
+}
+
+pub type YamlLoader<'a> = &'a dyn Fn(&Path) -> std::result::Result<LimaYaml, String>;
+
+pub fn inspect_with(name: &str, load: YamlLoader) -> Result<Instance> {
+    let dir = instance_dir(name)?;
+    let yaml_path = dir.join(filenames::LIMA_YAML);
+    if !yaml_path.exists() {
+        return Err(StoreError::NotFound(name.to_string()));
+    }
+    let mut inst = Instance {
+        name: name.to_string(),
+        hostname: format!("lima-{name}"),
+        dir: dir.display().to_string(),
+        status: Status::Unknown,
+        ssh_address: "127.0.0.1".into(),
+        ssh_config_file: dir.join(filenames::SSH_CONFIG).display().to_string(),
+        ..Default::default()
+    };
+    match load(&yaml_path) {
+        Ok(y) => {
+            inst.vm_type = y.vm_type.clone().unwrap_or_else(|| "qemu".into());
+            inst.arch = y.arch.clone().unwrap_or_else(limatype::host_arch);
+            inst.cpus = y.cpus.unwrap_or(0);
+            inst.memory = y
+                .memory
+                .as_deref()
+                .and_then(crate::parse_bytes)
+                .unwrap_or(0);
+            inst.disk = y.disk.as_deref().and_then(crate::parse_bytes).unwrap_or(0);
+            inst.ssh_local_port = y.ssh.as_ref().and_then(|s| s.local_port).unwrap_or(0);
+            inst.additional_disks = y.additional_disks.clone().unwrap_or_default();
+            inst.networks = y.networks.clone().unwrap_or_default();
+            inst.message = y.message.clone().unwrap_or_default();
+            inst.config = Some(y);
+        }
+        Err(e) => {
+            inst.status = Status::Broken;
+            inst.errors.push(e);
+            return Ok(inst);
+        }
+    }
+    if let Some(port) = ssh_port_from_config(&dir.join(filenames::SSH_CONFIG)) {
+        inst.ssh_local_port = port;
+    }
+    inst.protected = dir.join(filenames::PROTECTED).exists();
+    if let Ok(v) = std::fs::read_to_string(dir.join(filenames::LIMA_VERSION)) {
+        inst.lima_version = v.trim().to_string();
+    }
+    status_from_pid_files(&dir, &mut inst);
+    Ok(inst)
+}
+
+/// The driver's pid file: `<vmType>.pid` (`qemu.pid`).
+pub fn driver_pid_file(vm_type: &str) -> String {
+    format!("{vm_type}.pid")
+}
+
+fn status_from_pid_files(dir: &Path, inst: &mut Instance) {
+    let mut pid = |file: &str| match read_pid_file(&dir.join(file)) {
+        Ok(p) => p.unwrap_or(0) as i64,
+        Err(e) => {
+            inst.errors.push(e.to_string());
+            0
+        }
+    };
+    let ha = pid(filenames::HOST_AGENT_PID);
+    let drv = pid(&driver_pid_file(&inst.vm_type));
+    inst.host_agent_pid = ha;
+    inst.driver_pid = drv;
+    inst.status = match (ha > 0, drv > 0) {
+        (true, true) => Status::Running,
+        (false, false) => Status::Stopped,
+        (true, false) => {
+            inst.errors
+                .push("host agent is running but the driver is not".into());
+            Status::Broken
+        }
+        (false, true) => {
+            inst.errors.push(format!(
+                "{} driver is running but the host agent is not",
+                inst.vm_type
+            ));
+            Status::Broken
+        }
+    };
+    if !inst.errors.is_empty() && inst.status != Status::Broken {
+        inst.status = Status::Broken;
+    }
+}
+
+/// `Port N` in a generated ssh.config.
+pub fn ssh_port_from_config(path: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("Port "))
+        .find_map(|p| p.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_home<T>(f: impl FnOnce(&Path) -> T) -> T {
+        let home = tempfile::tempdir().unwrap();
+        // Each test runs in its own process under nextest, so the variable is ours alone.
+        std::env::set_var("LIMA_HOME", home.path());
+        f(home.path())
+    }
+
+    #[test]
+    fn status_follows_pid_files() {
+        with_home(|home| {
+            let dir = home.join("vm1");
+            crate::ensure_private_dir(&dir).unwrap();
+            std::fs::write(
+                dir.join("lima.yaml"),
+                "vmType: qemu\narch: x86_64\ncpus: 2\nmemory: 2GiB\ndisk: 10GiB\n",
+            )
+            .unwrap();
+            let i = inspect("vm1").unwrap();
+            assert_eq!(i.status, Status::Stopped);
+            assert_eq!((i.cpus, i.memory, i.disk), (2, 2 << 30, 10 << 30));
+
+            let me = std::process::id();
+            crate::write_pid_file(&dir.join("ha.pid"), me).unwrap();
+            let i = inspect("vm1").unwrap();
+            assert_eq!(i.status, Status::Broken);
+            assert!(i.errors[0].contains("driver is not"), "{:?}", i.errors);
+
+            crate::write_pid_file(&dir.join("qemu.pid"), me).unwrap();
+            std::fs::write(dir.join("ssh.config"), "Host lima-vm1\n  Port 41234\n").unwrap();
+            let i = inspect("vm1").unwrap();
+            assert_eq!(i.status, Status::Running);
+            assert_eq!(i.ssh_local_port, 41234);
+            let json = serde_json::to_string(&i).unwrap();
+            assert!(json.contains("\"status\":\"Running\""), "{json}");
+
+            std::fs::remove_file(dir.join("ha.pid")).unwrap();
+            let i = inspect("vm1").unwrap();
+            assert_eq!(i.status, Status::Broken);
+            assert!(i.errors[0].contains("host agent is not"), "{:?}", i.errors);
+
+            assert_eq!(crate::instance_names().unwrap(), vec!["vm1".to_string()]);
+            assert!(matches!(inspect("nope"), Err(StoreError::NotFound(_))));
+            assert!(matches!(
+                inspect("../etc"),
+                Err(StoreError::InvalidName { .. })
+            ));
+        })
+    }
+
+    #[test]
+    fn broken_yaml_is_reported_not_fatal() {
+        with_home(|home| {
+            let dir = home.join("bad");
+            crate::ensure_private_dir(&dir).unwrap();
+            std::fs::write(dir.join("lima.yaml"), "cpus: [\n").unwrap();
+            let i = inspect("bad").unwrap();
+            assert_eq!(i.status, Status::Broken);
+            assert!(i.errors[0].contains("lima.yaml"), "{:?}", i.errors);
+        })
+    }
+}

@@ -1,0 +1,205 @@
+//! `store` — layer 7.0: the instance store under `$LIMA_HOME`: where things live, instance
+//! names, per-instance locks, pid files, and an instance's status read from its directory alone
+//! (pid files and liveness checks; never by starting a process).
+
+mod inspect;
+mod lock;
+mod pidfile;
+mod units;
+
+pub use inspect::*;
+pub use lock::*;
+pub use pidfile::*;
+pub use units::*;
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use limatype::filenames;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid instance name {name:?}: {why}")]
+    InvalidName { name: String, why: &'static str },
+    #[error("instance {0:?} does not exist")]
+    NotFound(String),
+    #[error("cannot find the home directory (set LIMA_HOME or HOME)")]
+    NoHome,
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {why}")]
+    Invalid { path: PathBuf, why: String },
+    #[error("instance {name:?} is in use by another limactl or host agent (lock {path} is held)")]
+    Locked { name: String, path: PathBuf },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `$LIMA_HOME`, or `~/.lima`.
+pub fn lima_home() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("LIMA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .ok_or(StoreError::NoHome)?;
+    Ok(PathBuf::from(home).join(filenames::DOT_LIMA))
+}
+
+/// `$LIMA_HOME/_config`.
+pub fn config_dir() -> Result<PathBuf> {
+    Ok(lima_home()?.join(filenames::CONFIG_DIR))
+}
+
+/// Creates `dir` (and parents) if missing and makes it owner-only (0700).
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(dir))
+}
+
+/// Writes `data` to `path` with mode 0600 (replacing it atomically through a temp file).
+pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.write_all(data).map_err(io_err(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// Lima's identifier rule: ASCII letters and digits, with single `.`, `_` or `-` between
+/// runs of them; at most 76 characters. This also rules out `..`, `/` and hidden names.
+pub fn validate_instance_name(name: &str) -> Result<()> {
+    let bad = |why| {
+        Err(StoreError::InvalidName {
+            name: name.to_string(),
+            why,
+        })
+    };
+    if name.is_empty() {
+        return bad("must not be empty");
+    }
+    if name.len() > 76 {
+        return bad("longer than 76 characters");
+    }
+    let mut prev_sep = true; // a separator may not start the name
+    for c in name.chars() {
+        match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' => prev_sep = false,
+            '.' | '_' | '-' => {
+                if prev_sep {
+                    return bad("`.`, `_` and `-` must sit between letters or digits");
+                }
+                prev_sep = true;
+            }
+            _ => return bad("only ASCII letters, digits, `.`, `_` and `-` are allowed"),
+        }
+    }
+    if prev_sep {
+        return bad("must end with a letter or digit");
+    }
+    Ok(())
+}
+
+/// `$LIMA_HOME/NAME`, after checking the name. Does not check that it exists.
+pub fn instance_dir(name: &str) -> Result<PathBuf> {
+    validate_instance_name(name)?;
+    Ok(lima_home()?.join(name))
+}
+
+/// Whether `$LIMA_HOME/NAME/lima.yaml` exists.
+pub fn instance_exists(name: &str) -> Result<bool> {
+    Ok(instance_dir(name)?.join(filenames::LIMA_YAML).exists())
+}
+
+/// Names of the instances in `$LIMA_HOME`, sorted. Directories starting with `_` or `.` are
+/// Lima's own; a directory without `lima.yaml` is not an instance.
+pub fn instance_names() -> Result<Vec<String>> {
+    let home = lima_home()?;
+    let rd = match std::fs::read_dir(&home) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(io_err(&home)(e)),
+    };
+    let mut names = vec![];
+    for entry in rd {
+        let entry = entry.map_err(io_err(&home))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if name.starts_with('_') || name.starts_with('.') {
+            continue;
+        }
+        if validate_instance_name(&name).is_ok() && entry.path().join(filenames::LIMA_YAML).exists()
+        {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Removes pid files and sockets left by a previous run (after a crash or kill -9).
+pub fn remove_stale_runtime_files(inst_dir: &Path) -> Result<()> {
+    let rd = match std::fs::read_dir(inst_dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(inst_dir)(e)),
+    };
+    for entry in rd.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if filenames::TMP_FILE_SUFFIXES
+            .iter()
+            .any(|s| name.ends_with(s))
+        {
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["default", "a", "deb-12", "x.y_z", "A1"] {
+            validate_instance_name(good).unwrap();
+        }
+        for bad in [
+            "", "..", ".", "../x", "a/b", "_config", "-a", "a-", "a..b", "a b", "é", "a\0",
+        ] {
+            assert!(validate_instance_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_instance_name(&"a".repeat(77)).is_err());
+    }
+}
