@@ -1,0 +1,117 @@
+//! Host agent events: one JSON object per line, appended to `ha.stdout.log` and sent to
+//! `ha.sock` subscribers. `limactl start` follows them until the instance is running or failed.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// All essential requirements are satisfied: the guest is usable.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub running: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub degraded: bool,
+    /// The host agent is shutting down (after `exiting`, it exits).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exiting: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ssh_local_port: u16,
+    /// A readable step of the startup ("Waiting for the essential requirement 1 of 2: ssh").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+}
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub status: Status,
+}
+
+impl Event {
+    pub fn now(status: Status) -> Self {
+        Self {
+            time: rfc3339(SystemTime::now()),
+            status,
+        }
+    }
+
+    pub fn to_line(&self) -> String {
+        let mut s = serde_json::to_string(self).expect("events serialize");
+        s.push('\n');
+        s
+    }
+
+    /// Parses a line of `ha.stdout.log`; other lines (if any) are not events.
+    pub fn parse(line: &str) -> Option<Self> {
+        serde_json::from_str(line.trim()).ok()
+    }
+}
+
+/// Formats a time as `2006-01-02T15:04:05.000Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Reads all events in a log written by a host agent, skipping other lines.
+pub fn read_events(path: &Path) -> Vec<Event> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(Event::parse)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_format() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_709_251_199_123); // 2024-02-29T23:59:59.123Z
+        assert_eq!(rfc3339(t), "2024-02-29T23:59:59.123Z");
+    }
+
+    #[test]
+    fn event_round_trip_and_lima_field_names() {
+        let e = Event::now(Status {
+            running: true,
+            ssh_local_port: 40022,
+            ..Default::default()
+        });
+        let line = e.to_line();
+        assert!(line.contains("\"running\":true") && line.contains("\"sshLocalPort\":40022"));
+        assert!(!line.contains("exiting"), "false flags are omitted: {line}");
+        assert_eq!(Event::parse(&line), Some(e));
+        assert_eq!(Event::parse("time=... level=info msg=x"), None);
+    }
+}
