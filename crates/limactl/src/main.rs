@@ -20,10 +20,25 @@ enum Cmd {
     /// Work with templates: list, validate, copy.
     #[command(subcommand)]
     Template(cmd::template::TemplateCmd),
+    /// List instances.
+    #[command(alias = "ls")]
+    List(cmd::list::ListArgs),
+    /// Stop an instance.
+    Stop(cmd::stop::StopArgs),
+    /// Delete instances.
+    #[command(alias = "rm", alias = "remove")]
+    Delete(cmd::delete::DeleteArgs),
+    /// Run a shell or a command in an instance.
+    Shell(cmd::shell::ShellArgs),
 }
 
 fn version_string() -> &'static str {
-    concat!(env!("CARGO_PKG_VERSION"), " (compatible with Lima ", "2.0.0", ")")
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (compatible with Lima ",
+        "2.0.0",
+        ")"
+    )
 }
 
 fn main() {
@@ -31,12 +46,17 @@ fn main() {
     let filter = if cli.debug { "debug" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LIMA_LOG").unwrap_or_else(|_| filter.into()),
+            tracing_subscriber::EnvFilter::try_from_env("LIMA_LOG")
+                .unwrap_or_else(|_| filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.cmd {
         Cmd::Template(c) => cmd::template::run(c),
+        Cmd::List(a) => cmd::list::run(a),
+        Cmd::Stop(a) => cmd::stop::run(a),
+        Cmd::Delete(a) => cmd::delete::run(a),
+        Cmd::Shell(a) => cmd::shell::run(a).map(|code| std::process::exit(code)),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
