@@ -1,6 +1,9 @@
 //! `cargo xtask`: all project automation (build, dist, checks, images, benchmarks), in Rust.
 //! Not part of the layering: nothing depends on it.
 
+mod check_layers;
+mod ci;
+mod layer_rules;
 mod layers;
 
 use anyhow::Result;
@@ -16,17 +19,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Check the workspace's crate dependencies against the declared layer table.
-    CheckLayers,
+    CheckLayers(check_layers::Args),
+    /// Run every CI check: fmt, clippy, check-layers, cargo-deny, (local image), tests.
+    Ci(ci::Args),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::CheckLayers => anyhow::bail!("check-layers: not written yet"),
+        Cmd::CheckLayers(args) => check_layers::run(args),
+        Cmd::Ci(args) => ci::run(args),
     }
 }
 
 /// The workspace root (xtask lives one level below it).
-#[allow(dead_code)]
 pub fn project_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
