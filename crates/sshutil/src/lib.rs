@@ -9,8 +9,6 @@ use limatype::filenames;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
-    #[error(transparent)]
-    Store(#[from] store::StoreError),
     #[error("cannot run {program}: {source} (is OpenSSH installed?)")]
     Spawn {
         program: String,
@@ -49,13 +47,8 @@ impl UserKey {
     }
 }
 
-/// `$LIMA_HOME/_config/user{,.pub}`, generating an ed25519 pair on first use. Concurrent
-/// callers serialise on a lock in `_config`, so only one generates.
-pub fn ensure_user_key() -> Result<UserKey> {
-    let config = store::config_dir()?;
-    ensure_user_key_in(&config)
-}
-
+/// `CONFIG/user{,.pub}` (CONFIG is `$LIMA_HOME/_config`), generating an ed25519 pair on first
+/// use. Concurrent callers serialise on a lock in CONFIG, so only one generates.
 pub fn ensure_user_key_in(config: &Path) -> Result<UserKey> {
     let key = UserKey {
         private: config.join(filenames::USER_PRIVATE_KEY),
@@ -64,8 +57,8 @@ pub fn ensure_user_key_in(config: &Path) -> Result<UserKey> {
     if key.private.exists() && key.public.exists() {
         return Ok(key);
     }
-    store::ensure_private_dir(config)?;
-    let _lock = wait_lock(config)?;
+    ensure_private_dir(config)?;
+    let _lock = lock_dir(config)?;
     if key.private.exists() && key.public.exists() {
         return Ok(key);
     }
@@ -89,18 +82,55 @@ pub fn ensure_user_key_in(config: &Path) -> Result<UserKey> {
     Ok(key)
 }
 
-fn wait_lock(config: &Path) -> Result<store::InstanceLock> {
-    // The key lock is an instance-style lock on _config; wait for a concurrent generator.
-    for _ in 0..600 {
-        match store::InstanceLock::try_acquire(config, "_config") {
-            Ok(l) => return Ok(l),
-            Err(store::StoreError::Locked { .. }) => {
-                std::thread::sleep(std::time::Duration::from_millis(50))
-            }
-            Err(e) => return Err(e.into()),
-        }
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SshError + '_ {
+    move |source| SshError::Io {
+        path: path.to_path_buf(),
+        source,
     }
-    Ok(store::InstanceLock::try_acquire(config, "_config")?)
+}
+
+fn ensure_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(dir))
+}
+
+/// A blocking flock on `DIR/.keygen.lock`, released when the file is dropped.
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(".keygen.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io_err(&path)(std::io::Error::last_os_error()));
+    }
+    Ok(f)
+}
+
+/// Writes `data` with mode 0600 (through a temp file, then rename).
+fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.write_all(data).map_err(io_err(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
 /// Options shared by every connection to an instance (`KEY=VALUE`, as for `ssh -o`).
@@ -161,7 +191,7 @@ pub fn write_config(
     opts: &[String],
 ) -> Result<PathBuf> {
     let path = inst_dir.join(filenames::SSH_CONFIG);
-    store::write_private_file(
+    write_private_file(
         &path,
         format_config(inst_name, address, port, opts).as_bytes(),
     )?;
