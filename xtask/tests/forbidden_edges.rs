@@ -12,8 +12,46 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Copies the workspace without build output, VCS data or big files (images, disks).
+/// Copies the workspace's source files (git's tracked and untracked-but-not-ignored files, so no
+/// build output, images or disks) to a temp dir.
 fn copy_workspace() -> tempfile::TempDir {
+    let root = workspace_root();
+    let listed = Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(&root)
+        .output();
+    let Ok(listed) = listed.map_err(|_| ()).and_then(|o| {
+        if o.status.success() {
+            Ok(o.stdout)
+        } else {
+            Err(())
+        }
+    }) else {
+        return walk_copy_workspace();
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    for path in listed.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+        let path = Path::new(std::str::from_utf8(path).expect("UTF-8 path"));
+        let from = root.join(path);
+        // Listed but deleted in the work tree, or not a plain file.
+        if !from.is_file() || from.is_symlink() {
+            continue;
+        }
+        let to = tmp.path().join(path);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&from, &to).unwrap();
+    }
+    tmp
+}
+
+/// Without git: copies the tree, skipping build output, VCS data and big files.
+fn walk_copy_workspace() -> tempfile::TempDir {
     fn copy_dir(from: &Path, to: &Path, top: bool) {
         std::fs::create_dir_all(to).unwrap();
         for entry in std::fs::read_dir(from).unwrap() {
