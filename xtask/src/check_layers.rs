@@ -16,7 +16,7 @@ use crate::layers::{Kind, LAYERS};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The workspace to check (default: this one).
+    /// The workspace manifest to check (default: this workspace's root Cargo.toml).
     #[arg(long)]
     pub manifest_path: Option<PathBuf>,
     /// Print the `deny` entries of deny.toml's `[bans]` that the layer table implies, and exit.
@@ -131,10 +131,11 @@ fn read_metadata(manifest_path: Option<&PathBuf>) -> Result<Metadata> {
         "--no-deps".into(),
         "--offline".into(),
     ];
-    if let Some(path) = manifest_path {
-        args.push("--manifest-path".into());
-        args.push(path.into());
-    }
+    let manifest_path = manifest_path
+        .cloned()
+        .unwrap_or_else(|| crate::project_root().join("Cargo.toml"));
+    args.push("--manifest-path".into());
+    args.push(manifest_path.into());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let json = duct::cmd(cargo, args)
         .read()
