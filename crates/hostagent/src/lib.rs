@@ -3,6 +3,7 @@
 //! over SSH, reports progress as JSON-line events (in `ha.stdout.log` and on `ha.sock`), and on
 //! SIGTERM/SIGINT stops the VM and cleans up.
 
+pub mod agent;
 pub mod events;
 pub mod requirements;
 pub mod server;
