@@ -1,8 +1,10 @@
 //! `cargo xtask`: all project automation (build, dist, checks, images, benchmarks), in Rust.
 //! Not part of the layering: nothing depends on it.
 
+mod bench_boot;
 mod check_layers;
 mod ci;
+mod demo;
 mod layer_rules;
 mod layers;
 
@@ -22,12 +24,25 @@ enum Cmd {
     CheckLayers(check_layers::Args),
     /// Run every CI check: fmt, clippy, check-layers, cargo-deny, (local image), tests.
     Ci(ci::Args),
+    /// Boot the local image with limactl and show `limactl shell NAME uname -a`.
+    Demo(demo::Args),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// `limactl start` to ready vs a bare qemu boot of the same VM.
+    Boot(bench_boot::Args),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::CheckLayers(args) => check_layers::run(args),
         Cmd::Ci(args) => ci::run(args),
+        Cmd::Demo(args) => demo::run(args),
+        Cmd::Bench(BenchCmd::Boot(args)) => bench_boot::run(args),
     }
 }
 

@@ -30,6 +30,13 @@ enum Cmd {
     Delete(cmd::delete::DeleteArgs),
     /// Run a shell or a command in an instance.
     Shell(cmd::shell::ShellArgs),
+    /// Create an instance.
+    Create(cmd::create::CreateArgs),
+    /// Start an instance (creating it first if given a config).
+    Start(cmd::start::StartArgs),
+    /// Run the host agent of an instance (started by `limactl start`).
+    #[command(hide = true)]
+    Hostagent(cmd::hostagent::HostagentArgs),
 }
 
 fn version_string() -> &'static str {
@@ -56,6 +63,9 @@ fn main() {
         Cmd::List(a) => cmd::list::run(a),
         Cmd::Stop(a) => cmd::stop::run(a),
         Cmd::Delete(a) => cmd::delete::run(a),
+        Cmd::Create(a) => cmd::create::run(a),
+        Cmd::Start(a) => cmd::start::run(a),
+        Cmd::Hostagent(a) => cmd::hostagent::run(a),
         Cmd::Shell(a) => cmd::shell::run(a).map(|code| std::process::exit(code)),
     };
     if let Err(e) = result {

@@ -1,6 +1,11 @@
+pub mod create;
 pub mod delete;
+pub mod hostagent;
 pub mod instutil;
 pub mod list;
 pub mod shell;
+pub mod start;
+pub mod startutil;
 pub mod stop;
 pub mod template;
+pub mod wiring;

@@ -1,0 +1,95 @@
+//! `limactl start [--name N] [FILE.yaml|URL|template:NAME|NAME]`: creates the instance if a
+//! config is given, prepares its disks through the driver, spawns the host agent in the
+//! background and follows its events until the instance is running (exit 0) or has failed
+//! (exit 1, naming the failed requirement and the relevant log lines).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use limatype::Status;
+
+use super::{instutil, startutil};
+
+#[derive(Args, Clone)]
+pub struct StartArgs {
+    /// An existing instance name, or a config to create one from (FILE.yaml, URL,
+    /// template:NAME).
+    pub target: Option<String>,
+    /// Name of the instance to create.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Interactive prompts (none are implemented; kept for compatibility).
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub tty: bool,
+    /// Seconds to wait for the instance to become ready.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+pub fn run(args: StartArgs) -> Result<()> {
+    let name = match super::create::existing_or_create(&args.target, &args.name)? {
+        super::create::Target::Existing(name) => name,
+        super::create::Target::Create { name, locator } => {
+            super::create::create(&name, &locator)?;
+            name
+        }
+    };
+    start_existing(&name, Duration::from_secs(args.timeout))
+}
+
+pub fn start_existing(name: &str, timeout: Duration) -> Result<()> {
+    let inst = instutil::inspect(name)?;
+    let dir = Path::new(&inst.dir).to_path_buf();
+    let lock = match store::InstanceLock::try_acquire(&dir, name) {
+        Ok(l) => l,
+        Err(store::StoreError::Locked { .. }) => {
+            if inst.status == Status::Running {
+                eprintln!("The instance {name:?} is already running. Run `limactl shell {name}` to open the shell.");
+                return Ok(());
+            }
+            bail!(
+                "instance {name:?} is being started or stopped by another process (status {}); \
+                 wait for it, or run `limactl stop -f {name}`",
+                inst.status
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Nothing runs (we hold the lock): leftovers of a crash or a killed qemu can go.
+    let inst = instutil::inspect(name)?;
+    if instutil::anything_alive(&inst) {
+        eprintln!(
+            "Instance {name:?} was {} ({}); cleaning up before starting",
+            inst.status,
+            inst.errors.join("; ")
+        );
+        instutil::force_stop(&inst)?;
+    } else {
+        store::remove_stale_runtime_files(&dir)?;
+    }
+    super::create::prepare(name)?;
+    let pid = startutil::spawn_hostagent(&dir, name, &lock)?;
+    eprintln!(
+        "Started the host agent (pid {pid}); logs: {}/ha.stderr.log",
+        dir.display()
+    );
+    match startutil::follow(&dir, pid, timeout)? {
+        startutil::Outcome::Running { ssh_local_port } => {
+            eprintln!(
+                "READY. Run `limactl shell {name}` to open the shell (ssh port {ssh_local_port})."
+            );
+            Ok::<(), anyhow::Error>(())
+        }
+        startutil::Outcome::Failed(why) => {
+            // Leave nothing running behind a failed start.
+            if store::pid_alive(pid as i32) {
+                instutil::signal(pid as i64, libc::SIGTERM);
+                instutil::wait_gone(pid as i64, Duration::from_secs(60));
+            }
+            bail!("{why}\n{}", instutil::failure_logs(&dir))
+        }
+    }
+    .with_context(|| format!("starting instance {name:?}"))
+}

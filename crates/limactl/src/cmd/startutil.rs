@@ -1,0 +1,118 @@
+//! Starting an instance's host agent in the background and following its events until the
+//! instance is running or has failed.
+
+use std::io::{BufRead, Seek};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hostagent::events::Event;
+use limatype::filenames;
+
+/// Spawns `limactl hostagent NAME` detached (own session, stdin closed, output to
+/// `ha.stdout.log` / `ha.stderr.log`), handing it the instance lock. Returns its pid.
+pub fn spawn_hostagent(dir: &Path, name: &str, lock: &store::InstanceLock) -> Result<u32> {
+    let open = |f: &str| {
+        let p = dir.join(f);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&p)
+            .with_context(|| format!("creating {}", p.display()))
+    };
+    let stdout = open(filenames::HOST_AGENT_STDOUT_LOG)?;
+    let stderr = open(filenames::HOST_AGENT_STDERR_LOG)?;
+    let exe = std::env::current_exe().context("finding the limactl executable")?;
+    let fd = lock.inheritable_fd()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("hostagent")
+        .arg(name)
+        .env(store::LOCK_FD_ENV, fd.to_string())
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    // SAFETY: setsid is async-signal-safe; it detaches the agent from our terminal so that
+    // Ctrl-C on `limactl start` does not reach it.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("starting the host agent")?;
+    Ok(child.id())
+}
+
+/// How a start ended.
+pub enum Outcome {
+    Running { ssh_local_port: u16 },
+    Failed(String),
+}
+
+/// Follows `ha.stdout.log` from the beginning, printing progress, until the host agent reports
+/// the instance running, reports errors, exits, or `timeout` passes.
+pub fn follow(dir: &Path, ha_pid: u32, timeout: Duration) -> Result<Outcome> {
+    let log = dir.join(filenames::HOST_AGENT_STDOUT_LOG);
+    let deadline = Instant::now() + timeout;
+    let mut pos = 0u64;
+    let mut partial = String::new();
+    let mut exited_checks = 0;
+    loop {
+        let mut f =
+            std::fs::File::open(&log).with_context(|| format!("opening {}", log.display()))?;
+        f.seek(std::io::SeekFrom::Start(pos))?;
+        let mut reader = std::io::BufReader::new(f);
+        let mut line = String::new();
+        while reader.read_line(&mut line)? > 0 {
+            pos += line.len() as u64;
+            if !line.ends_with('\n') {
+                partial.push_str(&line);
+                line.clear();
+                continue;
+            }
+            let full = std::mem::take(&mut partial) + &line;
+            line.clear();
+            let Some(ev) = Event::parse(&full) else {
+                continue;
+            };
+            if let Some(p) = &ev.status.progress {
+                eprintln!("{} {p}", short_time(&ev.time));
+            }
+            if !ev.status.errors.is_empty() {
+                return Ok(Outcome::Failed(ev.status.errors.join("\n")));
+            }
+            if ev.status.running {
+                return Ok(Outcome::Running {
+                    ssh_local_port: ev.status.ssh_local_port,
+                });
+            }
+            if ev.status.exiting {
+                return Ok(Outcome::Failed("the host agent is exiting".into()));
+            }
+        }
+        if !store::pid_alive(ha_pid as i32) {
+            // Read once more in case the last events landed just before it exited.
+            exited_checks += 1;
+            if exited_checks > 1 {
+                return Ok(Outcome::Failed(format!(
+                    "the host agent (pid {ha_pid}) exited without reporting the instance running"
+                )));
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the instance did not become ready within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn short_time(rfc3339: &str) -> &str {
+    // "2024-01-01T12:34:56.789Z" -> "12:34:56"
+    rfc3339.get(11..19).unwrap_or(rfc3339)
+}

@@ -1,0 +1,215 @@
+//! End to end: real qemu-system (TCG), qemu-img and OpenSSH against the offline local Debian
+//! image built by `cargo xtask local-image`. One instance per driver form, reused across steps
+//! to keep the number of (slow, software-emulated) boots small.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The local image's lima.yaml, or None when the test is skipped on purpose.
+fn local_image() -> Option<PathBuf> {
+    let yaml = project_root().join("_output/images/debian-12-local/lima.yaml");
+    if yaml.exists() {
+        return Some(yaml);
+    }
+    if std::env::var("LIMA_E2E_SKIP").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: {} is missing and LIMA_E2E_SKIP=1", yaml.display());
+        return None;
+    }
+    panic!(
+        "{} is missing: run `cargo xtask local-image` first (CI builds it before the tests), \
+         or set LIMA_E2E_SKIP=1 to skip the end-to-end tests",
+        yaml.display()
+    );
+}
+
+struct Env {
+    home: tempfile::TempDir,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Env {
+    fn new() -> Self {
+        // Short path: unix socket paths in the instance dir must stay under 108 bytes.
+        let home = tempfile::Builder::new()
+            .prefix("lima-e2e")
+            .tempdir_in("/tmp")
+            .unwrap();
+        Self {
+            home,
+            extra_env: vec![],
+        }
+    }
+
+    fn limactl(&self, args: &[&str]) -> Output {
+        let started = Instant::now();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_limactl"));
+        cmd.args(args)
+            .env("LIMA_HOME", self.home.path())
+            // KVM exists on the test machines but guests hang on it.
+            .env("LIMA_QEMU_ACCEL", "tcg")
+            .stdin(std::process::Stdio::null());
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        eprintln!(
+            "$ limactl {} -> {} in {:.1?}\n{}{}",
+            args.join(" "),
+            out.status,
+            started.elapsed(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.limactl(args);
+        assert!(out.status.success(), "limactl {args:?} failed");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn status(&self, name: &str) -> Option<serde_json::Value> {
+        let out = self.ok(&["list", "--json"]);
+        out.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["name"] == name)
+    }
+
+    fn status_str(&self, name: &str) -> String {
+        self.status(name)
+            .map(|v| v["status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| "<absent>".into())
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.home.path().join(name)
+    }
+
+    fn pid(&self, name: &str, file: &str) -> Option<i32> {
+        std::fs::read_to_string(self.dir(name).join(file))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only probes.
+    let exists = unsafe { libc::kill(pid, 0) } == 0;
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false);
+    exists && !zombie
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The full lifecycle on one instance: start, shell, list, refuse delete, stop, start again,
+/// qemu killed behind our back and recovered, delete; nothing left running.
+fn lifecycle(env: &Env, yaml: &Path, name: &str, recover_from_kill: bool) {
+    let yaml = yaml.to_str().unwrap();
+    env.ok(&["start", "--name", name, "--tty=false", yaml]);
+    assert_eq!(env.status_str(name), "Running");
+
+    let uname = env.ok(&["shell", name, "uname", "-a"]);
+    assert!(uname.starts_with("Linux "), "uname -a printed {uname:?}");
+    let out = env.limactl(&["shell", name, "sh", "-c", "echo 'a b'; exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "exit code must propagate");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a b\n");
+
+    // The generated ssh.config works with plain ssh.
+    let cfg = env.dir(name).join("ssh.config");
+    let ssh = Command::new("ssh")
+        .args([
+            "-F",
+            cfg.to_str().unwrap(),
+            &format!("lima-{name}"),
+            "cat",
+            "/run/lima-boot-done",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        ssh.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ssh.stderr)
+    );
+
+    let st = env.status(name).unwrap();
+    assert_eq!(st["vmType"], "qemu");
+    assert!(st["sshLocalPort"].as_i64().unwrap() > 0, "{st}");
+
+    // Starting a running instance is a no-op.
+    env.ok(&["start", name]);
+
+    let out = env.limactl(&["delete", name]);
+    assert!(
+        !out.status.success(),
+        "delete of a running instance must be refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stop"),
+        "refusal should say how"
+    );
+
+    let ha = env.pid(name, "ha.pid").unwrap();
+    let qemu = env.pid(name, "qemu.pid").unwrap();
+    env.ok(&["stop", name]);
+    assert_eq!(env.status_str(name), "Stopped");
+    assert!(
+        !alive(ha) && !alive(qemu),
+        "host agent or qemu still running after stop"
+    );
+
+    env.ok(&["start", name]);
+    assert_eq!(env.status_str(name), "Running");
+
+    if recover_from_kill {
+        let qemu = env.pid(name, "qemu.pid").unwrap();
+        // SAFETY: killing the qemu this test started.
+        unsafe { libc::kill(qemu, libc::SIGKILL) };
+        wait_until("status to leave Running", Duration::from_secs(30), || {
+            env.status_str(name) != "Running"
+        });
+        let out = env.limactl(&["shell", name, "true"]);
+        assert!(!out.status.success(), "shell into a dead VM must fail");
+        env.ok(&["start", name]);
+        assert_eq!(env.status_str(name), "Running");
+        let uname = env.ok(&["shell", name, "uname"]);
+        assert_eq!(uname.trim(), "Linux");
+    }
+
+    let ha = env.pid(name, "ha.pid").unwrap();
+    let qemu = env.pid(name, "qemu.pid").unwrap();
+    env.ok(&["delete", "-f", name]);
+    assert_eq!(env.status_str(name), "<absent>");
+    assert!(!env.dir(name).exists());
+    wait_until("processes to end", Duration::from_secs(20), || {
+        !alive(ha) && !alive(qemu)
+    });
+}
+
+#[test]
+fn e2e_qemu_internal_driver() {
+    let Some(yaml) = local_image() else { return };
+    let env = Env::new();
+    lifecycle(&env, &yaml, "e2e-int", true);
+}

@@ -1,0 +1,358 @@
+//! The qemu command line for an instance: a pure function of a [`VmSpec`], so it can be
+//! checked per arch without running anything.
+
+use std::path::{Path, PathBuf};
+
+use limatype::filenames;
+
+/// The user-mode network Lima uses, so the guest sees the same addresses as under Lima.
+pub const SLIRP_NETWORK: &str = "192.168.5.0/24";
+pub const SLIRP_GUEST_IP: &str = "192.168.5.15";
+
+/// How qemu runs guest code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// Env var that forces the accelerator (`tcg` or `kvm`); `tcg` is needed where `/dev/kvm`
+/// exists but guests hang on it.
+pub const ACCEL_ENV: &str = "LIMA_QEMU_ACCEL";
+
+/// Kernel, initrd and command line for direct kernel boot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectBoot {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: Option<String>,
+}
+
+/// Everything the command line depends on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmSpec {
+    pub name: String,
+    pub inst_dir: PathBuf,
+    /// Lima arch name of the guest.
+    pub arch: String,
+    pub accel: Accel,
+    /// `-cpu` value.
+    pub cpu_type: String,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    /// The instance's boot disk (the diffdisk).
+    pub disk: PathBuf,
+    pub cidata_iso: Option<PathBuf>,
+    pub direct_boot: Option<DirectBoot>,
+    /// UEFI code image, when not booting a kernel directly (or on arches that need it).
+    pub firmware: Option<PathBuf>,
+    pub ssh_address: String,
+    pub ssh_local_port: u16,
+    pub mac: String,
+}
+
+/// `qemu-system-<arch>`.
+pub fn qemu_binary(arch: &str) -> String {
+    let qarch = match arch {
+        "armv7l" => "arm",
+        "ppc64le" => "ppc64",
+        other => other,
+    };
+    format!("qemu-system-{qarch}")
+}
+
+/// The accelerator to use: `$LIMA_QEMU_ACCEL` if set, else KVM when the guest arch is the
+/// host's and `/dev/kvm` opens read-write, else TCG.
+pub fn choose_accel(
+    arch: &str,
+    env_value: Option<&str>,
+    kvm_usable: bool,
+) -> Result<Accel, String> {
+    match env_value.map(str::trim).filter(|v| !v.is_empty()) {
+        Some("tcg") => return Ok(Accel::Tcg),
+        Some("kvm") => return Ok(Accel::Kvm),
+        Some(other) => {
+            return Err(format!(
+                "{ACCEL_ENV}={other:?}: expected \"tcg\" or \"kvm\""
+            ))
+        }
+        None => {}
+    }
+    if arch == limatype::host_arch() && kvm_usable {
+        Ok(Accel::Kvm)
+    } else {
+        Ok(Accel::Tcg)
+    }
+}
+
+/// Whether `/dev/kvm` can be opened for read and write by us.
+pub fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// A stable, locally administered MAC address for an instance dir (`52:55:55:xx:xx:xx`).
+pub fn mac_address(inst_dir: &Path) -> String {
+    use sha2::Digest;
+    let sha = sha2::Sha256::digest(inst_dir.as_os_str().as_encoded_bytes());
+    format!("52:55:55:{:02x}:{:02x}:{:02x}", sha[0], sha[1], sha[2])
+}
+
+/// The full argument list (without the binary name).
+pub fn build_args(spec: &VmSpec) -> Vec<String> {
+    let dir = &spec.inst_dir;
+    let path = |f: &str| dir.join(f).display().to_string();
+    let mut a: Vec<String> = vec![];
+    let mut push = |args: &[&str]| a.extend(args.iter().map(|s| s.to_string()));
+
+    push(&["-name", &format!("lima-{}", spec.name)]);
+    push(&["-m", &spec.memory_mib.to_string()]);
+    let cpu = if spec.accel == Accel::Tcg && spec.cpu_type.starts_with("host") {
+        // "host" needs a hardware accelerator.
+        spec.cpu_type.replacen("host", "max", 1)
+    } else {
+        spec.cpu_type.clone()
+    };
+    push(&["-cpu", &cpu]);
+    match (spec.arch.as_str(), spec.accel) {
+        ("x86_64", Accel::Tcg) => {
+            push(&["-machine", "q35,vmport=off"]);
+            push(&["-accel", "tcg,thread=multi,tb-size=512"]);
+            push(&["-global", "ICH9-LPC.disable_s3=1"]);
+            push(&["-global", "ICH9-LPC.disable_s4=1"]);
+        }
+        ("x86_64", accel) => push(&["-machine", &format!("q35,accel={}", accel.as_str())]),
+        ("riscv64", accel) => push(&[
+            "-machine",
+            &format!("virt,acpi=off,accel={}", accel.as_str()),
+        ]),
+        ("ppc64le", accel) => push(&["-machine", &format!("pseries,accel={}", accel.as_str())]),
+        ("s390x", accel) => push(&[
+            "-machine",
+            &format!("s390-ccw-virtio,accel={}", accel.as_str()),
+        ]),
+        (_, accel) => push(&["-machine", &format!("virt,accel={}", accel.as_str())]),
+    }
+    push(&[
+        "-smp",
+        &format!("{0},sockets=1,cores={0},threads=1", spec.cpus),
+    ]);
+    if let Some(fw) = &spec.firmware {
+        push(&[
+            "-drive",
+            &format!("if=pflash,format=raw,readonly=on,file={}", fw.display()),
+        ]);
+    }
+
+    push(&[
+        "-drive",
+        &format!("file={},if=virtio,discard=on", spec.disk.display()),
+    ]);
+    if let Some(iso) = &spec.cidata_iso {
+        // A CD on virtio-scsi: minimal cloud kernels (Debian's) have no AHCI for q35's default
+        // CD drive, while virtio-scsi is in every cloud kernel.
+        let scsi = if spec.arch == "s390x" {
+            "virtio-scsi-ccw"
+        } else {
+            "virtio-scsi-pci"
+        };
+        push(&["-device", &format!("{scsi},id=scsi0")]);
+        push(&[
+            "-drive",
+            &format!(
+                "file={},if=none,id=cidata,format=raw,media=cdrom,readonly=on",
+                iso.display()
+            ),
+        ]);
+        push(&["-device", "scsi-cd,bus=scsi0.0,drive=cidata"]);
+    }
+    if let Some(db) = &spec.direct_boot {
+        push(&["-kernel", &db.kernel.display().to_string()]);
+        if let Some(initrd) = &db.initrd {
+            push(&["-initrd", &initrd.display().to_string()]);
+        }
+        if let Some(cmdline) = db.cmdline.as_deref().filter(|c| !c.is_empty()) {
+            push(&["-append", cmdline]);
+        }
+    } else {
+        push(&["-boot", "order=c,splash-time=0,menu=on"]);
+    }
+
+    let net = if spec.arch == "s390x" {
+        "virtio-net-ccw"
+    } else {
+        "virtio-net-pci"
+    };
+    push(&[
+        "-netdev",
+        &format!(
+            "user,id=net0,net={SLIRP_NETWORK},dhcpstart={SLIRP_GUEST_IP},hostfwd=tcp:{}:{}-:22",
+            spec.ssh_address, spec.ssh_local_port
+        ),
+    ]);
+    push(&["-device", &format!("{net},netdev=net0,mac={}", spec.mac)]);
+    // Entropy early in boot keeps sshd key generation from stalling.
+    push(&["-device", "virtio-rng-pci"]);
+    push(&["-display", "none", "-vga", "none", "-parallel", "none"]);
+
+    push(&[
+        "-chardev",
+        &format!(
+            "socket,id=char-serial,path={},server=on,wait=off,logfile={}",
+            path(filenames::SERIAL_SOCK),
+            path(filenames::SERIAL_LOG)
+        ),
+    ]);
+    push(&["-serial", "chardev:char-serial"]);
+    push(&[
+        "-chardev",
+        &format!(
+            "socket,id=char-qmp,path={},server=on,wait=off",
+            path(filenames::QMP_SOCK)
+        ),
+    ]);
+    push(&["-qmp", "chardev:char-qmp"]);
+    push(&[
+        "-chardev",
+        &format!(
+            "socket,id=qga0,path={},server=on,wait=off",
+            path(filenames::GUEST_AGENT_SOCK)
+        ),
+    ]);
+    push(&["-device", "virtio-serial"]);
+    push(&[
+        "-device",
+        &format!(
+            "virtserialport,chardev=qga0,name={}",
+            filenames::VIRTIO_PORT
+        ),
+    ]);
+    push(&["-pidfile", &path(filenames::QEMU_PID)]);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(arch: &str, accel: Accel) -> VmSpec {
+        let dir = PathBuf::from("/home/u/.lima/vm");
+        VmSpec {
+            name: "vm".into(),
+            arch: arch.into(),
+            accel,
+            cpu_type: if arch == "x86_64" {
+                "host".into()
+            } else {
+                "max".into()
+            },
+            cpus: 2,
+            memory_mib: 2048,
+            disk: dir.join("diffdisk"),
+            cidata_iso: Some(dir.join("cidata.iso")),
+            direct_boot: Some(DirectBoot {
+                kernel: dir.join("kernel"),
+                initrd: Some(dir.join("initrd")),
+                cmdline: Some("root=/dev/vda console=ttyS0".into()),
+            }),
+            firmware: None,
+            ssh_address: "127.0.0.1".into(),
+            ssh_local_port: 40022,
+            mac: "52:55:55:12:34:56".into(),
+            inst_dir: dir,
+        }
+    }
+
+    fn after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn x86_64_tcg_snapshot() {
+        insta::assert_yaml_snapshot!(build_args(&spec("x86_64", Accel::Tcg)));
+    }
+
+    #[test]
+    fn aarch64_kvm_with_firmware_snapshot() {
+        let mut s = spec("aarch64", Accel::Kvm);
+        s.direct_boot = None;
+        s.firmware = Some("/usr/share/AAVMF/AAVMF_CODE.fd".into());
+        insta::assert_yaml_snapshot!(build_args(&s));
+    }
+
+    #[test]
+    fn machine_cpu_and_accel_per_arch() {
+        let a = build_args(&spec("x86_64", Accel::Kvm));
+        assert_eq!(after(&a, "-machine"), ["q35,accel=kvm"]);
+        assert_eq!(after(&a, "-cpu"), ["host"]);
+        assert!(after(&a, "-accel").is_empty());
+        let a = build_args(&spec("x86_64", Accel::Tcg));
+        assert_eq!(after(&a, "-machine"), ["q35,vmport=off"]);
+        assert_eq!(after(&a, "-accel"), ["tcg,thread=multi,tb-size=512"]);
+        assert_eq!(after(&a, "-cpu"), ["max"], "host cpu needs kvm");
+        let a = build_args(&spec("aarch64", Accel::Tcg));
+        assert_eq!(after(&a, "-machine"), ["virt,accel=tcg"]);
+        assert_eq!(qemu_binary("aarch64"), "qemu-system-aarch64");
+        assert_eq!(qemu_binary("x86_64"), "qemu-system-x86_64");
+    }
+
+    #[test]
+    fn ssh_forward_sockets_and_pidfile() {
+        let a = build_args(&spec("x86_64", Accel::Tcg));
+        let netdev = after(&a, "-netdev")[0];
+        assert!(
+            netdev.contains("hostfwd=tcp:127.0.0.1:40022-:22"),
+            "{netdev}"
+        );
+        let chardevs = after(&a, "-chardev").join("\n");
+        for sock in ["serial.sock", "qmp.sock", "ga.sock", "serial.log"] {
+            assert!(
+                chardevs.contains(&format!("/home/u/.lima/vm/{sock}")),
+                "{sock}"
+            );
+        }
+        assert!(after(&a, "-device")
+            .contains(&"virtserialport,chardev=qga0,name=io.lima-vm.guest_agent.0"));
+        assert_eq!(after(&a, "-pidfile"), ["/home/u/.lima/vm/qemu.pid"]);
+        assert_eq!(after(&a, "-append"), ["root=/dev/vda console=ttyS0"]);
+        assert!(
+            after(&a, "-boot").is_empty(),
+            "direct boot has no -boot order"
+        );
+    }
+
+    #[test]
+    fn accel_choice() {
+        let host = limatype::host_arch();
+        assert_eq!(choose_accel(&host, Some("tcg"), true), Ok(Accel::Tcg));
+        assert_eq!(choose_accel(&host, Some("kvm"), false), Ok(Accel::Kvm));
+        assert_eq!(choose_accel(&host, None, true), Ok(Accel::Kvm));
+        assert_eq!(choose_accel(&host, None, false), Ok(Accel::Tcg));
+        assert_eq!(choose_accel("s390x", None, true), Ok(Accel::Tcg));
+        let e = choose_accel(&host, Some("hvf"), true).unwrap_err();
+        assert!(e.contains("LIMA_QEMU_ACCEL") && e.contains("hvf"), "{e}");
+    }
+
+    #[test]
+    fn mac_is_stable_and_local() {
+        let m = mac_address(Path::new("/a/b"));
+        assert_eq!(m, mac_address(Path::new("/a/b")));
+        assert_ne!(m, mac_address(Path::new("/a/c")));
+        assert!(m.starts_with("52:55:55:") && m.len() == 17, "{m}");
+    }
+}

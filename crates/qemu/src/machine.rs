@@ -1,0 +1,311 @@
+//! One qemu instance: checks its config, prepares its disks and kernel, runs and stops qemu.
+//! The driver-trait methods delegate here.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use limatype::{filenames, Image, LimaYaml};
+
+use crate::cmdline::{self, Accel, DirectBoot, VmSpec};
+use crate::vm;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    #[error("lima.yaml: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Vm(#[from] vm::VmError),
+    #[error("{what}: {why}")]
+    Fetch { what: String, why: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("qemu is not running")]
+    NotRunning,
+}
+
+pub type Result<T, E = MachineError> = std::result::Result<T, E>;
+
+/// Downloads (or copies) one file to `dest`, checking its digest when one is given.
+pub type Fetcher = dyn Fn(&limatype::File, &Path) -> std::result::Result<(), String> + Send + Sync;
+
+pub struct Machine {
+    pub name: String,
+    pub dir: PathBuf,
+    pub config: LimaYaml,
+    pub ssh_address: String,
+    pub ssh_local_port: u16,
+    running: tokio::sync::Mutex<Option<vm::Running>>,
+    exit_status: Mutex<Option<String>>,
+}
+
+impl Machine {
+    pub fn new(name: &str, dir: &Path, config: LimaYaml, ssh_local_port: u16) -> Self {
+        Self {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            config,
+            ssh_address: "127.0.0.1".into(),
+            ssh_local_port,
+            running: tokio::sync::Mutex::new(None),
+            exit_status: Mutex::new(None),
+        }
+    }
+
+    pub fn arch(&self) -> String {
+        self.config.arch.clone().unwrap_or_else(limatype::host_arch)
+    }
+
+    /// The first image entry for the instance's arch (an entry without `arch` matches any).
+    pub fn image(&self) -> Result<Image> {
+        let arch = self.arch();
+        let images = self.config.images.as_deref().unwrap_or_default();
+        images
+            .iter()
+            .find(|i| i.arch.as_deref().is_none_or(|a| a == arch))
+            .cloned()
+            .ok_or_else(|| {
+                MachineError::Config(format!(
+                    "field `images` has no entry for arch {arch:?} ({} entries)",
+                    images.len()
+                ))
+            })
+    }
+
+    fn memory_mib(&self) -> Result<u64> {
+        let m = self.config.memory.as_deref().unwrap_or("4GiB");
+        parse_bytes(m)
+            .map(|b| b >> 20)
+            .filter(|m| *m > 0)
+            .ok_or_else(|| MachineError::Config(format!("field `memory`: cannot parse {m:?}")))
+    }
+
+    fn disk_bytes(&self) -> Result<u64> {
+        let d = self.config.disk.as_deref().unwrap_or("100GiB");
+        parse_bytes(d)
+            .ok_or_else(|| MachineError::Config(format!("field `disk`: cannot parse {d:?}")))
+    }
+
+    /// What qemu needs that this config asks for: a supported arch, an image, sizes, and the
+    /// qemu binary on PATH.
+    pub fn validate(&self) -> Result<()> {
+        let arch = self.arch();
+        if !limatype::ARCH_TYPES.contains(&arch.as_str()) {
+            return Err(MachineError::Config(format!(
+                "field `arch`: unknown {arch:?}"
+            )));
+        }
+        self.image()?;
+        self.memory_mib()?;
+        self.disk_bytes()?;
+        if self.config.cpus.is_some_and(|c| c < 1) {
+            return Err(MachineError::Config(
+                "field `cpus` must be at least 1".into(),
+            ));
+        }
+        let bin = cmdline::qemu_binary(&arch);
+        if find_in_path(&bin).is_none() {
+            return Err(MachineError::Config(format!(
+                "{bin} is not installed (needed for arch {arch:?})"
+            )));
+        }
+        cmdline::choose_accel(
+            &arch,
+            std::env::var(cmdline::ACCEL_ENV).ok().as_deref(),
+            false,
+        )
+        .map_err(MachineError::Config)?;
+        Ok(())
+    }
+
+    /// Fetches the image (and kernel/initrd for direct boot) and makes basedisk + diffdisk.
+    /// Does nothing if the diffdisk already exists.
+    pub async fn create_disk(&self, fetch: &Fetcher) -> Result<()> {
+        if self.dir.join(filenames::DIFF_DISK).exists() {
+            return Ok(());
+        }
+        let image = self.image()?;
+        let fetch_to = |file: &limatype::File, dest: PathBuf, what: &str| {
+            fetch(file, &dest).map_err(|why| MachineError::Fetch {
+                what: format!("{what} {}", file.location),
+                why,
+            })
+        };
+        if let Some(k) = &image.kernel {
+            let kfile = limatype::File {
+                location: k.location.clone(),
+                arch: k.arch.clone(),
+                digest: k.digest.clone(),
+            };
+            fetch_to(&kfile, self.dir.join(filenames::KERNEL), "kernel")?;
+            if let Some(cmdline) = &k.cmdline {
+                let p = self.dir.join(filenames::KERNEL_CMDLINE);
+                std::fs::write(&p, cmdline)
+                    .map_err(|source| MachineError::Io { path: p, source })?;
+            }
+            if let Some(initrd) = &image.initrd {
+                fetch_to(initrd, self.dir.join(filenames::INITRD), "initrd")?;
+            }
+        }
+        let downloaded = self.dir.join("image.download");
+        fetch_to(&image.file(), downloaded.clone(), "image")?;
+        let r = vm::create_disks(&self.dir, &downloaded, self.disk_bytes()?).await;
+        let _ = std::fs::remove_file(&downloaded);
+        r?;
+        Ok(())
+    }
+
+    /// The accelerator for this instance (env override first).
+    pub fn accel(&self) -> Result<Accel> {
+        cmdline::choose_accel(
+            &self.arch(),
+            std::env::var(cmdline::ACCEL_ENV).ok().as_deref(),
+            cmdline::kvm_usable(),
+        )
+        .map_err(MachineError::Config)
+    }
+
+    pub fn spec(&self) -> Result<VmSpec> {
+        let arch = self.arch();
+        let accel = self.accel()?;
+        let cpu_type = self
+            .config
+            .vm_opts
+            .as_ref()
+            .and_then(|o| o.qemu.as_ref())
+            .and_then(|q| q.cpu_type.as_ref())
+            .or(self.config.cpu_type.as_ref())
+            .and_then(|m| m.get(&arch))
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .unwrap_or_else(|| default_cpu_type(&arch, accel));
+        let kernel = self.dir.join(filenames::KERNEL);
+        let direct_boot = kernel.exists().then(|| DirectBoot {
+            kernel,
+            initrd: Some(self.dir.join(filenames::INITRD)).filter(|p| p.exists()),
+            cmdline: std::fs::read_to_string(self.dir.join(filenames::KERNEL_CMDLINE)).ok(),
+        });
+        let firmware = if direct_boot.is_none() || arch != "x86_64" {
+            find_firmware(&arch)
+        } else {
+            None
+        };
+        let cidata = self.dir.join(filenames::CIDATA_ISO);
+        Ok(VmSpec {
+            name: self.name.clone(),
+            inst_dir: self.dir.clone(),
+            arch,
+            accel,
+            cpu_type,
+            cpus: self.config.cpus.unwrap_or(4).max(1) as u32,
+            memory_mib: self.memory_mib()?,
+            disk: self.dir.join(filenames::DIFF_DISK),
+            cidata_iso: cidata.exists().then_some(cidata),
+            direct_boot,
+            firmware,
+            ssh_address: self.ssh_address.clone(),
+            ssh_local_port: self.ssh_local_port,
+            mac: cmdline::mac_address(&self.dir),
+        })
+    }
+
+    /// Starts qemu and returns once it runs (pid file and QMP socket are there).
+    pub async fn start(&self) -> Result<u32> {
+        let spec = self.spec()?;
+        let bin = cmdline::qemu_binary(&spec.arch);
+        let args = cmdline::build_args(&spec);
+        vm::cleanup(&self.dir);
+        let running = vm::spawn(&bin, &args, &self.dir).await?;
+        let pid = running.pid;
+        *self.running.lock().await = Some(running);
+        Ok(pid)
+    }
+
+    /// Waits until qemu exits; returns its exit status text. Used by the host agent to notice
+    /// a qemu that died behind its back.
+    pub async fn wait_exit(&self) -> Result<String> {
+        loop {
+            {
+                let mut guard = self.running.lock().await;
+                let Some(r) = guard.as_mut() else {
+                    return Err(MachineError::NotRunning);
+                };
+                if let Ok(Some(st)) = r.child.try_wait() {
+                    let s = st.to_string();
+                    *self.exit_status.lock().unwrap() = Some(s.clone());
+                    *guard = None;
+                    vm::cleanup(&self.dir);
+                    return Ok(s);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Graceful stop: power-down, then quit, then kill.
+    pub async fn stop(&self, grace: Duration) -> Result<()> {
+        let mut guard = self.running.lock().await;
+        let child = guard.as_mut().map(|r| &mut r.child);
+        vm::stop(&self.dir, child, grace).await?;
+        *guard = None;
+        Ok(())
+    }
+}
+
+fn default_cpu_type(arch: &str, accel: Accel) -> String {
+    match (arch, accel) {
+        (_, Accel::Kvm) => "host".into(),
+        ("x86_64", Accel::Tcg) => "max".into(),
+        _ => "max".into(),
+    }
+}
+
+/// Lima-style byte sizes (binary units).
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let shift = match unit.trim_end_matches('b').trim_end_matches('i') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return None,
+    };
+    Some((num * (1u64 << shift) as f64) as u64)
+}
+
+pub fn find_in_path(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(bin))
+        .find(|p| p.is_file())
+}
+
+/// UEFI code for arches that need it, from the usual distro locations.
+pub fn find_firmware(arch: &str) -> Option<PathBuf> {
+    let candidates: &[&str] = match arch {
+        "x86_64" => &[
+            "/usr/share/OVMF/OVMF_CODE_4M.fd",
+            "/usr/share/OVMF/OVMF_CODE.fd",
+            "/usr/share/qemu/edk2-x86_64-code.fd",
+        ],
+        "aarch64" => &[
+            "/usr/share/AAVMF/AAVMF_CODE.fd",
+            "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd",
+            "/usr/share/qemu/edk2-aarch64-code.fd",
+        ],
+        _ => &[],
+    };
+    candidates.iter().map(PathBuf::from).find(|p| p.exists())
+}
