@@ -1,0 +1,293 @@
+//! `user-data` (#cloud-config) and `network-config`, built as typed values and serialized with
+//! serde_yaml so quoting is always right.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::{mount_tag, CidataError, GuestUser, RUNNER_PATH, RUNNER_SH};
+use limatype::LimaYaml;
+
+pub(crate) struct UserDataArgs<'a> {
+    pub hostname: &'a str,
+    pub user: &'a GuestUser,
+    pub config: &'a LimaYaml,
+    pub ssh_public_keys: &'a [String],
+    pub params: &'a BTreeMap<String, String>,
+    pub boot_cmds: &'a [String],
+    pub ca_certs: &'a [String],
+}
+
+#[derive(Serialize)]
+struct CloudConfig<'a> {
+    hostname: &'a str,
+    preserve_hostname: bool,
+    growpart: Growpart,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    package_update: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    package_upgrade: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    package_reboot_if_required: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    mounts: Vec<[String; 6]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timezone: Option<&'a str>,
+    users: Vec<CloudUser<'a>>,
+    write_files: Vec<WriteFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manage_resolv_conf: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolv_conf: Option<ResolvConf<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_certs: Option<CaCerts<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    bootcmd: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Growpart {
+    mode: &'static str,
+    devices: [&'static str; 1],
+}
+
+#[derive(Serialize)]
+struct CloudUser<'a> {
+    name: &'a str,
+    uid: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    gecos: &'a str,
+    homedir: &'a str,
+    shell: &'a str,
+    sudo: &'static str,
+    lock_passwd: bool,
+    ssh_authorized_keys: &'a [String],
+}
+
+#[derive(Serialize)]
+struct WriteFile {
+    path: &'static str,
+    owner: &'static str,
+    permissions: &'static str,
+    content: &'static str,
+}
+
+#[derive(Serialize)]
+struct ResolvConf<'a> {
+    nameservers: &'a [String],
+}
+
+#[derive(Serialize)]
+struct CaCerts<'a> {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    remove_defaults: bool,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    trusted: &'a [String],
+}
+
+/// `128KiB`, `1MiB`, `4096` -> bytes (9p msize).
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn fstab_mounts(config: &LimaYaml) -> Result<Vec<[String; 6]>, CidataError> {
+    let mount_type = config.mount_type.as_deref().unwrap_or("");
+    if mount_type != "9p" && mount_type != "virtiofs" {
+        // reverse-sshfs mounts are made by the host agent over SSH.
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for (i, m) in config.mounts.iter().flatten().enumerate() {
+        let point = m.mount_point.clone().unwrap_or_else(|| m.location.clone());
+        let mut opts = if m.writable.unwrap_or(false) {
+            "rw".to_string()
+        } else {
+            "ro".to_string()
+        };
+        if mount_type == "9p" {
+            let p = m.nine_p.clone().unwrap_or_default();
+            let msize_text = p.msize.unwrap_or_else(|| "128KiB".into());
+            let msize = parse_size(&msize_text).ok_or_else(|| CidataError::Config {
+                field: format!("mounts[{i}].9p.msize"),
+                reason: format!("{msize_text:?} is not a size such as 128KiB"),
+            })?;
+            opts.push_str(&format!(
+                ",trans=virtio,version={},msize={msize},cache={}",
+                p.protocol_version.as_deref().unwrap_or("9p2000.L"),
+                p.cache
+                    .as_deref()
+                    .unwrap_or(if m.writable.unwrap_or(false) {
+                        "mmap"
+                    } else {
+                        "fscache"
+                    }),
+            ));
+        }
+        // A missing device must not stop the boot.
+        opts.push_str(",nofail");
+        out.push([
+            mount_tag(&m.location, &point),
+            point,
+            mount_type.to_string(),
+            opts,
+            "0".into(),
+            "0".into(),
+        ]);
+    }
+    Ok(out)
+}
+
+/// A `boot` provision script as a bootcmd entry; the seed is not mounted that early, so the
+/// params are embedded.
+fn boot_cmd(params: &BTreeMap<String, String>, script: &str) -> String {
+    let mut s = String::from(
+        "while read -r line; do [ -n \"$line\" ] && export \"$line\"; done <<'LIMA_PARAMS_EOF'\n",
+    );
+    for (k, v) in params {
+        s.push_str(&format!("PARAM_{k}={v}\n"));
+    }
+    s.push_str("LIMA_PARAMS_EOF\n");
+    s.push_str(script);
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
+pub(crate) fn user_data(a: &UserDataArgs<'_>) -> Result<String, CidataError> {
+    let cfg = a.config;
+    let upgrade = cfg.upgrade_packages.unwrap_or(false).then_some(true);
+    let dns = cfg.dns.as_deref().unwrap_or_default();
+    let remove_defaults = cfg
+        .ca_certs
+        .as_ref()
+        .and_then(|c| c.remove_defaults)
+        .unwrap_or(false);
+    let cc = CloudConfig {
+        hostname: a.hostname,
+        preserve_hostname: false,
+        growpart: Growpart {
+            mode: "auto",
+            devices: ["/"],
+        },
+        package_update: upgrade,
+        package_upgrade: upgrade,
+        package_reboot_if_required: upgrade,
+        mounts: fstab_mounts(cfg)?,
+        timezone: cfg.timezone.as_deref().filter(|t| !t.is_empty()),
+        users: vec![CloudUser {
+            name: &a.user.name,
+            uid: a.user.uid.to_string(),
+            gecos: &a.user.comment,
+            homedir: &a.user.home,
+            shell: &a.user.shell,
+            sudo: if a.user.passwordless_sudo {
+                "ALL=(ALL) NOPASSWD:ALL"
+            } else {
+                "ALL=(ALL) ALL"
+            },
+            lock_passwd: a.user.passwordless_sudo,
+            ssh_authorized_keys: a.ssh_public_keys,
+        }],
+        write_files: vec![WriteFile {
+            path: RUNNER_PATH,
+            owner: "root:root",
+            permissions: "0755",
+            content: RUNNER_SH,
+        }],
+        manage_resolv_conf: (!dns.is_empty()).then_some(true),
+        resolv_conf: (!dns.is_empty()).then_some(ResolvConf { nameservers: dns }),
+        ca_certs: (remove_defaults || !a.ca_certs.is_empty()).then_some(CaCerts {
+            remove_defaults,
+            trusted: a.ca_certs,
+        }),
+        bootcmd: a.boot_cmds.iter().map(|s| boot_cmd(a.params, s)).collect(),
+    };
+    let body = serde_yaml::to_string(&cc).map_err(|e| CidataError::Config {
+        field: "user-data".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(format!("#cloud-config\n{body}"))
+}
+
+#[derive(Serialize)]
+struct NetworkConfig<'a> {
+    version: u8,
+    ethernets: BTreeMap<&'static str, Ethernet<'a>>,
+}
+
+#[derive(Serialize)]
+struct Ethernet<'a> {
+    #[serde(rename = "match")]
+    match_: BTreeMap<&'static str, String>,
+    #[serde(rename = "set-name", skip_serializing_if = "Option::is_none")]
+    set_name: Option<&'static str>,
+    dhcp4: bool,
+    #[serde(rename = "dhcp-identifier")]
+    dhcp_identifier: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nameservers: Option<Nameservers<'a>>,
+}
+
+#[derive(Serialize)]
+struct Nameservers<'a> {
+    addresses: &'a [String],
+}
+
+/// DHCP on the user-mode NIC: matched by MAC when known (works with every cloud-init
+/// renderer), else by the name glob `e*` (covers `en*` and `eth*`; needs a netplan-style
+/// renderer).
+pub(crate) fn network_config(mac: Option<&str>, dns: &[String]) -> Result<String, CidataError> {
+    let mut match_ = BTreeMap::new();
+    let (key, set_name) = match mac {
+        Some(mac) => {
+            match_.insert("macaddress", mac.to_ascii_lowercase());
+            ("eth0", Some("eth0"))
+        }
+        None => {
+            match_.insert("name", "e*".to_string());
+            ("lima0", None)
+        }
+    };
+    let nc = NetworkConfig {
+        version: 2,
+        ethernets: BTreeMap::from([(
+            key,
+            Ethernet {
+                match_,
+                set_name,
+                dhcp4: true,
+                dhcp_identifier: "mac",
+                nameservers: (!dns.is_empty()).then_some(Nameservers { addresses: dns }),
+            },
+        )]),
+    };
+    serde_yaml::to_string(&nc).map_err(|e| CidataError::Config {
+        field: "network-config".into(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("128KiB"), Some(131072));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("1 MiB"), Some(1 << 20));
+        assert_eq!(parse_size("lots"), None);
+    }
+}
