@@ -7,6 +7,7 @@ mod ci;
 mod demo;
 mod layer_rules;
 mod layers;
+mod local_image;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Cmd {
     Ci(ci::Args),
     /// Boot the local image with limactl and show `limactl shell NAME uname -a`.
     Demo(demo::Args),
+    /// Build the offline Debian 12 guest image and its lima.yaml (_output/images/debian-12-local).
+    LocalImage(local_image::Args),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -42,6 +45,7 @@ fn main() -> Result<()> {
         Cmd::CheckLayers(args) => check_layers::run(args),
         Cmd::Ci(args) => ci::run(args),
         Cmd::Demo(args) => demo::run(args),
+        Cmd::LocalImage(args) => local_image::run(args),
         Cmd::Bench(BenchCmd::Boot(args)) => bench_boot::run(args),
     }
 }
