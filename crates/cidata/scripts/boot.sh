@@ -67,6 +67,7 @@ if [ -d "$MNT/provision.user" ]; then
 			i=$((i + 1))
 			sleep 1
 		done
+		[ "$i" -lt 60 ] || log "WARNING: no systemd user instance after 60s; user scripts run without it"
 	fi
 	params=$(grep -o '^PARAM_[^=]*' "$MNT/param.env" | paste -sd , - || true)
 	script="$LIMA_CIDATA_HOME/.lima-user-script"

@@ -1,5 +1,7 @@
-//! `user-data` (#cloud-config) and `network-config`, built as typed values and serialized with
-//! serde_yaml so quoting is always right.
+//! `user-data` (#cloud-config) and `network-config`, built as typed values and written as JSON
+//! (valid YAML): cloud-init's YAML 1.1 parser would read unquoted `yes`, `on`, `2001-01-01` or a
+//! MAC address such as `52:55:55:12:34:56` (a base-60 integer there) as non-strings, and
+//! serde_yaml does not quote those.
 
 use std::collections::BTreeMap;
 
@@ -54,7 +56,7 @@ struct Growpart {
 #[derive(Serialize)]
 struct CloudUser<'a> {
     name: &'a str,
-    uid: String,
+    uid: i64,
     #[serde(skip_serializing_if = "str::is_empty")]
     gecos: &'a str,
     homedir: &'a str,
@@ -188,7 +190,7 @@ pub(crate) fn user_data(a: &UserDataArgs<'_>) -> Result<String, CidataError> {
         timezone: cfg.timezone.as_deref().filter(|t| !t.is_empty()),
         users: vec![CloudUser {
             name: &a.user.name,
-            uid: a.user.uid.to_string(),
+            uid: a.user.uid,
             gecos: &a.user.comment,
             homedir: &a.user.home,
             shell: &a.user.shell,
@@ -214,11 +216,7 @@ pub(crate) fn user_data(a: &UserDataArgs<'_>) -> Result<String, CidataError> {
         }),
         bootcmd: a.boot_cmds.iter().map(|s| boot_cmd(a.params, s)).collect(),
     };
-    let body = serde_yaml::to_string(&cc).map_err(|e| CidataError::Config {
-        field: "user-data".into(),
-        reason: e.to_string(),
-    })?;
-    Ok(format!("#cloud-config\n{body}"))
+    Ok(format!("#cloud-config\n{}\n", to_json("user-data", &cc)?))
 }
 
 #[derive(Serialize)]
@@ -273,8 +271,12 @@ pub(crate) fn network_config(mac: Option<&str>, dns: &[String]) -> Result<String
             },
         )]),
     };
-    serde_yaml::to_string(&nc).map_err(|e| CidataError::Config {
-        field: "network-config".into(),
+    Ok(format!("{}\n", to_json("network-config", &nc)?))
+}
+
+fn to_json(file: &str, value: &impl Serialize) -> Result<String, CidataError> {
+    serde_json::to_string_pretty(value).map_err(|e| CidataError::Config {
+        field: file.into(),
         reason: e.to_string(),
     })
 }

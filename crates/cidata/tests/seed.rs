@@ -104,7 +104,7 @@ fn user_data_snapshot() {
     // Must parse back as YAML with the fields cloud-init reads.
     let v: serde_yaml::Value = serde_yaml::from_str(ud).unwrap();
     assert_eq!(v["users"][0]["name"].as_str(), Some("alice"));
-    assert_eq!(v["users"][0]["uid"].as_str(), Some("501"));
+    assert_eq!(v["users"][0]["uid"].as_i64(), Some(501));
     assert_eq!(v["users"][0]["gecos"].as_str(), Some("Alice \"A\" Example"));
     assert_eq!(
         v["users"][0]["ssh_authorized_keys"][0].as_str(),
@@ -389,4 +389,48 @@ fn many_entries_span_several_directory_sectors() {
     ]);
     assert_eq!(got, b"echo 149\n");
     assert!(isoinfo(&["-J", "-x", "/empty", "-i", iso_s]).is_empty());
+}
+
+/// cloud-init reads the files with PyYAML (YAML 1.1): strings that YAML 1.1 would turn into
+/// booleans, dates or base-60 integers must still arrive as strings.
+#[test]
+fn pyyaml_reads_strings_as_strings() {
+    let ok = Command::new("python3")
+        .args(["-c", "import yaml"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIPPED: python3 with PyYAML not found (Debian package python3-yaml)");
+        return;
+    }
+    let mut cfg = config();
+    cfg.user.as_mut().unwrap().comment = Some("yes".into());
+    cfg.timezone = Some("2001-01-01".into());
+    let (keys, scripts) = (keys(), scripts());
+    let mut i = input(&cfg, &keys, &scripts, None);
+    i.nic_mac = Some("52:55:55:12:34:56".into());
+    let seed = build_seed(&i).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    cidata::write_dir(&seed, dir.path()).unwrap();
+    let script = r#"
+import sys, yaml
+ud = yaml.safe_load(open(sys.argv[1] + "/user-data"))
+nc = yaml.safe_load(open(sys.argv[1] + "/network-config"))
+print(repr(ud["users"][0]["gecos"]), repr(ud["timezone"]), repr(ud["users"][0]["uid"]),
+      repr(nc["ethernets"]["eth0"]["match"]["macaddress"]))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "'yes' '2001-01-01' 501 '52:55:55:12:34:56'"
+    );
 }
