@@ -96,7 +96,8 @@ pub struct Request<'a> {
     pub dest: Option<&'a Path>,
     /// `sha256:<hex>` or `sha512:<hex>`.
     pub digest: Option<&'a str>,
-    /// Decompress into `dest` by the location's extension, else by magic bytes.
+    /// Decompress into `dest` by the location's extension, else by magic bytes. Lima asks for
+    /// it for images, kernels and firmware, not for initrds (often gzip the kernel reads).
     pub decompress: bool,
     /// Shown in progress output instead of the location.
     pub description: Option<&'a str>,
@@ -232,6 +233,22 @@ impl Downloader {
     pub fn entry_dir(&self, url: &str) -> Option<PathBuf> {
         self.download_dir()
             .map(|d| d.join("by-url-sha256").join(cache_key(url)))
+    }
+
+    /// The cached `data` file of a remote location, if present (and matching `digest`);
+    /// never touches the network.
+    pub fn cached(
+        &self,
+        location: &str,
+        digest: Option<&str>,
+    ) -> Result<Option<PathBuf>, DownloadError> {
+        let digest = digest.map(Digest::parse).transpose()?;
+        match self.entry_dir(location) {
+            Some(entry) if !is_local(location) && self.cache_hit(&entry, digest.as_ref())? => {
+                Ok(Some(entry.join("data")))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Empties the download cache (`limactl prune`).

@@ -183,6 +183,13 @@ fn cache_miss_then_hit() {
     assert_eq!(out.status, Status::UsedCache);
     assert_eq!(std::fs::read(&dest2).unwrap(), body);
     assert_eq!(server.hits(), 1, "a cache hit must not touch the network");
+    assert_eq!(
+        d.cached(&url, Some(&digest)).unwrap().as_deref(),
+        Some(entry.join("data").as_path())
+    );
+    assert_eq!(d.cached(&url, Some(&sha256(b"other"))).unwrap(), None);
+    assert_eq!(d.cached(&format!("{url}.other"), None).unwrap(), None);
+    assert_eq!(server.hits(), 1);
 
     // An existing destination is left alone.
     let out = d
