@@ -244,9 +244,12 @@ impl Downloader {
     ) -> Result<Option<PathBuf>, DownloadError> {
         let digest = digest.map(Digest::parse).transpose()?;
         match self.entry_dir(location) {
-            Some(entry) if !is_local(location) && self.cache_hit(&entry, digest.as_ref())? => {
-                Ok(Some(entry.join("data")))
-            }
+            Some(entry) if !is_local(location) && entry.join("data").is_file() => match digest {
+                None => Ok(Some(entry.join("data"))),
+                Some(d) => Ok(self
+                    .cache_hit(&entry, Some(&d))?
+                    .then(|| entry.join("data"))),
+            },
             _ => Ok(None),
         }
     }
@@ -360,7 +363,7 @@ impl Downloader {
             return Ok(false);
         }
         let Some(d) = digest else {
-            return Ok(true);
+            return Ok(!self.changed_upstream(entry));
         };
         let record = entry.join(d.algorithm.digest_file());
         if let Ok(recorded) = fs::read_to_string(&record) {
@@ -378,6 +381,43 @@ impl Downloader {
             data.display()
         );
         Ok(false)
+    }
+
+    /// For entries without a digest (e.g. a "latest" image): whether the server's
+    /// Last-Modified differs from the recorded one. Unknown (no record, HEAD failed) counts
+    /// as unchanged, so an offline host still uses its cache.
+    fn changed_upstream(&self, entry: &Path) -> bool {
+        let (Ok(url), Ok(recorded)) = (
+            fs::read_to_string(entry.join("url")),
+            fs::read_to_string(entry.join("time")),
+        ) else {
+            return false;
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(true)
+            .build()
+            .into();
+        let remote = match agent.head(&url).call() {
+            Ok(resp) => resp
+                .headers()
+                .get("last-modified")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            Err(e) => {
+                tracing::info!("cannot check {url} for changes ({e}); using the cache");
+                return false;
+            }
+        };
+        match remote {
+            Some(remote) if remote.trim() != recorded.trim() => {
+                tracing::info!(
+                    "{url} changed (Last-Modified {recorded:?} -> {remote:?}); downloading again"
+                );
+                true
+            }
+            _ => false,
+        }
     }
 
     /// GETs `url` into `tmp`, hashing on the way; errors (and leaves `tmp` to its owner to

@@ -35,6 +35,8 @@ fn sha256(data: &[u8]) -> String {
 #[derive(Clone)]
 enum Reply {
     Full(Vec<u8>),
+    /// Like `Full`, with this Last-Modified.
+    Modified(Vec<u8>, &'static str),
     /// Announces the full length, sends only `cut` bytes, then closes.
     Truncated(Vec<u8>, usize),
 }
@@ -68,25 +70,29 @@ impl Server {
                     }
                 }
                 h.fetch_add(1, Ordering::SeqCst);
-                let path = request_line
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or("/")
-                    .to_string();
-                let reply = r.lock().unwrap().get(&path).cloned();
+                let mut words = request_line.split_whitespace();
+                let head = words.next() == Some("HEAD");
+                let path = words.next().unwrap_or("/").to_string();
+                let reply = match r.lock().unwrap().get(&path).cloned() {
+                    Some(Reply::Full(b)) => {
+                        Some(Reply::Modified(b, "Wed, 01 Jan 2025 00:00:00 GMT"))
+                    }
+                    other => other,
+                };
                 let _ = match reply {
                     None => stream.write_all(
                         b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                     ),
-                    Some(Reply::Full(body)) => stream
+                    Some(Reply::Modified(body, modified)) => stream
                         .write_all(
                             format!(
-                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nLast-Modified: Wed, 01 Jan 2025 00:00:00 GMT\r\nConnection: close\r\n\r\n",
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nLast-Modified: {modified}\r\nConnection: close\r\n\r\n",
                                 body.len()
                             )
                             .as_bytes(),
                         )
-                        .and_then(|_| stream.write_all(&body)),
+                        .and_then(|_| if head { Ok(()) } else { stream.write_all(&body) }),
+                    Some(Reply::Full(_)) => unreachable!("mapped above"),
                     Some(Reply::Truncated(body, cut)) => stream
                         .write_all(
                             format!(
@@ -490,4 +496,39 @@ fn cache_root_follows_lima_cache_dir() {
         downloader::default_cache_root().unwrap(),
         PathBuf::from("/home/u/.cache/lima")
     );
+}
+
+#[test]
+fn digestless_entries_are_refreshed_when_last_modified_changes() {
+    let server = Server::start();
+    let url = server.serve(
+        "/latest.img",
+        Reply::Modified(b"v1".to_vec(), "Mon, 01 Jan 2024 00:00:00 GMT"),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let d = downloader(&tmp.path().join("cache"));
+    let get = |name: &str| {
+        let dest = tmp.path().join(name);
+        let out = d
+            .download(&Request {
+                location: &url,
+                dest: Some(&dest),
+                ..Default::default()
+            })
+            .unwrap();
+        (out.status, std::fs::read(dest).unwrap())
+    };
+    assert_eq!(get("a"), (Status::Downloaded, b"v1".to_vec()));
+    // Unchanged: one HEAD, no GET.
+    assert_eq!(get("b"), (Status::UsedCache, b"v1".to_vec()));
+    assert_eq!(server.hits(), 2);
+    server.serve(
+        "/latest.img",
+        Reply::Modified(b"v2".to_vec(), "Tue, 02 Jan 2024 00:00:00 GMT"),
+    );
+    assert_eq!(get("c"), (Status::Downloaded, b"v2".to_vec()));
+    // cached() never asks the server.
+    let hits = server.hits();
+    assert!(d.cached(&url, None).unwrap().is_some());
+    assert_eq!(server.hits(), hits);
 }
