@@ -28,7 +28,7 @@ pub struct Args {
 
 const SUITE: &str = "bookworm";
 /// Bump when the guest configuration below changes, so finished images get rebuilt.
-const RECIPE_VERSION: u32 = 2;
+const RECIPE_VERSION: u32 = 3;
 const NAME: &str = "debian-12-local";
 /// The root filesystem's label; fstab mounts by it, the kernel is told `root=/dev/vda`.
 pub const ROOT_LABEL: &str = "debian-root";
@@ -94,8 +94,20 @@ impl Outputs {
 
 pub fn run(args: Args) -> Result<()> {
     let out = Outputs::new(image_dir());
-    if !args.force && recipe_matches(&out) && finished_image_is_intact(&out) {
+    let built = !args.force && recipe_matches(&out);
+    if built && finished_image_is_intact(&out) {
         eprintln!("==> local-image: {} is up to date", out.yaml.display());
+        return Ok(());
+    }
+    if built
+        && !out.yaml.exists()
+        && [&out.qcow2, &out.kernel, &out.initrd]
+            .iter()
+            .all(|f| f.is_file())
+    {
+        // Only the yaml is missing: the disk, kernel and initrd of this recipe are all there.
+        write_lima_yaml(&out)?;
+        eprintln!("==> local-image: wrote {}", out.yaml.display());
         return Ok(());
     }
     check_host()?;
@@ -112,8 +124,8 @@ pub fn run(args: Args) -> Result<()> {
     configure(&out.rootfs)?;
     extract_boot_files(&out)?;
     make_disk(&out, &args.fs_size)?;
-    write_lima_yaml(&out)?;
     fs::write(out.dir.join(".recipe"), recipe())?;
+    write_lima_yaml(&out)?;
     eprintln!(
         "==> local-image: {} ready in {:.1?}",
         out.yaml.display(),
@@ -352,7 +364,8 @@ fn configure(rootfs: &Path) -> Result<()> {
     )?;
     // Only the seed ISO counts; no network metadata probing (which would wait for timeouts).
     // No locale step: minbase has no `locales` (update-locale), and C.UTF-8 is built in.
-    // No DSA host key (sshd no longer accepts it; generating keys is slow under TCG).
+    // Host keys: ed25519 and ecdsa only; RSA keygen takes ~15 s under TCG, and DSA is obsolete.
+    // grub-dpkg and printing keys to the console cost seconds and do nothing useful here.
     write(
         rootfs,
         "/etc/cloud/cloud.cfg.d/90-local-image.cfg",
@@ -360,7 +373,9 @@ fn configure(rootfs: &Path) -> Result<()> {
          disable_root: true\n\
          resize_rootfs: true\n\
          locale: false\n\
-         ssh_genkeytypes: [ed25519, ecdsa, rsa]\n",
+         ssh_genkeytypes: [ed25519, ecdsa]\n\
+         ssh:\n  emit_keys_to_console: false\n\
+         grub_dpkg:\n  enabled: false\n",
     )?;
     // DHCP on any virtio NIC even without a cloud-init network-config (which, when given,
     // writes its own 10-cloud-init-*.network that sorts first and wins).
@@ -387,11 +402,12 @@ fn configure(rootfs: &Path) -> Result<()> {
             "serial-getty@ttyS0.service",
         ],
     )?;
-    // Timers that would download or scrub in the background of a short-lived VM.
+    // Units that would download or scrub in the background of a short-lived VM.
     for unit in [
         "apt-daily.timer",
         "apt-daily-upgrade.timer",
         "e2scrub_all.timer",
+        "e2scrub_reap.service",
     ] {
         let _ = chroot(rootfs, &["systemctl", "disable", unit]);
     }
@@ -516,46 +532,65 @@ fn make_disk(out: &Outputs, fs_size: &str) -> Result<()> {
 
 /// Step 4: lima.yaml for a plain, fast boot of this image.
 fn write_lima_yaml(out: &Outputs) -> Result<()> {
-    let path = |p: &Path| -> Result<String> {
+    let located = |p: &Path| -> Result<(String, String)> {
         let abs = fs::canonicalize(p).with_context(|| format!("resolving {}", p.display()))?;
-        abs.to_str()
+        let location = abs
+            .to_str()
             .map(String::from)
-            .with_context(|| format!("{} is not UTF-8", abs.display()))
+            .with_context(|| format!("{} is not UTF-8", abs.display()))?;
+        Ok((location, sha256_digest(&abs)?))
     };
-    let text = format!(
-        "# Built by `cargo xtask local-image` from Debian {SUITE} packages.\n\
-         vmType: qemu\n\
-         arch: x86_64\n\
-         images:\n\
-         - location: \"{disk}\"\n\
-         \x20 arch: x86_64\n\
-         \x20 digest: \"{disk_digest}\"\n\
-         \x20 kernel:\n\
-         \x20   location: \"{kernel}\"\n\
-         \x20   digest: \"{kernel_digest}\"\n\
-         \x20   cmdline: \"{KERNEL_CMDLINE}\"\n\
-         \x20 initrd:\n\
-         \x20   location: \"{initrd}\"\n\
-         \x20   digest: \"{initrd_digest}\"\n\
-         cpus: 2\n\
-         memory: 2GiB\n\
-         disk: 10GiB\n\
-         mounts: []\n\
-         containerd:\n\
-         \x20 system: false\n\
-         \x20 user: false\n",
-        disk = path(&out.qcow2)?,
-        disk_digest = sha256_digest(&out.qcow2)?,
-        kernel = path(&out.kernel)?,
-        kernel_digest = sha256_digest(&out.kernel)?,
-        initrd = path(&out.initrd)?,
-        initrd_digest = sha256_digest(&out.initrd)?,
+    let text = lima_yaml(
+        located(&out.qcow2)?,
+        located(&out.kernel)?,
+        located(&out.initrd)?,
     );
     limatype::LimaYaml::from_yaml(&text).context("the generated lima.yaml does not parse")?;
     let tmp = out.yaml.with_extension("yaml.tmp");
     fs::write(&tmp, &text)?;
     fs::rename(&tmp, &out.yaml)?;
     Ok(())
+}
+
+/// lima.yaml text for a plain, fast boot: direct kernel boot, 2 CPUs, 2 GiB, no mounts, no
+/// containerd. Each file is (absolute location, digest).
+fn lima_yaml(disk: (String, String), kernel: (String, String), initrd: (String, String)) -> String {
+    use limatype::{Containerd, File, Image, Kernel, LimaYaml};
+    let arch = Some("x86_64".to_string());
+    let yaml = LimaYaml {
+        vm_type: Some("qemu".into()),
+        arch: arch.clone(),
+        images: Some(vec![Image {
+            location: disk.0,
+            arch: arch.clone(),
+            digest: Some(disk.1),
+            kernel: Some(Kernel {
+                location: kernel.0,
+                arch: None,
+                digest: Some(kernel.1),
+                cmdline: Some(KERNEL_CMDLINE.into()),
+            }),
+            initrd: Some(File {
+                location: initrd.0,
+                arch: None,
+                digest: Some(initrd.1),
+            }),
+            ..Image::default()
+        }]),
+        cpus: Some(2),
+        memory: Some("2GiB".into()),
+        disk: Some("10GiB".into()),
+        mounts: Some(vec![]),
+        containerd: Some(Containerd {
+            system: Some(false),
+            user: Some(false),
+            archives: None,
+        }),
+        ..LimaYaml::default()
+    };
+    let body = yaml.to_yaml();
+    let newline = if body.ends_with('\n') { "" } else { "\n" };
+    format!("# Built by `cargo xtask local-image` from Debian {SUITE} packages.\n{body}{newline}")
 }
 
 /// `sha256:<hex>` of a file, as lima.yaml spells digests.
@@ -606,6 +641,26 @@ mod tests {
             mirror_from_one_line("deb http://x/debian bullseye main\n"),
             None
         );
+    }
+
+    #[test]
+    fn lima_yaml_round_trips_with_direct_kernel_boot() {
+        let f = |name: &str| (format!("/img/{name}"), format!("sha256:{name}"));
+        let text = lima_yaml(f("disk.qcow2"), f("kernel"), f("initrd"));
+        let yaml = limatype::LimaYaml::from_yaml(&text).unwrap();
+        let image = &yaml.images.as_ref().unwrap()[0];
+        assert_eq!(image.location, "/img/disk.qcow2");
+        assert_eq!(image.digest.as_deref(), Some("sha256:disk.qcow2"));
+        let kernel = image.kernel.as_ref().unwrap();
+        assert_eq!(kernel.location, "/img/kernel");
+        assert_eq!(kernel.cmdline.as_deref(), Some(KERNEL_CMDLINE));
+        assert_eq!(
+            image.initrd.as_ref().unwrap().digest.as_deref(),
+            Some("sha256:initrd")
+        );
+        assert_eq!(yaml.mounts, Some(vec![]));
+        assert_eq!(yaml.containerd.as_ref().unwrap().system, Some(false));
+        assert_eq!(yaml.cpus, Some(2));
     }
 
     #[test]
