@@ -1,7 +1,8 @@
 //! A small ISO9660 writer: a primary volume (upper-case 8.3-style names, for readers that only
 //! know plain ISO9660) and a Joliet volume (UCS-2 names, so `user-data` keeps its name; Linux
-//! and cloud-init read this one). Both trees point at the same file data. Output is a pure
-//! function of the inputs: fixed timestamps, names sorted.
+//! and cloud-init read this one). Both trees point at the same file data; files over 4 GiB are
+//! recorded as several extents. Output is a pure function of the inputs: fixed timestamps,
+//! names sorted.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -13,6 +14,9 @@ const FIRST_DESCRIPTOR: u32 = 16;
 /// A fixed recording time (2000-01-01 00:00:00 UTC) keeps the image reproducible.
 const RECORD_TIME: [u8; 7] = [100, 1, 1, 0, 0, 0, 0];
 const VOLUME_TIME: &[u8; 16] = b"2000010100000000";
+/// The largest sector-aligned extent a 32-bit length can describe; files beyond it are
+/// recorded as several extents (ISO9660 level 3 multi-extent).
+const MAX_EXTENT: u64 = 0xFFFF_F800;
 /// Joliet directory identifiers are limited to 64 UCS-2 characters.
 const JOLIET_MAX_CHARS: usize = 64;
 
@@ -22,8 +26,6 @@ pub enum IsoError {
     BadPath { path: String, reason: &'static str },
     #[error("{path:?} is both a file and a directory in the image")]
     Conflict { path: String },
-    #[error("file {path:?} is {size} bytes; files of 4 GiB or more are not supported")]
-    TooLarge { path: String, size: u64 },
     #[error("reading {file} (for {path:?} in the image): {source}")]
     Source {
         path: String,
@@ -55,6 +57,8 @@ enum Node {
 #[derive(Debug)]
 pub struct IsoBuilder {
     volume_id: String,
+    /// Largest extent of one directory record; bigger files get several (multi-extent).
+    max_extent: u64,
     root: BTreeMap<String, Node>,
     files: Vec<(String, Content, u64)>,
 }
@@ -63,9 +67,19 @@ impl IsoBuilder {
     pub fn new(volume_id: &str) -> Self {
         Self {
             volume_id: volume_id.to_string(),
+            max_extent: MAX_EXTENT,
             root: BTreeMap::new(),
             files: Vec::new(),
         }
+    }
+
+    /// Splits files into extents of at most `bytes` (a multiple of 2048); only for testing the
+    /// multi-extent layout without writing 4 GiB.
+    #[doc(hidden)]
+    pub fn with_max_extent(mut self, bytes: u64) -> Self {
+        assert!(bytes > 0 && bytes % SECTOR as u64 == 0);
+        self.max_extent = bytes;
+        self
     }
 
     /// Adds (or replaces) a file; parent directories are implied by the path.
@@ -80,12 +94,6 @@ impl IsoBuilder {
                 })?
                 .len(),
         };
-        if size > u32::MAX as u64 {
-            return Err(IsoError::TooLarge {
-                path: path.to_string(),
-                size,
-            });
-        }
         let parts: Vec<&str> = path.split('/').collect();
         for p in &parts {
             if p.is_empty() || *p == "." || *p == ".." {
@@ -303,9 +311,15 @@ impl Layout {
                 .iter()
                 .map(|entries| {
                     let mut size = 0usize;
-                    let recs = std::iter::once(1usize)
-                        .chain(std::iter::once(1))
-                        .chain(entries.iter().map(|(n, _)| n.len()));
+                    let recs = std::iter::once(1usize).chain(std::iter::once(1)).chain(
+                        entries.iter().flat_map(|(n, e)| {
+                            let k = match e {
+                                Entry::File(f) => extents(b.files[*f].2, b.max_extent),
+                                Entry::Dir(_) => 1,
+                            };
+                            std::iter::repeat_n(n.len(), k)
+                        }),
+                    );
                     for name_len in recs {
                         let rec = record_len(name_len);
                         if size % SECTOR + rec > SECTOR {
@@ -422,10 +436,24 @@ impl Layout {
         (l, m)
     }
 
-    fn entry_extent(&self, ti: usize, e: Entry, b: &IsoBuilder) -> (u32, u32, bool) {
+    /// (lba, length, flags) of each record for an entry: one for a directory, one per extent
+    /// for a file (all but the last flagged as continued).
+    fn entry_records(&self, ti: usize, e: Entry, b: &IsoBuilder) -> Vec<(u32, u32, u8)> {
         match e {
-            Entry::Dir(d) => (self.dir_lba[ti][d], self.dir_size[ti][d], true),
-            Entry::File(f) => (self.file_lba[f], b.files[f].2 as u32, false),
+            Entry::Dir(d) => vec![(self.dir_lba[ti][d], self.dir_size[ti][d], FLAG_DIR)],
+            Entry::File(f) => {
+                let size = b.files[f].2;
+                let k = extents(size, b.max_extent);
+                (0..k)
+                    .map(|i| {
+                        let start = i as u64 * b.max_extent;
+                        let len = (size - start.min(size)).min(b.max_extent);
+                        let lba = self.file_lba[f] + (start / SECTOR as u64) as u32;
+                        let flags = if i + 1 < k { FLAG_MULTI_EXTENT } else { 0 };
+                        (lba, len as u32, flags)
+                    })
+                    .collect()
+            }
         }
     }
 
@@ -443,17 +471,18 @@ impl Layout {
             &[0],
             self.dir_lba[ti][d],
             self.dir_size[ti][d],
-            true,
+            FLAG_DIR,
         ));
         push(dir_record(
             &[1],
             self.dir_lba[ti][parent],
             self.dir_size[ti][parent],
-            true,
+            FLAG_DIR,
         ));
         for (name, e) in &self.names[ti][d] {
-            let (lba, size, is_dir) = self.entry_extent(ti, *e, b);
-            push(dir_record(name, lba, size, is_dir));
+            for (lba, size, flags) in self.entry_records(ti, *e, b) {
+                push(dir_record(name, lba, size, flags));
+            }
         }
         buf.resize(self.dir_size[ti][d] as usize, 0);
         buf
@@ -494,7 +523,7 @@ impl Layout {
         let (l, m) = self.path_lba[ti];
         v[140..144].copy_from_slice(&l.to_le_bytes());
         v[148..152].copy_from_slice(&m.to_be_bytes());
-        let root = dir_record(&[0], self.dir_lba[ti][0], self.dir_size[ti][0], true);
+        let root = dir_record(&[0], self.dir_lba[ti][0], self.dir_size[ti][0], FLAG_DIR);
         v[156..156 + root.len()].copy_from_slice(&root);
         for (at, len) in [
             (190, 128),
@@ -523,14 +552,21 @@ fn record_len(name_len: usize) -> usize {
     33 + name_len + (name_len + 1) % 2
 }
 
-fn dir_record(name: &[u8], lba: u32, size: u32, is_dir: bool) -> Vec<u8> {
+const FLAG_DIR: u8 = 2;
+const FLAG_MULTI_EXTENT: u8 = 0x80;
+
+fn extents(size: u64, max_extent: u64) -> usize {
+    size.div_ceil(max_extent).max(1) as usize
+}
+
+fn dir_record(name: &[u8], lba: u32, size: u32, flags: u8) -> Vec<u8> {
     let len = record_len(name.len());
     let mut r = vec![0u8; len];
     r[0] = len as u8;
     both32(&mut r[2..10], lba);
     both32(&mut r[10..18], size);
     r[18..25].copy_from_slice(&RECORD_TIME);
-    r[25] = if is_dir { 2 } else { 0 };
+    r[25] = flags;
     both16(&mut r[28..32], 1);
     r[32] = name.len() as u8;
     r[33..33 + name.len()].copy_from_slice(name);

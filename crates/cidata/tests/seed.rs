@@ -434,3 +434,34 @@ print(repr(ud["users"][0]["gecos"]), repr(ud["timezone"]), repr(ud["users"][0]["
         "'yes' '2001-01-01' 501 '52:55:55:12:34:56'"
     );
 }
+
+#[test]
+fn large_files_are_split_into_extents() {
+    let dir = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+    // 4 KiB extents stand in for the 4 GiB limit of one directory record.
+    let mut b = IsoBuilder::new("cidata").with_max_extent(4096);
+    b.add("big.bin", Content::Bytes(big.clone())).unwrap();
+    b.add("boot/after.sh", Content::Bytes(b"echo after\n".to_vec()))
+        .unwrap();
+    let iso = dir.path().join("x.iso");
+    b.write_to(&mut std::fs::File::create(&iso).unwrap())
+        .unwrap();
+    if !have("isoinfo") {
+        return;
+    }
+    let iso_s = iso.to_str().unwrap();
+    let listing = String::from_utf8(isoinfo(&["-J", "-l", "-i", iso_s])).unwrap();
+    // Three records for big.bin: 4096 + 4096 + 1808 bytes.
+    let sizes: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.contains("big.bin"))
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .collect();
+    assert_eq!(sizes, ["4096", "4096", "1808"], "{listing}");
+    assert_eq!(isoinfo(&["-J", "-x", "/big.bin", "-i", iso_s]), big);
+    assert_eq!(
+        isoinfo(&["-J", "-x", "/boot/after.sh", "-i", iso_s]),
+        b"echo after\n"
+    );
+}
