@@ -77,7 +77,7 @@ impl IsoBuilder {
     /// multi-extent layout without writing 4 GiB.
     #[doc(hidden)]
     pub fn with_max_extent(mut self, bytes: u64) -> Self {
-        assert!(bytes > 0 && bytes % SECTOR as u64 == 0);
+        assert!(bytes > 0 && bytes.is_multiple_of(SECTOR as u64));
         self.max_extent = bytes;
         self
     }
