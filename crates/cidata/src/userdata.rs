@@ -24,6 +24,8 @@ pub(crate) struct UserDataArgs<'a> {
 struct CloudConfig<'a> {
     hostname: &'a str,
     preserve_hostname: bool,
+    /// Maps the hostname in /etc/hosts, so `sudo` can resolve it.
+    manage_etc_hosts: &'static str,
     growpart: Growpart,
     #[serde(skip_serializing_if = "Option::is_none")]
     package_update: Option<bool>,
@@ -179,6 +181,7 @@ pub(crate) fn user_data(a: &UserDataArgs<'_>) -> Result<String, CidataError> {
     let cc = CloudConfig {
         hostname: a.hostname,
         preserve_hostname: false,
+        manage_etc_hosts: "localhost",
         growpart: Growpart {
             mode: "auto",
             devices: ["/"],

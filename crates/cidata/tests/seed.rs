@@ -111,6 +111,7 @@ fn user_data_snapshot() {
         Some("ssh-ed25519 AAAAC3Nza alice@host")
     );
     assert_eq!(v["hostname"].as_str(), Some("lima-default"));
+    assert_eq!(v["manage_etc_hosts"].as_str(), Some("localhost"));
     assert_eq!(v["timezone"].as_str(), Some("Europe/Berlin"));
     let mount = &v["mounts"][0];
     assert_eq!(mount[1].as_str(), Some("/Users/alice"));
