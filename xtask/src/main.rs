@@ -2,6 +2,7 @@
 //! Not part of the layering: nothing depends on it.
 
 mod bench_boot;
+mod build;
 mod check_layers;
 mod ci;
 mod demo;
@@ -21,6 +22,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Build limactl into _output/bin, with the drivers named by --external as
+    /// _output/libexec/lima/lima-driver-<name> and every other driver compiled in.
+    Build(build::BuildArgs),
+    /// Like build, plus share/lima/templates, packed as a relocatable _output/lima-*.tar.gz.
+    Dist(build::DistArgs),
     /// Check the workspace's crate dependencies against the declared layer table.
     CheckLayers(check_layers::Args),
     /// Run every CI check: fmt, clippy, check-layers, cargo-deny, (local image), tests.
@@ -42,6 +48,8 @@ enum BenchCmd {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
+        Cmd::Build(args) => build::run_build(args),
+        Cmd::Dist(args) => build::run_dist(args),
         Cmd::CheckLayers(args) => check_layers::run(args),
         Cmd::Ci(args) => ci::run(args),
         Cmd::Demo(args) => demo::run(args),
