@@ -1,7 +1,14 @@
 //! `qemu` — layer 6: the QEMU driver. Builds the qemu command line per arch, prepares disks
 //! with qemu-img (basedisk + copy-on-write diffdisk), runs qemu and stops it through QMP.
+//! [`QemuDriver`] is its `driver::Driver`; [`config`] holds qemu's fill/accept rules.
 
 pub mod cmdline;
+pub mod config;
 pub mod machine;
+pub mod qemu_driver;
 pub mod qmp;
 pub mod vm;
+
+pub use qemu_driver::QemuDriver;
+
+pub const NAME: &str = "qemu";

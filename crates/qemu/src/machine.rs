@@ -159,6 +159,28 @@ impl Machine {
         Ok(())
     }
 
+    /// Makes `diffdisk` on the `basedisk` the host has already downloaded into the instance
+    /// directory (with `kernel`, `initrd`, `kernel.cmdline` beside it for direct boot). Does
+    /// nothing if `diffdisk` exists.
+    pub async fn create_disk_from_basedisk(&self) -> Result<()> {
+        if self.dir.join(filenames::DIFF_DISK).exists() {
+            return Ok(());
+        }
+        let base = self.dir.join(filenames::BASE_DISK);
+        if !base.exists() {
+            return Err(MachineError::Config(format!(
+                "{} is missing: the image must be downloaded there before the disks are made",
+                base.display()
+            )));
+        }
+        let format = vm::image_format(&base).await?;
+        if format != "qcow2" && format != "raw" {
+            return Err(vm::VmError::UnsupportedFormat { path: base, format }.into());
+        }
+        vm::create_diffdisk(&self.dir, &format, self.disk_bytes()?).await?;
+        Ok(())
+    }
+
     /// The accelerator for this instance (env override first).
     pub fn accel(&self) -> Result<Accel> {
         cmdline::choose_accel(

@@ -106,6 +106,17 @@ pub async fn create_disks(inst_dir: &Path, image: &Path, disk_bytes: u64) -> Res
     tokio::fs::rename(&tmp, &base)
         .await
         .map_err(io_err(&base))?;
+    create_diffdisk(inst_dir, &format, disk_bytes).await
+}
+
+/// `diffdisk`: a qcow2 overlay on the existing `basedisk` (of `format`), grown to
+/// `disk_bytes` (never shrunk below the base). Does nothing if `diffdisk` exists.
+pub async fn create_diffdisk(inst_dir: &Path, format: &str, disk_bytes: u64) -> Result<()> {
+    let diff = inst_dir.join(filenames::DIFF_DISK);
+    if diff.exists() {
+        return Ok(());
+    }
+    let base = inst_dir.join(filenames::BASE_DISK);
     let size = disk_bytes.max(virtual_size(&base).await?);
     let diff_tmp = inst_dir.join("diffdisk.tmp");
     // A relative backing path keeps the instance dir movable.
@@ -117,7 +128,7 @@ pub async fn create_disks(inst_dir: &Path, image: &Path, disk_bytes: u64) -> Res
             "-f",
             "qcow2",
             "-F",
-            &format,
+            format,
             "-b",
             filenames::BASE_DISK,
             &diff_tmp.display().to_string(),

@@ -1,0 +1,415 @@
+//! qemu's config rules (Lima's facts): mount types per host OS (Linux: reverse-sshfs, 9p,
+//! virtiofs; macOS and other Unix: reverse-sshfs, 9p; Windows: reverse-sshfs), `9p` as the
+//! default mount type unless unsupported, the deprecated top-level `cpuType` moved to
+//! `vmOpts.qemu.cpuType`, CPU types for emulated arches, a VNC display, a semver
+//! `vmOpts.qemu.minimumVersion`, and (on this host) the qemu binary and UEFI firmware. Pure
+//! functions of the config and [`Host`].
+
+use limatype::LimaYaml;
+
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// Lima's spelling: `Linux`, `Darwin`, `Windows`, ...
+    pub os: String,
+    pub arch: String,
+    /// Whether `qemu-system-<arch>` is on PATH, per guest arch; `None`: not looked up.
+    pub qemu_found: Option<fn(&str) -> bool>,
+    /// Whether UEFI firmware for a guest arch exists; `None`: not looked up.
+    pub firmware_found: Option<fn(&str) -> bool>,
+}
+
+pub const VNC_DISPLAY: &str = "127.0.0.1:0,to=9";
+pub const IMAGE_FORMATS: &[&str] = &["qcow2", "raw", "vmdk", "vhdx"];
+
+/// Mount types qemu supports on a host OS.
+pub fn mount_types(host_os: &str) -> &'static [&'static str] {
+    match host_os {
+        "Linux" => &["reverse-sshfs", "9p", "virtiofs"],
+        "Windows" => &["reverse-sshfs"],
+        _ => &["reverse-sshfs", "9p"],
+    }
+}
+
+/// The CPU type qemu's fill sets for `arch`, or `None` when it must be chosen at start (the
+/// host's own arch: `host` under KVM/HVF, `max` under TCG, and the accelerator is only known
+/// then).
+pub fn default_cpu_type(arch: &str, host: &Host) -> Option<String> {
+    if arch == host.arch {
+        return None;
+    }
+    let base = if arch == "x86_64" && host.os == "Windows" {
+        // qemu for Windows is unstable with `max` here (Lima keeps qemu64).
+        "qemu64"
+    } else {
+        "max"
+    };
+    let mut t = base.to_string();
+    if arch == "x86_64" && host.os == "Darwin" {
+        // AVX-512 would need trapping instruction faults in the guest.
+        t.push_str(",-avx512vl");
+    }
+    Some(t)
+}
+
+fn unsupported_mounts(config: &LimaYaml, host: &Host) -> Vec<String> {
+    let mut u: Vec<String> = config.mount_types_unsupported.clone().unwrap_or_default();
+    if host.os == "Windows" {
+        u.push("9p".into());
+    }
+    u
+}
+
+pub fn fill(config: &mut LimaYaml, host: &Host) {
+    config
+        .vm_type
+        .get_or_insert_with(|| crate::NAME.to_string());
+    let arch = config.arch.clone().unwrap_or_else(|| host.arch.clone());
+    let unsupported = unsupported_mounts(config, host);
+    if config
+        .mount_type
+        .as_deref()
+        .is_none_or(|m| m.is_empty() || m == "default")
+    {
+        let m = if unsupported.iter().any(|u| u == "9p") {
+            "reverse-sshfs"
+        } else {
+            "9p"
+        };
+        config.mount_type = Some(m.to_string());
+    }
+    let video = config.video.get_or_insert_with(Default::default);
+    let vnc = video.vnc.get_or_insert_with(Default::default);
+    if vnc.display.as_deref().is_none_or(str::is_empty) {
+        vnc.display = Some(VNC_DISPLAY.to_string());
+    }
+
+    // The deprecated top-level `cpuType` moves into `vmOpts.qemu.cpuType`; on a conflict the
+    // `vmOpts.qemu` value wins.
+    let top_level = config.cpu_type.take().unwrap_or_default();
+    let qemu = config
+        .vm_opts
+        .get_or_insert_with(Default::default)
+        .qemu
+        .get_or_insert_with(Default::default);
+    let cpu = qemu.cpu_type.get_or_insert_with(Default::default);
+    for (a, t) in top_level {
+        if t.is_empty() {
+            continue;
+        }
+        match cpu.get(&a) {
+            Some(existing) if !existing.is_empty() && *existing != t => tracing::warn!(
+                "cpuType for {a:?}: top-level {t:?} conflicts with vmOpts.qemu.cpuType {existing:?}; using the latter"
+            ),
+            _ => {
+                cpu.insert(a, t);
+            }
+        }
+    }
+    if cpu.get(&arch).is_none_or(|t| t.is_empty()) {
+        if let Some(t) = default_cpu_type(&arch, host) {
+            cpu.insert(arch, t);
+        }
+    }
+    if cpu.is_empty() {
+        qemu.cpu_type = None;
+    }
+}
+
+/// A `major[.minor[.patch]]` version with numeric parts (what `minimumVersion` must be).
+fn is_version(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() <= 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+pub fn accept(config: &LimaYaml, host: &Host) -> Result<(), String> {
+    let arch = config.arch.as_deref().unwrap_or(&host.arch);
+    if !limatype::ARCH_TYPES.contains(&arch) {
+        return Err(format!(
+            "field `arch` must be one of {}, got {arch:?}",
+            limatype::ARCH_TYPES.join(", ")
+        ));
+    }
+    if let Some(mt) = config.mount_type.as_deref() {
+        if unsupported_mounts(config, host).iter().any(|u| u == mt) {
+            return Err(format!(
+                "mount type {mt:?} is unsupported here (`mountTypesUnsupported`{})",
+                if host.os == "Windows" {
+                    ", or qemu on Windows"
+                } else {
+                    ""
+                }
+            ));
+        }
+        let allowed = mount_types(&host.os);
+        if !allowed.contains(&mt) {
+            return Err(format!(
+                "field `mountType` must be one of {} for qemu on {}, got {mt:?}",
+                allowed.join(", "),
+                host.os
+            ));
+        }
+    }
+    let qemu = config.vm_opts.as_ref().and_then(|o| o.qemu.as_ref());
+    if let Some(v) = qemu.and_then(|q| q.minimum_version.as_deref()) {
+        if !is_version(v) {
+            return Err(format!(
+                "field `vmOpts.qemu.minimumVersion` must be a version like \"8.2.1\", got {v:?}"
+            ));
+        }
+    }
+    if let Some(found) = host.qemu_found {
+        let bin = crate::cmdline::qemu_binary(arch);
+        if !found(&bin) {
+            return Err(format!(
+                "{bin} is not installed (needed by qemu for arch {arch:?})"
+            ));
+        }
+    }
+    let firmware = config.firmware.as_ref();
+    let legacy_bios = firmware.and_then(|f| f.legacy_bios).unwrap_or(false);
+    if legacy_bios && arch == "aarch64" {
+        tracing::warn!("field `firmware.legacyBIOS` is ignored for aarch64");
+    }
+    let own_images = firmware
+        .and_then(|f| f.images.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .any(|f| {
+            matches!(f.vm_type.as_deref(), None | Some("") | Some(crate::NAME))
+                && f.arch.as_deref().is_none_or(|a| a == arch)
+        });
+    if own_images {
+        tracing::warn!("field `firmware.images` is not used yet by this qemu driver; the host's UEFI firmware is used");
+    }
+    // Non-x86 guests always boot through UEFI; x86_64 falls back to qemu's BIOS.
+    if arch != "x86_64" && arch != "riscv64" {
+        if let Some(found) = host.firmware_found {
+            if !found(arch) {
+                return Err(format!(
+                    "no UEFI firmware for {arch} found on this host (e.g. install qemu-efi-aarch64)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use limatype::{CpuType, QemuOpts, VmOpts};
+
+    fn linux() -> Host {
+        Host {
+            os: "Linux".into(),
+            arch: "x86_64".into(),
+            qemu_found: None,
+            firmware_found: None,
+        }
+    }
+
+    fn filled(mut c: LimaYaml, host: &Host) -> LimaYaml {
+        fill(&mut c, host);
+        c
+    }
+
+    fn cpu(c: &LimaYaml) -> Option<&CpuType> {
+        c.vm_opts.as_ref()?.qemu.as_ref()?.cpu_type.as_ref()
+    }
+
+    #[test]
+    fn fill_defaults_on_linux() {
+        let c = filled(LimaYaml::default(), &linux());
+        assert_eq!(c.vm_type.as_deref(), Some("qemu"));
+        assert_eq!(c.mount_type.as_deref(), Some("9p"));
+        assert_eq!(
+            c.video.unwrap().vnc.unwrap().display.as_deref(),
+            Some(VNC_DISPLAY)
+        );
+        // The native arch's CPU type is left to start time (depends on the accelerator).
+        assert_eq!(cpu(&filled(LimaYaml::default(), &linux())), None);
+    }
+
+    #[test]
+    fn fill_cpu_types() {
+        let c = filled(
+            LimaYaml {
+                arch: Some("aarch64".into()),
+                ..Default::default()
+            },
+            &linux(),
+        );
+        assert_eq!(cpu(&c).unwrap()["aarch64"], "max");
+        let mac = Host {
+            os: "Darwin".into(),
+            arch: "aarch64".into(),
+            ..linux()
+        };
+        let c = filled(
+            LimaYaml {
+                arch: Some("x86_64".into()),
+                ..Default::default()
+            },
+            &mac,
+        );
+        assert_eq!(cpu(&c).unwrap()["x86_64"], "max,-avx512vl");
+        let win_arm = Host {
+            os: "Windows".into(),
+            arch: "aarch64".into(),
+            ..linux()
+        };
+        assert_eq!(
+            default_cpu_type("x86_64", &win_arm).as_deref(),
+            Some("qemu64")
+        );
+    }
+
+    #[test]
+    fn top_level_cpu_type_moves_to_vm_opts() {
+        let c = LimaYaml {
+            cpu_type: Some(CpuType::from([
+                ("x86_64".to_string(), "Haswell".to_string()),
+                ("aarch64".to_string(), "cortex-a72".to_string()),
+            ])),
+            vm_opts: Some(VmOpts {
+                qemu: Some(QemuOpts {
+                    cpu_type: Some(CpuType::from([(
+                        "aarch64".to_string(),
+                        "neoverse-n1".to_string(),
+                    )])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = filled(c, &linux());
+        assert_eq!(c.cpu_type, None);
+        let t = cpu(&c).unwrap();
+        assert_eq!(t["x86_64"], "Haswell");
+        assert_eq!(t["aarch64"], "neoverse-n1", "vmOpts.qemu wins");
+    }
+
+    #[test]
+    fn mount_type_defaults() {
+        let win = Host {
+            os: "Windows".into(),
+            ..linux()
+        };
+        assert_eq!(
+            filled(LimaYaml::default(), &win).mount_type.as_deref(),
+            Some("reverse-sshfs")
+        );
+        let c = LimaYaml {
+            mount_types_unsupported: Some(vec!["9p".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            filled(c, &linux()).mount_type.as_deref(),
+            Some("reverse-sshfs")
+        );
+        let c = LimaYaml {
+            mount_type: Some("virtiofs".into()),
+            ..Default::default()
+        };
+        assert_eq!(filled(c, &linux()).mount_type.as_deref(), Some("virtiofs"));
+    }
+
+    #[test]
+    fn accepts_defaults() {
+        for os in ["Linux", "Darwin", "Windows", "FreeBSD"] {
+            let host = Host {
+                os: os.into(),
+                ..linux()
+            };
+            accept(&filled(LimaYaml::default(), &host), &host).unwrap();
+        }
+    }
+
+    #[test]
+    fn mount_types_per_host() {
+        let with = |m: &str| LimaYaml {
+            mount_type: Some(m.into()),
+            ..Default::default()
+        };
+        accept(&with("virtiofs"), &linux()).unwrap();
+        let mac = Host {
+            os: "Darwin".into(),
+            ..linux()
+        };
+        let e = accept(&with("virtiofs"), &mac).unwrap_err();
+        assert!(
+            e.contains("must be one of reverse-sshfs, 9p for qemu on Darwin, got \"virtiofs\""),
+            "{e}"
+        );
+        let win = Host {
+            os: "Windows".into(),
+            ..linux()
+        };
+        let e = accept(&with("9p"), &win).unwrap_err();
+        assert!(e.contains("qemu on Windows"), "{e}");
+        let e = accept(&with("wsl2"), &linux()).unwrap_err();
+        assert!(e.contains("got \"wsl2\""), "{e}");
+        let mut c = with("9p");
+        c.mount_types_unsupported = Some(vec!["9p".into()]);
+        let e = accept(&c, &linux()).unwrap_err();
+        assert!(e.contains("mountTypesUnsupported"), "{e}");
+    }
+
+    #[test]
+    fn host_binaries_and_firmware() {
+        let no_qemu = Host {
+            qemu_found: Some(|_| false),
+            ..linux()
+        };
+        let e = accept(&LimaYaml::default(), &no_qemu).unwrap_err();
+        assert!(e.contains("qemu-system-x86_64 is not installed"), "{e}");
+        let only_x86 = Host {
+            qemu_found: Some(|b| b == "qemu-system-x86_64"),
+            firmware_found: Some(|_| false),
+            ..linux()
+        };
+        accept(&LimaYaml::default(), &only_x86).unwrap();
+        let arm = LimaYaml {
+            arch: Some("aarch64".into()),
+            ..Default::default()
+        };
+        let e = accept(&arm, &only_x86).unwrap_err();
+        assert!(e.contains("qemu-system-aarch64 is not installed"), "{e}");
+        let no_fw = Host {
+            qemu_found: Some(|_| true),
+            ..only_x86
+        };
+        let e = accept(&arm, &no_fw).unwrap_err();
+        assert!(e.contains("no UEFI firmware for aarch64"), "{e}");
+    }
+
+    #[test]
+    fn arch_and_minimum_version() {
+        let e = accept(
+            &LimaYaml {
+                arch: Some("mips".into()),
+                ..Default::default()
+            },
+            &linux(),
+        )
+        .unwrap_err();
+        assert!(e.contains("field `arch`") && e.contains("\"mips\""), "{e}");
+        let min = |v: &str| LimaYaml {
+            vm_opts: Some(VmOpts {
+                qemu: Some(QemuOpts {
+                    minimum_version: Some(v.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        accept(&min("8.2.1"), &linux()).unwrap();
+        let e = accept(&min("eight"), &linux()).unwrap_err();
+        assert!(e.contains("vmOpts.qemu.minimumVersion"), "{e}");
+    }
+}

@@ -1,0 +1,245 @@
+//! [`QemuDriver`]: the `driver::Driver` contract for qemu, delegating to [`Machine`].
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use driver::{
+    ConfigContext, Driver, DriverError, ErrorStream, Features, GuestAgentConn, Info,
+    InstanceConfig, LimaYaml, Result,
+};
+use futures::StreamExt;
+use limatype::filenames;
+
+use crate::machine::{self, Machine, MachineError};
+use crate::{config, vm};
+
+/// How long `stop` waits for the guest to power off before quitting qemu.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// The qemu driver: one per instance (`configure` binds it).
+#[derive(Default)]
+pub struct QemuDriver {
+    machine: Mutex<Option<Arc<Machine>>>,
+}
+
+impl QemuDriver {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn machine(&self) -> Result<Arc<Machine>> {
+        self.machine
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| DriverError::failed_precondition("qemu: configure must be called first"))
+    }
+}
+
+/// Host facts of `ctx`; binaries and firmware are looked up only when `ctx` is this host.
+pub fn host_of(ctx: &ConfigContext) -> config::Host {
+    let here = ctx.host == driver::HostInfo::current();
+    config::Host {
+        os: ctx.host.os.clone(),
+        arch: ctx.host.arch.clone(),
+        qemu_found: here.then_some(|bin: &str| machine::find_in_path(bin).is_some()),
+        firmware_found: here.then_some(|arch: &str| machine::find_firmware(arch).is_some()),
+    }
+}
+
+/// A machine error as a driver error, with a kind a caller can act on.
+pub fn to_driver_error(e: MachineError) -> DriverError {
+    let msg = e.to_string();
+    match e {
+        MachineError::Config(_) => DriverError::invalid_config(msg),
+        MachineError::Vm(vm::VmError::UnsupportedFormat { .. }) => DriverError::invalid_config(msg),
+        MachineError::Vm(vm::VmError::Spawn { .. }) => DriverError::unavailable(msg),
+        MachineError::Fetch { .. } => DriverError::unavailable(msg),
+        MachineError::NotRunning => DriverError::failed_precondition(msg),
+        MachineError::Vm(_) | MachineError::Io { .. } => DriverError::internal(msg),
+    }
+}
+
+pub fn info_for(dir: Option<PathBuf>) -> Info {
+    Info {
+        name: crate::NAME.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        vm_type: crate::NAME.into(),
+        image_formats: config::IMAGE_FORMATS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        features: Features::default(),
+        instance_dir: dir,
+        vsock_port: 0,
+        // The command line always has the guest agent's virtio-serial port.
+        virtio_port: filenames::VIRTIO_PORT.to_string(),
+    }
+}
+
+#[async_trait]
+impl Driver for QemuDriver {
+    async fn info(&self) -> Result<Info> {
+        let dir = self.machine.lock().unwrap().as_ref().map(|m| m.dir.clone());
+        Ok(info_for(dir))
+    }
+
+    async fn configure(&self, instance: InstanceConfig) -> Result<()> {
+        let m = Machine::new(
+            &instance.name,
+            &instance.dir,
+            instance.config,
+            instance.ssh_local_port,
+        );
+        *self.machine.lock().unwrap() = Some(Arc::new(m));
+        Ok(())
+    }
+
+    async fn fill_config(&self, config: &mut LimaYaml, ctx: &ConfigContext) -> Result<()> {
+        config::fill(config, &host_of(ctx));
+        Ok(())
+    }
+
+    async fn accept_config(&self, config: &LimaYaml, ctx: &ConfigContext) -> Result<()> {
+        config::accept(config, &host_of(ctx)).map_err(DriverError::invalid_config)
+    }
+
+    async fn validate(&self) -> Result<()> {
+        let m = self.machine()?;
+        config::accept(&m.config, &host_of(&ConfigContext::current()))
+            .map_err(DriverError::invalid_config)?;
+        m.validate().map_err(to_driver_error)
+    }
+
+    async fn create(&self) -> Result<()> {
+        // qemu keeps nothing outside the instance directory.
+        self.machine()?;
+        Ok(())
+    }
+
+    async fn create_disk(&self) -> Result<()> {
+        self.machine()?
+            .create_disk_from_basedisk()
+            .await
+            .map_err(to_driver_error)
+    }
+
+    async fn start(&self) -> Result<ErrorStream> {
+        let m = self.machine()?;
+        m.start().await.map_err(to_driver_error)?;
+        // One item if qemu ends by itself; none when `stop` ended it.
+        let errors = futures::stream::once(async move {
+            match m.wait_exit().await {
+                Ok(status) => Some(DriverError::unavailable(format!(
+                    "qemu exited ({status}); last lines of {}:\n{}",
+                    vm::QEMU_LOG,
+                    vm::tail_lines(&m.dir.join(vm::QEMU_LOG), 20)
+                ))),
+                Err(_) => None,
+            }
+        })
+        .filter_map(futures::future::ready);
+        Ok(Box::pin(errors))
+    }
+
+    async fn stop(&self) -> Result<()> {
+        self.machine()?
+            .stop(STOP_GRACE)
+            .await
+            .map_err(to_driver_error)
+    }
+
+    async fn delete(&self) -> Result<()> {
+        self.machine()?;
+        Ok(())
+    }
+
+    async fn guest_agent_conn(&self) -> Result<GuestAgentConn> {
+        Ok(GuestAgentConn::UnixSocket(
+            self.machine()?.dir.join(filenames::GUEST_AGENT_SOCK),
+        ))
+    }
+
+    async fn ssh_address(&self) -> Result<String> {
+        Ok(self.machine()?.ssh_address.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use driver::{ErrorKind, HostInfo};
+
+    #[tokio::test]
+    async fn call_order_and_info() {
+        let d = QemuDriver::new();
+        assert_eq!(
+            d.start().await.err().unwrap().kind,
+            ErrorKind::FailedPrecondition
+        );
+        let info = d.info().await.unwrap();
+        assert_eq!(info.name, "qemu");
+        assert!(info.image_formats.contains(&"qcow2".to_string()));
+        assert_eq!(info.instance_dir, None);
+
+        let tmp = tempfile::tempdir().unwrap();
+        d.configure(InstanceConfig {
+            name: "t".into(),
+            dir: tmp.path().to_path_buf(),
+            config: LimaYaml::default(),
+            ssh_local_port: 60022,
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            d.info().await.unwrap().instance_dir.as_deref(),
+            Some(tmp.path())
+        );
+        assert_eq!(
+            d.guest_agent_conn().await.unwrap(),
+            GuestAgentConn::UnixSocket(tmp.path().join("ga.sock"))
+        );
+        // No basedisk yet: a clear error naming the file.
+        let e = d.create_disk().await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidConfig);
+        assert!(e.message.contains("basedisk is missing"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn fill_then_accept_with_injected_host() {
+        let d = QemuDriver::new();
+        let ctx = ConfigContext {
+            host: HostInfo {
+                os: "Windows".into(),
+                arch: "x86_64".into(),
+            },
+            config_path: None,
+        };
+        let mut c = LimaYaml::default();
+        d.fill_config(&mut c, &ctx).await.unwrap();
+        assert_eq!(c.mount_type.as_deref(), Some("reverse-sshfs"));
+        d.accept_config(&c, &ctx).await.unwrap();
+        c.mount_type = Some("virtiofs".into());
+        let e = d.accept_config(&c, &ctx).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidConfig);
+    }
+
+    #[test]
+    fn error_kinds() {
+        let k = |e| to_driver_error(e).kind;
+        assert_eq!(
+            k(MachineError::Config("x".into())),
+            ErrorKind::InvalidConfig
+        );
+        assert_eq!(k(MachineError::NotRunning), ErrorKind::FailedPrecondition);
+        assert_eq!(
+            k(MachineError::Vm(vm::VmError::Spawn {
+                program: "qemu".into(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound)
+            })),
+            ErrorKind::Unavailable
+        );
+    }
+}
