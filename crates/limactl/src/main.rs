@@ -2,6 +2,7 @@
 //! under `cmd/`; internal drivers are chosen by cargo features (`driver-<name>`).
 
 mod cmd;
+mod drivers;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,8 @@ enum Cmd {
     Create(cmd::create::CreateArgs),
     /// Start an instance (creating it first if given a config).
     Start(cmd::start::StartArgs),
+    /// Show information about limactl, its host and its drivers (JSON).
+    Info(cmd::info::InfoArgs),
     /// Run the host agent of an instance (started by `limactl start`).
     #[command(hide = true)]
     Hostagent(cmd::hostagent::HostagentArgs),
@@ -66,6 +69,7 @@ fn main() {
         Cmd::Create(a) => cmd::create::run(a),
         Cmd::Start(a) => cmd::start::run(a),
         Cmd::Hostagent(a) => cmd::hostagent::run(a),
+        Cmd::Info(a) => cmd::info::run(a),
         Cmd::Shell(a) => cmd::shell::run(a).map(|code| std::process::exit(code)),
     };
     if let Err(e) = result {

@@ -19,9 +19,16 @@ pub struct CreateArgs {
     /// Interactive prompts (none are implemented; kept for compatibility).
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub tty: bool,
+    /// List the available drivers, one a line (`NAME`, or `NAME (external)`), and exit.
+    #[arg(long)]
+    pub list_drivers: bool,
 }
 
 pub fn run(args: CreateArgs) -> Result<()> {
+    if args.list_drivers {
+        print!("{}", list_drivers(&crate::drivers::registry().list()));
+        return Ok(());
+    }
     match existing_or_create(&args.target, &args.name)? {
         Target::Existing(name) => bail!("instance {name:?} already exists"),
         Target::Create { name, locator } => create(&name, &locator),
@@ -31,6 +38,17 @@ pub fn run(args: CreateArgs) -> Result<()> {
 pub enum Target {
     Existing(String),
     Create { name: String, locator: String },
+}
+
+/// `--list-drivers` output: `NAME` for an internal driver, `NAME (external)` for an external one.
+pub fn list_drivers(entries: &[registry::Entry]) -> String {
+    entries
+        .iter()
+        .map(|e| match e.location {
+            registry::Location::Internal => format!("{}\n", e.name),
+            registry::Location::External(_) => format!("{} (external)\n", e.name),
+        })
+        .collect()
 }
 
 /// Decides what `start`/`create` was given: an existing instance's name, or a config locator
@@ -127,4 +145,24 @@ pub fn prepare(name: &str) -> Result<()> {
     let dir = store::instance_dir(name)?;
     let config = wiring::load_instance(&dir.join(filenames::LIMA_YAML))?;
     wiring::prepare_disks(name, Path::new(&dir), &config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_drivers_marks_external_ones() {
+        let entries = [
+            registry::Entry {
+                name: "qemu".into(),
+                location: registry::Location::Internal,
+            },
+            registry::Entry {
+                name: "vz".into(),
+                location: registry::Location::External("/p/lima-driver-vz".into()),
+            },
+        ];
+        assert_eq!(list_drivers(&entries), "qemu\nvz (external)\n");
+    }
 }

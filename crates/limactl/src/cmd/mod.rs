@@ -1,6 +1,7 @@
 pub mod create;
 pub mod delete;
 pub mod hostagent;
+pub mod info;
 pub mod instutil;
 pub mod list;
 pub mod shell;

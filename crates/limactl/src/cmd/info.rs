@@ -1,0 +1,115 @@
+//! `limactl info`: JSON about this limactl and its host: version, `$LIMA_HOME`, host OS and
+//! arch, and every driver with its location (`internal`, or the executable's path) and
+//! protocol version. External drivers are started for their handshake; one that fails is
+//! listed with its error, and the others are still reported.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
+
+use crate::drivers;
+
+#[derive(Args)]
+pub struct InfoArgs {}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Info {
+    version: String,
+    lima_compat_version: String,
+    lima_home: String,
+    #[serde(rename = "hostOS")]
+    host_os: String,
+    host_arch: String,
+    identity_file: String,
+    /// The external-driver protocol this limactl speaks.
+    protocol_version: String,
+    vm_types: Vec<String>,
+    vm_types_ex: BTreeMap<String, DriverInfo>,
+    libexec_paths: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DriverInfo {
+    /// `internal`, or the executable's path.
+    location: String,
+    /// For an internal driver, the protocol of this limactl (it is the same code); for an
+    /// external one, what its handshake announced. Empty when the handshake failed.
+    protocol_version: String,
+    /// The driver's own version (from its Info).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    version: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    image_formats: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub fn run(_args: InfoArgs) -> Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let info = rt.block_on(collect())?;
+    println!("{}", serde_json::to_string_pretty(&info)?);
+    Ok(())
+}
+
+async fn collect() -> Result<Info> {
+    let reg = drivers::registry();
+    let own_protocol = drivergrpc::PROTOCOL_VERSION.to_string();
+    let mut vm_types_ex = BTreeMap::new();
+    for entry in reg.list() {
+        let location = entry.location.describe();
+        let d = match reg.connect(&entry.name).await {
+            Ok((connected, loc)) => {
+                let protocol_version = match loc {
+                    registry::Location::Internal => own_protocol.clone(),
+                    registry::Location::External(_) => connected.protocol_version.clone(),
+                };
+                match connected.driver.info().await {
+                    Ok(i) => DriverInfo {
+                        location,
+                        protocol_version,
+                        version: i.version,
+                        image_formats: i.image_formats,
+                        error: None,
+                    },
+                    Err(e) => DriverInfo {
+                        location,
+                        protocol_version,
+                        version: String::new(),
+                        image_formats: Vec::new(),
+                        error: Some(e.to_string()),
+                    },
+                }
+            }
+            Err(e) => DriverInfo {
+                location,
+                protocol_version: String::new(),
+                version: String::new(),
+                image_formats: Vec::new(),
+                error: Some(e.to_string()),
+            },
+        };
+        vm_types_ex.insert(entry.name, d);
+    }
+    Ok(Info {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        lima_compat_version: limatype::LIMA_COMPAT_VERSION.to_string(),
+        lima_home: store::lima_home()?.display().to_string(),
+        host_os: limatype::os_from_rust(std::env::consts::OS),
+        host_arch: limatype::host_arch(),
+        identity_file: store::config_dir()?
+            .join(limatype::filenames::USER_PRIVATE_KEY)
+            .display()
+            .to_string(),
+        protocol_version: own_protocol,
+        vm_types: reg.names(),
+        vm_types_ex,
+        libexec_paths: registry::discovery::self_libexec_dirs()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+    })
+}
