@@ -30,5 +30,5 @@ pub fn internal() -> Vec<registry::Internal> {
 /// This process's registry (external drivers discovered once, started only when used).
 pub fn registry() -> &'static registry::Registry {
     static REGISTRY: OnceLock<registry::Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| registry::Registry::new(internal(), Arc::new(registry::GrpcConnector)))
+    REGISTRY.get_or_init(|| registry::Registry::new(internal()))
 }

@@ -77,6 +77,22 @@ pub trait Connector: Send + Sync {
     async fn connect(&self, name: &str, path: &Path) -> driver::Result<Connected>;
 }
 
+/// The real connector: starts the executable with `drivergrpc` (ready line, handshake,
+/// protocol major check, stderr into our log tagged with the driver's name).
+pub struct GrpcConnector;
+
+#[async_trait]
+impl Connector for GrpcConnector {
+    async fn connect(&self, _name: &str, path: &Path) -> driver::Result<Connected> {
+        let d = drivergrpc::ExternalDriver::spawn(path).await?;
+        let protocol_version = d.handshake().protocol.to_string();
+        Ok(Connected {
+            driver: Arc::new(d),
+            protocol_version,
+        })
+    }
+}
+
 /// Where a driver comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Location {
@@ -108,7 +124,7 @@ pub enum RegistryError {
         available: Vec<String>,
     },
     /// A driver failed to start (external) or refused the config; the message is the driver's.
-    #[error("driver {name:?} ({}): {source}", .location.describe())]
+    #[error("{}", driver_failure(.name, .location, .source))]
     Driver {
         name: String,
         location: Location,
@@ -130,6 +146,16 @@ pub enum RegistryError {
         preferred: Vec<String>,
         available: Vec<String>,
     },
+}
+
+/// `driver "NAME" (LOCATION): MESSAGE`, without repeating a path the message already names.
+fn driver_failure(name: &str, location: &Location, source: &DriverError) -> String {
+    match location {
+        Location::External(p) if source.message.contains(&p.display().to_string()) => {
+            format!("driver {name:?}: {source}")
+        }
+        _ => format!("driver {name:?} ({}): {source}", location.describe()),
+    }
 }
 
 fn list_or_none(names: &[String]) -> String {
@@ -159,8 +185,13 @@ pub struct Registry {
 
 impl Registry {
     /// Internal drivers as given (minus those disabled by [`DISABLE_INTERNAL_ENV`]), external
-    /// ones from this process's one-time discovery.
-    pub fn new(internal: Vec<Internal>, connector: Arc<dyn Connector>) -> Self {
+    /// ones from this process's one-time discovery, started with [`GrpcConnector`].
+    pub fn new(internal: Vec<Internal>) -> Self {
+        Self::with_connector(internal, Arc::new(GrpcConnector))
+    }
+
+    /// Like [`Registry::new`] with another way to start external drivers.
+    pub fn with_connector(internal: Vec<Internal>, connector: Arc<dyn Connector>) -> Self {
         let disabled = std::env::var(DISABLE_INTERNAL_ENV).unwrap_or_default();
         let internal = filter_disabled(internal, &disabled);
         Self::from_parts(internal, discovery::discovered().to_vec(), connector)

@@ -284,7 +284,7 @@ async fn external_drivers_start_lazily_and_failures_name_the_file() {
 
     let err = reg.driver("broken").await.err().unwrap().to_string();
     assert!(
-        err.contains("driver \"broken\" (/drivers/lima-driver-broken)"),
+        err.contains("driver \"broken\": /drivers/lima-driver-broken exited"),
         "{err}"
     );
     assert!(err.contains("exited before opening its socket"), "{err}");
@@ -326,4 +326,43 @@ fn preference_orders() {
     assert_eq!(preferred_order(TargetOs::Linux), ["qemu"]);
     assert_eq!(preferred_order(TargetOs::Windows), ["qemu", "wsl2"]);
     assert_eq!(TargetOs::from_lima_os("Darwin"), TargetOs::MacOs);
+}
+
+/// The real connector on executables that are not drivers: a clear error naming the file,
+/// quickly, and the registry keeps working.
+#[cfg(unix)]
+#[tokio::test]
+async fn grpc_connector_reports_broken_executables() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mk = |name: &str, body: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ExternalFile {
+            name: name.trim_start_matches("lima-driver-").into(),
+            path: p,
+        }
+    };
+    let crash = mk("lima-driver-crash", "echo oops >&2; exit 3");
+    let garbage = mk("lima-driver-garbage", "echo hello world; sleep 5");
+    let reg = Registry::from_parts(
+        vec![internal("qemu", "Linux")],
+        vec![crash.clone(), garbage.clone()],
+        Arc::new(GrpcConnector),
+    );
+    let started = std::time::Instant::now();
+    for f in [&crash, &garbage] {
+        let err = reg.driver(&f.name).await.err().unwrap();
+        let msg = err.to_string();
+        assert!(msg.contains(&f.path.display().to_string()), "{msg}");
+        match err {
+            RegistryError::Driver { source, .. } => {
+                assert_eq!(source.kind, ErrorKind::Unavailable, "{msg}")
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(reg.driver("qemu").await.is_ok());
 }
