@@ -346,6 +346,21 @@ mod tests {
     }
 
     #[test]
+    fn stale_drivers_are_removed_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["lima-driver-vz", "lima-driver-qemu", "lima-driver-old", "README"] {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        remove_stale_drivers(dir.path(), &plan(&names(&["vz"])).unwrap()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["README", "lima-driver-vz"]);
+    }
+
+    #[test]
     fn tarball_is_relative_and_keeps_exec_bits() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
