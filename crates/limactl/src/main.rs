@@ -34,6 +34,8 @@ enum Cmd {
     Create(cmd::create::CreateArgs),
     /// Start an instance (creating it first if given a config).
     Start(cmd::start::StartArgs),
+    /// Empty the download cache.
+    Prune(cmd::prune::PruneArgs),
     /// Run the host agent of an instance (started by `limactl start`).
     #[command(hide = true)]
     Hostagent(cmd::hostagent::HostagentArgs),
@@ -65,6 +67,7 @@ fn main() {
         Cmd::Delete(a) => cmd::delete::run(a),
         Cmd::Create(a) => cmd::create::run(a),
         Cmd::Start(a) => cmd::start::run(a),
+        Cmd::Prune(a) => cmd::prune::run(a),
         Cmd::Hostagent(a) => cmd::hostagent::run(a),
         Cmd::Shell(a) => cmd::shell::run(a).map(|code| std::process::exit(code)),
     };

@@ -3,6 +3,7 @@ pub mod delete;
 pub mod hostagent;
 pub mod instutil;
 pub mod list;
+pub mod prune;
 pub mod shell;
 pub mod start;
 pub mod startutil;
