@@ -553,7 +553,20 @@ impl LimaYaml {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_yaml::from_str(text)
+        match serde_yaml::from_str(text) {
+            Ok(y) => Ok(y),
+            Err(err) if err.to_string().contains("unknown field `<<`") => Self::merged(text),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// YAML merge keys (`<<: *anchor`) are resolved by Lima's YAML library, but serde_yaml's
+    /// struct deserializer sees `<<` as a field. Resolve them on a generic value and parse
+    /// that; errors on this path have no line numbers, so it is only the fallback.
+    fn merged(text: &str) -> Result<Self, serde_yaml::Error> {
+        let mut value: serde_yaml::Value = serde_yaml::from_str(text)?;
+        value.apply_merge()?;
+        serde_yaml::from_value(value)
     }
 
     pub fn to_yaml(&self) -> String {

@@ -155,3 +155,40 @@ osOpts:
         "./probe.sh"
     );
 }
+
+// Lima's YAML library resolves merge keys; templates may share blocks with anchors.
+#[test]
+fn merge_keys_and_anchors_resolve() {
+    let src = "\
+x-common: &common
+  mode: system
+  script: \"#!/bin/sh\\ntrue\\n\"
+provision:
+- <<: *common
+- <<: *common
+  mode: user
+cpus: 2
+";
+    // `x-common` is not a Lima field, so it stays an error even with merge keys...
+    let err = LimaYaml::from_yaml(src).unwrap_err().to_string();
+    assert!(err.contains("x-common"), "{err}");
+    // ...while anchors on a real field and merges of them load.
+    let src = "\
+mounts:
+- &home
+  location: \"~\"
+  writable: false
+- <<: *home
+  location: /srv
+  writable: true
+";
+    let mounts = LimaYaml::from_yaml(src).unwrap().mounts.unwrap();
+    assert_eq!(mounts[0].writable, Some(false));
+    assert_eq!(mounts[1].location, "/srv");
+    assert_eq!(mounts[1].writable, Some(true));
+    let src =
+        "provision:\n- &sys {mode: system, script: \"#!/bin/sh\\n\"}\n- {<<: *sys, mode: user}\n";
+    let prov = LimaYaml::from_yaml(src).unwrap().provision.unwrap();
+    assert_eq!(prov[1].mode.as_deref(), Some("user"));
+    assert_eq!(prov[1].script, prov[0].script);
+}
