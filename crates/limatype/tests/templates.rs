@@ -344,3 +344,27 @@ fn default_yaml_loads_and_documents_every_field() {
         "default.yaml does not mention: {undocumented:?}"
     );
 }
+
+/// Lima refuses a template whose params are never referenced; Lima-internal ones
+/// (`internal_*`, read by Lima's own cloud-init config) are exempt.
+#[test]
+fn every_param_is_used() {
+    let (root, files) = all_templates();
+    let mut unused = Vec::new();
+    for rel in &files {
+        let text = std::fs::read_to_string(root.join(rel)).unwrap();
+        let y = LimaYaml::from_yaml(&text).unwrap();
+        for key in y.param.unwrap_or_default().keys() {
+            if key.starts_with("internal_") {
+                continue;
+            }
+            let used = [format!(".Param.{key}"), format!("PARAM_{key}")]
+                .iter()
+                .any(|r| text.contains(r.as_str()));
+            if !used {
+                unused.push(format!("{}: {key}", rel.display()));
+            }
+        }
+    }
+    assert!(unused.is_empty(), "unused params: {unused:?}");
+}
