@@ -37,6 +37,8 @@ enum Cmd {
     Start(cmd::start::StartArgs),
     /// Show information about limactl, its host and its drivers (JSON).
     Info(cmd::info::InfoArgs),
+    /// Empty the download cache.
+    Prune(cmd::prune::PruneArgs),
     /// Run the host agent of an instance (started by `limactl start`).
     #[command(hide = true)]
     Hostagent(cmd::hostagent::HostagentArgs),
@@ -68,6 +70,7 @@ fn main() {
         Cmd::Delete(a) => cmd::delete::run(a),
         Cmd::Create(a) => cmd::create::run(a),
         Cmd::Start(a) => cmd::start::run(a),
+        Cmd::Prune(a) => cmd::prune::run(a),
         Cmd::Hostagent(a) => cmd::hostagent::run(a),
         Cmd::Info(a) => cmd::info::run(a),
         Cmd::Shell(a) => cmd::shell::run(a).map(|code| std::process::exit(code)),

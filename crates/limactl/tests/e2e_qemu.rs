@@ -15,6 +15,9 @@ fn project_root() -> PathBuf {
 
 /// The local image's lima.yaml, or None when the test is skipped on purpose.
 fn local_image() -> Option<PathBuf> {
+    if let Some(y) = std::env::var_os("LIMA_E2E_IMAGE_YAML") {
+        return Some(PathBuf::from(y));
+    }
     let yaml = project_root().join("_output/images/debian-12-local/lima.yaml");
     if yaml.exists() {
         return Some(yaml);
@@ -35,6 +38,26 @@ struct Env {
     extra_env: Vec<(String, String)>,
 }
 
+/// A failed assertion must not leave VMs behind: kill whatever the instances still run.
+impl Drop for Env {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.home.path()) else {
+            return;
+        };
+        for dir in entries.flatten().map(|e| e.path()) {
+            for file in ["ha.pid", "qemu.pid"] {
+                let pid = std::fs::read_to_string(dir.join(file))
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok());
+                if let Some(pid) = pid.filter(|p| *p > 0) {
+                    // SAFETY: plain signal to a process this test's instances started.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+}
+
 impl Env {
     fn new() -> Self {
         // Short path: unix socket paths in the instance dir must stay under 108 bytes.
@@ -50,16 +73,7 @@ impl Env {
 
     fn limactl(&self, args: &[&str]) -> Output {
         let started = Instant::now();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_limactl"));
-        cmd.args(args)
-            .env("LIMA_HOME", self.home.path())
-            // KVM exists on the test machines but guests hang on it.
-            .env("LIMA_QEMU_ACCEL", "tcg")
-            .stdin(std::process::Stdio::null());
-        for (k, v) in &self.extra_env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
+        let out = self.command(args).output().unwrap();
         eprintln!(
             "$ limactl {} -> {} in {:.1?}\n{}{}",
             args.join(" "),
@@ -69,6 +83,27 @@ impl Env {
             String::from_utf8_lossy(&out.stderr)
         );
         out
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_limactl"));
+        cmd.args(args)
+            .env("LIMA_HOME", self.home.path())
+            // KVM exists on the test machines but guests hang on it.
+            .env("LIMA_QEMU_ACCEL", "tcg")
+            .stdin(std::process::Stdio::null());
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -125,7 +160,21 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 /// qemu killed behind our back and recovered, delete; nothing left running.
 fn lifecycle(env: &Env, yaml: &Path, name: &str, recover_from_kill: bool) {
     let yaml = yaml.to_str().unwrap();
-    env.ok(&["start", "--name", name, "--tty=false", yaml]);
+    // Two starts of one instance at once: one starts it, the other fails clearly.
+    let first = env.spawn(&["start", "--name", name, "--tty=false", yaml]);
+    wait_until("the host agent to start", Duration::from_secs(300), || {
+        env.dir(name).join("ha.pid").exists()
+    });
+    let out = env.limactl(&["start", name]);
+    assert!(!out.status.success(), "a concurrent start must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("being started"),
+        "unclear concurrent-start error: {err}"
+    );
+    let out = first.wait_with_output().unwrap();
+    eprintln!("first start: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the first start failed");
     assert_eq!(env.status_str(name), "Running");
 
     let uname = env.ok(&["shell", name, "uname", "-a"]);
@@ -212,4 +261,97 @@ fn e2e_qemu_internal_driver() {
     let Some(yaml) = local_image() else { return };
     let env = Env::new();
     lifecycle(&env, &yaml, "e2e-int", true);
+}
+
+/// A copy of the image's lima.yaml with `edit` applied, local paths made absolute.
+fn edited_yaml(env: &Env, yaml: &Path, edit: impl FnOnce(&mut serde_yaml::Value)) -> PathBuf {
+    let base = yaml.parent().unwrap();
+    let mut v: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(yaml).unwrap()).unwrap();
+    fn absolutize(v: &mut serde_yaml::Value, base: &Path) {
+        match v {
+            serde_yaml::Value::Mapping(m) => {
+                for (k, val) in m.iter_mut() {
+                    if k.as_str() == Some("location") {
+                        if let Some(s) = val.as_str() {
+                            if !s.contains("://") && !s.starts_with('/') {
+                                *val = base.join(s).display().to_string().into();
+                            }
+                        }
+                    } else {
+                        absolutize(val, base);
+                    }
+                }
+            }
+            serde_yaml::Value::Sequence(s) => s.iter_mut().for_each(|x| absolutize(x, base)),
+            _ => {}
+        }
+    }
+    absolutize(&mut v, base);
+    edit(&mut v);
+    let out = env
+        .home
+        .path()
+        .join(format!("edited-{}.yaml", std::process::id()));
+    let n = std::fs::read_dir(env.home.path()).unwrap().count();
+    let out = out.with_extension(format!("{n}.yaml"));
+    std::fs::write(&out, serde_yaml::to_string(&v).unwrap()).unwrap();
+    out
+}
+
+/// Bad inputs fail before anything boots, with errors that name the problem.
+#[test]
+fn e2e_qemu_bad_inputs() {
+    let Some(yaml) = local_image() else { return };
+    let env = Env::new();
+
+    let bad_digest = edited_yaml(&env, &yaml, |v| {
+        v["images"][0]["digest"] = format!("sha256:{}", "0".repeat(64)).into();
+    });
+    let out = env.limactl(&[
+        "start",
+        "--name",
+        "baddigest",
+        "--tty=false",
+        bad_digest.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("digest"),
+        "error should name the digest: {err}"
+    );
+    assert_ne!(env.status_str("baddigest"), "Running");
+    assert!(
+        !env.dir("baddigest").join("diffdisk").exists(),
+        "no disk from a bad image"
+    );
+    env.ok(&["delete", "baddigest"]);
+
+    let no_kernel = edited_yaml(&env, &yaml, |v| {
+        v["images"][0]["kernel"]["location"] = "/nonexistent/vmlinuz".into();
+        v["images"][0]["kernel"]["digest"] = serde_yaml::Value::Null;
+    });
+    let out = env.limactl(&[
+        "start",
+        "--name",
+        "nokernel",
+        "--tty=false",
+        no_kernel.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/vmlinuz"),
+        "error should name the kernel: {err}"
+    );
+    env.ok(&["delete", "nokernel"]);
+
+    let out = env.limactl(&["shell", "nosuch", "true"]);
+    assert!(!out.status.success());
+    let out = env.limactl(&["start", "--name", "../escape", bad_digest.to_str().unwrap()]);
+    assert!(
+        !out.status.success(),
+        "path traversal in a name must be refused"
+    );
 }

@@ -125,41 +125,63 @@ fn de_base<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<LocatorWithDige
     )
 }
 
-/// A YAML scalar of any type, kept as its string form (`memory: 4` and `memory: "4GiB"`).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Scalar {
-    S(String),
-    I(i64),
-    U(u64),
-    F(f64),
-    B(bool),
-}
+/// A YAML scalar of any type kept as text (`memory: 4` and `memory: "4GiB"`), as Go's YAML
+/// decoding into a string field does. A visitor rather than an untagged enum, so errors keep
+/// serde_yaml's line and column.
+struct ScalarText<const NULL_IS_EMPTY: bool>(String);
 
-impl Scalar {
-    fn into_string(self) -> String {
-        match self {
-            Scalar::S(s) => s,
-            Scalar::I(i) => i.to_string(),
-            Scalar::U(u) => u.to_string(),
-            Scalar::F(f) => f.to_string(),
-            Scalar::B(b) => b.to_string(),
+impl<'de, const NULL_IS_EMPTY: bool> Deserialize<'de> for ScalarText<NULL_IS_EMPTY> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<const N: bool>;
+        impl<const N: bool> serde::de::Visitor<'_> for Visit<N> {
+            type Value = ScalarText<N>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(ScalarText(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                if N {
+                    Ok(ScalarText(String::new()))
+                } else {
+                    Err(E::invalid_type(serde::de::Unexpected::Unit, &self))
+                }
+            }
         }
+        d.deserialize_any(Visit::<NULL_IS_EMPTY>)
     }
 }
 
+/// An optional scalar field: `null` (or absent) is "not set".
 fn de_opt_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Option::<Scalar>::deserialize(d)
-        .map(|o| o.map(Scalar::into_string))
-        .map_err(|_| serde::de::Error::custom("expected a string or a number"))
+    Ok(Option::<ScalarText<false>>::deserialize(d)?.map(|s| s.0))
 }
 
+/// `env` / `param`: values may be any scalar; a `null` value (`KEY:` with nothing after it)
+/// is the empty string, as in Lima, while a `null` map is "not set".
 fn de_opt_scalar_map<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<BTreeMap<String, String>>, D::Error> {
-    Option::<BTreeMap<String, Scalar>>::deserialize(d)
-        .map(|o| o.map(|m| m.into_iter().map(|(k, v)| (k, v.into_string())).collect()))
-        .map_err(|_| serde::de::Error::custom("expected a mapping of names to scalar values"))
+    Ok(
+        Option::<BTreeMap<String, ScalarText<true>>>::deserialize(d)?
+            .map(|m| m.into_iter().map(|(k, v)| (k, v.0)).collect()),
+    )
 }
 
 /// Per-driver options. `qemu` and `vz` are typed; other drivers' sections are kept as YAML so
@@ -531,7 +553,20 @@ impl LimaYaml {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_yaml::from_str(text)
+        match serde_yaml::from_str(text) {
+            Ok(y) => Ok(y),
+            Err(err) if err.to_string().contains("unknown field `<<`") => Self::merged(text),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// YAML merge keys (`<<: *anchor`) are resolved by Lima's YAML library, but serde_yaml's
+    /// struct deserializer sees `<<` as a field. Resolve them on a generic value and parse
+    /// that; errors on this path have no line numbers, so it is only the fallback.
+    fn merged(text: &str) -> Result<Self, serde_yaml::Error> {
+        let mut value: serde_yaml::Value = serde_yaml::from_str(text)?;
+        value.apply_merge()?;
+        serde_yaml::from_value(value)
     }
 
     pub fn to_yaml(&self) -> String {

@@ -33,11 +33,8 @@ fn run_agent(name: &str, dir: &std::path::Path) -> Result<()> {
         0 => hostagent::agent::free_local_port().context("finding a free port for ssh")?,
         p => u16::try_from(p).context("field `ssh.localPort`")?,
     };
-    let user = config
-        .user
-        .as_ref()
-        .and_then(|u| u.name.clone())
-        .unwrap_or_else(|| "lima".to_string());
+    // The same account the seed creates in the guest.
+    let user = cidata::guest_user(&config).name;
     let key = sshutil::ensure_user_key_in(&store::config_dir()?)?;
     let pubkey = key.public_key()?;
     let vm = wiring::make_vm(name, dir, &config, port)?;
@@ -60,8 +57,8 @@ fn run_agent(name: &str, dir: &std::path::Path) -> Result<()> {
         private_key: key.private.clone(),
         ready_timeout: timeout,
     };
-    let seed = |scripts: &std::collections::BTreeMap<String, Vec<u8>>, port: u16| {
-        wiring::write_seed(dir, name, &config, scripts, port, &pubkey, &user)
+    let seed = |scripts: &std::collections::BTreeMap<String, Vec<u8>>, _port: u16| {
+        wiring::write_seed(dir, name, &config, scripts, &pubkey)
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(hostagent::agent::run(opts, vm.as_ref(), &seed, hub))

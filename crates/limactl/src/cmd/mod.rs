@@ -4,6 +4,7 @@ pub mod hostagent;
 pub mod info;
 pub mod instutil;
 pub mod list;
+pub mod prune;
 pub mod shell;
 pub mod start;
 pub mod startutil;

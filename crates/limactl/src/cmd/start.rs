@@ -39,13 +39,43 @@ pub fn run(args: StartArgs) -> Result<()> {
     start_existing(&name, Duration::from_secs(args.timeout))
 }
 
+/// How long `start` waits for a host agent that is already shutting down (its VM died, or a
+/// stop is under way) to release the instance.
+const EXITING_AGENT_GRACE: Duration = Duration::from_secs(20);
+
+/// The instance lock, or None when another process keeps it. A host agent that has said it is
+/// exiting (its VM died, or a stop is under way) is on its way out: wait a little for it
+/// instead of failing at once.
+fn acquire_or_wait(dir: &Path, name: &str) -> Result<Option<store::InstanceLock>> {
+    let deadline = std::time::Instant::now() + EXITING_AGENT_GRACE;
+    let mut said = false;
+    loop {
+        match store::InstanceLock::try_acquire(dir, name) {
+            Ok(l) => return Ok(Some(l)),
+            Err(store::StoreError::Locked { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if !startutil::agent_is_exiting(dir) || std::time::Instant::now() > deadline {
+            return Ok(None);
+        }
+        if !said {
+            eprintln!("Waiting for the host agent of {name:?} to finish shutting down");
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 pub fn start_existing(name: &str, timeout: Duration) -> Result<()> {
     let inst = instutil::inspect(name)?;
     let dir = Path::new(&inst.dir).to_path_buf();
-    let lock = match store::InstanceLock::try_acquire(&dir, name) {
-        Ok(l) => l,
-        Err(store::StoreError::Locked { .. }) => {
-            if inst.status == Status::Running {
+    let lock = match acquire_or_wait(&dir, name)? {
+        Some(l) => l,
+        None => {
+            let inst = instutil::inspect(name)?;
+            // Running pid files alone also describe a VM still booting: only a host agent
+            // that has reported the instance ready makes this start a no-op.
+            if inst.status == Status::Running && startutil::agent_reported_ready(&dir) {
                 eprintln!("The instance {name:?} is already running. Run `limactl shell {name}` to open the shell.");
                 return Ok(());
             }
@@ -55,7 +85,6 @@ pub fn start_existing(name: &str, timeout: Duration) -> Result<()> {
                 inst.status
             );
         }
-        Err(e) => return Err(e.into()),
     };
     // Nothing runs (we hold the lock): leftovers of a crash or a killed qemu can go.
     let inst = instutil::inspect(name)?;

@@ -112,6 +112,22 @@ pub fn follow(dir: &Path, ha_pid: u32, timeout: Duration) -> Result<Outcome> {
     }
 }
 
+/// The host agent's latest event in `ha.stdout.log`, if any.
+pub fn last_event(dir: &Path) -> Option<Event> {
+    let text = std::fs::read_to_string(dir.join(filenames::HOST_AGENT_STDOUT_LOG)).ok()?;
+    text.lines().rev().find_map(Event::parse)
+}
+
+/// Whether the host agent's last event says it is shutting down (or has failed).
+pub fn agent_is_exiting(dir: &Path) -> bool {
+    last_event(dir).is_some_and(|ev| ev.status.exiting || !ev.status.errors.is_empty())
+}
+
+/// Whether the host agent has reported the instance ready (and nothing since).
+pub fn agent_reported_ready(dir: &Path) -> bool {
+    last_event(dir).is_some_and(|ev| ev.status.running)
+}
+
 fn short_time(rfc3339: &str) -> &str {
     // "2024-01-01T12:34:56.789Z" -> "12:34:56"
     rfc3339.get(11..19).unwrap_or(rfc3339)

@@ -1,15 +1,14 @@
 //! How limactl connects the pieces for one instance: config loading, the driver (through the
 //! registry), image fetching and the cidata seed.
-//! Interim: until the registry, limaload, downloader and cidata crates land, this calls the
-//! qemu driver's machine directly, reads lima.yaml without filling defaults, copies local
-//! files (digest-checked) instead of downloading, and writes the seed with genisoimage.
+//! Interim: until the registry and limaload crates land, this calls the qemu driver's machine
+//! directly and reads lima.yaml without filling defaults.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use limatype::LimaYaml;
+use limatype::{filenames, LimaYaml};
 
 pub fn load_locator(locator: &str) -> Result<(String, LimaYaml)> {
     let path = locator.strip_prefix("file://").unwrap_or(locator);
@@ -28,13 +27,21 @@ pub fn validate(name: &str, config: &LimaYaml) -> Result<()> {
     Ok(())
 }
 
+/// Fetches one file of an image entry through the download cache, checking its digest.
+/// Images and kernels are decompressed as Lima does; initrds are kept as they are.
 fn fetch(file: &limatype::File, dest: &Path) -> Result<(), String> {
-    let src = file
-        .location
-        .strip_prefix("file://")
-        .unwrap_or(&file.location);
-    std::fs::copy(src, dest).map_err(|e| format!("{src}: {e}"))?;
-    Ok(())
+    let decompress = dest.file_name().and_then(|n| n.to_str()) != Some(filenames::INITRD);
+    let downloader = downloader::Downloader::with_default_cache().map_err(|e| e.to_string())?;
+    downloader
+        .download(&downloader::Request {
+            location: &file.location,
+            dest: Some(dest),
+            digest: file.digest.as_deref(),
+            decompress,
+            description: None,
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 pub fn prepare_disks(name: &str, dir: &Path, config: &LimaYaml) -> Result<()> {
@@ -91,45 +98,26 @@ pub fn make_vm(
     )))))
 }
 
+/// Writes `cidata.iso` for this boot: the user's key, the driver's boot scripts and a fresh
+/// instance id (so cloud-init runs its per-instance steps again).
 pub fn write_seed(
     dir: &Path,
     name: &str,
     config: &LimaYaml,
-    _scripts: &BTreeMap<String, Vec<u8>>,
-    _port: u16,
+    scripts: &BTreeMap<String, Vec<u8>>,
     pubkey: &str,
-    user: &str,
 ) -> Result<(), String> {
-    let _ = config;
-    let seed = dir.join("cidata-src");
-    let _ = std::fs::remove_dir_all(&seed);
-    std::fs::create_dir_all(&seed).map_err(|e| e.to_string())?;
-    std::fs::write(
-        seed.join("meta-data"),
-        format!(
-            "instance-id: {name}-{}\nlocal-hostname: lima-{name}\n",
-            std::process::id()
-        ),
-    )
+    let keys = [pubkey.trim().to_string()];
+    let seed = cidata::build_seed(&cidata::SeedInput {
+        instance_name: name,
+        instance_id: cidata::fresh_instance_id(),
+        config,
+        ssh_public_keys: &keys,
+        boot_scripts: scripts,
+        guest_agent: None,
+        nic_mac: Some(qemu::cmdline::mac_address(dir)),
+    })
     .map_err(|e| e.to_string())?;
-    std::fs::write(seed.join("user-data"), format!("#cloud-config\nusers:\n  - name: {user}\n    shell: /bin/bash\n    sudo: ALL=(ALL) NOPASSWD:ALL\n    lock_passwd: true\n    ssh_authorized_keys:\n      - {pubkey}\nbootcmd:\n  - rm -f /run/lima-boot-done\nruncmd:\n  - touch /run/lima-boot-done\n")).map_err(|e| e.to_string())?;
-    std::fs::write(
-        seed.join("network-config"),
-        format!(
-            "version: 2\nethernets:\n  eth:\n    match:\n      macaddress: '{}'\n    dhcp4: true\n",
-            qemu::cmdline::mac_address(dir)
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    let out = std::process::Command::new("genisoimage")
-        .args(["-quiet", "-output"])
-        .arg(dir.join("cidata.iso"))
-        .args(["-volid", "cidata", "-joliet", "-rock"])
-        .arg(&seed)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(())
+    seed.write_iso(&dir.join(filenames::CIDATA_ISO))
+        .map_err(|e| e.to_string())
 }
