@@ -348,7 +348,12 @@ mod tests {
     #[test]
     fn stale_drivers_are_removed_others_kept() {
         let dir = tempfile::tempdir().unwrap();
-        for f in ["lima-driver-vz", "lima-driver-qemu", "lima-driver-old", "README"] {
+        for f in [
+            "lima-driver-vz",
+            "lima-driver-qemu",
+            "lima-driver-old",
+            "README",
+        ] {
             std::fs::write(dir.path().join(f), b"").unwrap();
         }
         remove_stale_drivers(dir.path(), &plan(&names(&["vz"])).unwrap()).unwrap();

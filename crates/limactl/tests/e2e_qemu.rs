@@ -263,6 +263,65 @@ fn e2e_qemu_internal_driver() {
     lifecycle(&env, &yaml, "e2e-int", true);
 }
 
+/// The `lima-driver-qemu` executable of this build: beside limactl when the workspace was
+/// built, else built now (`cargo build -p qemu --bin lima-driver-qemu`).
+fn external_qemu_driver() -> PathBuf {
+    let limactl = Path::new(env!("CARGO_BIN_EXE_limactl"));
+    let driver = limactl.with_file_name("lima-driver-qemu");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Always ask cargo: it rebuilds only when the driver's sources changed.
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-p", "qemu", "--bin", "lima-driver-qemu"])
+        .current_dir(project_root())
+        .status()
+        .unwrap();
+    assert!(status.success(), "building lima-driver-qemu failed");
+    assert!(driver.exists(), "{} is missing", driver.display());
+    driver
+}
+
+/// The same lifecycle with qemu as an external driver: the built `lima-driver-qemu` (behind a
+/// wrapper that counts its starts) given in `LIMA_DRIVERS_PATH`, and the compiled-in qemu left
+/// out with `LIMA_DISABLE_INTERNAL_DRIVERS=qemu`, so the host agent drives qemu over gRPC.
+#[test]
+fn e2e_qemu_external_driver() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(yaml) = local_image() else { return };
+    let driver = external_qemu_driver();
+    let mut env = Env::new();
+    let wrapper_dir = env.home.path().join("_drivers");
+    std::fs::create_dir(&wrapper_dir).unwrap();
+    let starts = wrapper_dir.join("starts.log");
+    let wrapper = wrapper_dir.join("lima-driver-qemu");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho $$ >> '{}'\nexec '{}' \"$@\"\n",
+            starts.display(),
+            driver.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.extra_env = vec![
+        ("LIMA_DRIVERS_PATH".into(), wrapper.display().to_string()),
+        ("LIMA_DISABLE_INTERNAL_DRIVERS".into(), "qemu".into()),
+    ];
+    let drivers = env.ok(&["create", "--list-drivers"]);
+    assert!(
+        drivers.lines().any(|l| l == "qemu (external)"),
+        "qemu is not external: {drivers}"
+    );
+    assert!(!starts.exists(), "listing drivers must not start one");
+    lifecycle(&env, &yaml, "e2e-ext", true);
+    let n = std::fs::read_to_string(&starts)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    // At least one driver process per host agent (first start, restart, recovery).
+    assert!(n >= 3, "the external driver was started {n} times");
+}
+
 /// A copy of the image's lima.yaml with `edit` applied, local paths made absolute.
 fn edited_yaml(env: &Env, yaml: &Path, edit: impl FnOnce(&mut serde_yaml::Value)) -> PathBuf {
     let base = yaml.parent().unwrap();
