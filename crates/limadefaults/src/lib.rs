@@ -545,10 +545,7 @@ pub fn fill(
     let os_opts = merge_os_opts([d.os_opts.as_ref(), y.os_opts.as_ref(), o.os_opts.as_ref()]);
     out.os_opts = (os_opts != limatype::OsOpts::default()).then_some(os_opts);
 
-    fn cc<'a>(
-        c: &'a LimaYaml,
-        get: fn(&CaCertificates) -> Option<&Vec<String>>,
-    ) -> Option<&'a Vec<String>> {
+    fn cc(c: &LimaYaml, get: fn(&CaCertificates) -> Option<&Vec<String>>) -> Option<&Vec<String>> {
         c.ca_certs.as_ref().and_then(get)
     }
     let unique = |lists: [Option<&Vec<String>>; 3]| {
