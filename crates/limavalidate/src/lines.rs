@@ -157,6 +157,15 @@ impl LineIndex {
         }
     }
 
+    /// The deepest path that starts on `line` (e.g. to name the field of a parse error).
+    pub fn path_at(&self, line: usize) -> Option<&str> {
+        self.lines
+            .iter()
+            .filter(|(_, l)| **l == line)
+            .map(|(p, _)| p.as_str())
+            .max_by_key(|p| p.len())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
     }
@@ -203,6 +212,8 @@ after: x
         assert_eq!(idx.nearest("portForwards[1].hostPort"), Some(5));
         assert_eq!(idx.nearest("mounts[0].nine.cache"), Some(8));
         assert_eq!(idx.nearest("nothing.here"), None);
+        assert_eq!(idx.path_at(6), Some("portForwards[1].hostIP"));
+        assert_eq!(idx.path_at(1), None);
     }
 
     #[test]

@@ -125,3 +125,13 @@ fn raw_checks_catch_zero_cpus() {
     assert_eq!(validate_raw(&y)[0].field, "cpus");
     assert_eq!(validate_raw(&LimaYaml::default()), []);
 }
+
+#[test]
+fn vm_type_must_be_known() {
+    assert_eq!(fields("vmType: virtualbox\n"), ["vmType"]);
+    assert_eq!(fields("vmType: qemu\n"), Vec::<String>::new());
+    let y =
+        LimaYaml::from_yaml("vmType: ext\nimages: [{location: /i, arch: x86_64}]\narch: x86_64\n")
+            .unwrap();
+    assert_eq!(validate_with(&y, &["ext"]), []);
+}
