@@ -90,7 +90,9 @@ impl<'a> Embedder<'a> {
                 )]));
             }
             if let Some(pos) = chain.iter().position(|c| *c == base.url) {
-                let mut cycle: Vec<String> = chain[pos..].to_vec();
+                // The whole chain from the top file, so the way into the loop is visible.
+                let _ = pos;
+                let mut cycle: Vec<String> = chain.clone();
                 cycle.push(base.url.clone());
                 return Err(LoadError(vec![diag(
                     src,
@@ -113,9 +115,12 @@ impl<'a> Embedder<'a> {
                 )]));
             }
             self.seen.push(base.url.clone());
-            let base_src = read(&base.url, self.template_dirs).map_err(|mut d| {
-                d.message = format!("{} (base of {})", d.message, src.display);
-                LoadError(vec![d])
+            let base_src = read(&base.url, self.template_dirs).map_err(|d| {
+                LoadError(vec![diag(
+                    src,
+                    &field,
+                    format!("{}: {}", d.file, d.message),
+                )])
             })?;
             let base_value = self.embed(&base_src, chain)?;
             merge_document(&mut value, &base_value);
@@ -171,9 +176,12 @@ impl<'a> Embedder<'a> {
                     }
                     _ => String::new(),
                 };
-                let script = read(&url, self.template_dirs).map_err(|mut d| {
-                    d.message = format!("{} (script of {} {field})", d.message, src.display);
-                    LoadError(vec![d])
+                let script = read(&url, self.template_dirs).map_err(|d| {
+                    LoadError(vec![diag(
+                        src,
+                        &field,
+                        format!("{}: {}", d.file, d.message),
+                    )])
                 })?;
                 map.remove("file");
                 map.insert(Value::from(target), Value::from(script.text));

@@ -141,6 +141,39 @@ pub(crate) fn parse_diagnostic(src: &Source, e: &serde_yaml::Error) -> Diagnosti
             };
         }
     }
+    let mut line = line;
+    if let Some(rest) = message.strip_prefix("duplicate field `") {
+        if let Some((key, _)) = rest.split_once('`') {
+            field = if field.is_empty() || field == "." {
+                key.to_string()
+            } else {
+                format!("{field}.{key}")
+            };
+            // serde_yaml points at the mapping; the second occurrence is the mistake.
+            let second = src
+                .text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| {
+                    let t = l.trim_start().trim_start_matches("- ");
+                    t.strip_prefix(key)
+                        .is_some_and(|r| r.trim_start().starts_with(':'))
+                })
+                .map(|(i, _)| i + 1)
+                .find(|l| line.is_none_or(|start| *l >= start))
+                .and_then(|first| {
+                    src.text.lines().enumerate().skip(first).find_map(|(i, l)| {
+                        let t = l.trim_start().trim_start_matches("- ");
+                        t.strip_prefix(key)
+                            .is_some_and(|r| r.trim_start().starts_with(':'))
+                            .then_some(i + 1)
+                    })
+                });
+            if second.is_some() {
+                line = second;
+            }
+        }
+    }
     if field.is_empty() {
         if let Some(l) = line {
             field = LineIndex::from_yaml(&src.text)
