@@ -44,24 +44,65 @@ pub(crate) fn diag(src: &Source, field: &str, message: impl Into<String>) -> Dia
 /// Parses a file strictly into `LimaYaml` (unknown keys, wrong types are diagnostics with the
 /// file and line), then as a generic value for merging.
 pub(crate) fn parse(src: &Source) -> Result<(limatype::LimaYaml, Value), LoadError> {
-    let typed = limatype::LimaYaml::from_yaml(&src.text)
-        .map_err(|e| LoadError(vec![crate::parse_diagnostic(src, &e)]))?;
+    let fail = |d: Diagnostic| LoadError(vec![d]);
     let value = if src.text.trim().is_empty() {
-        Value::Mapping(Mapping::new())
+        Value::Null
     } else {
         serde_yaml::from_str::<Value>(&src.text)
-            .map_err(|e| LoadError(vec![crate::parse_diagnostic(src, &e)]))?
+            .map_err(|e| fail(with_field_from_line(src, crate::parse_diagnostic(src, &e))))?
     };
-    match value {
-        Value::Mapping(_) => Ok((typed, value)),
-        Value::Null => Ok((typed, Value::Mapping(Mapping::new()))),
-        _ => Err(LoadError(vec![Diagnostic {
-            file: src.display.clone(),
-            line: Some(1),
-            field: String::new(),
-            message: "a lima.yaml must be a mapping of fields".into(),
-        }])),
+    let value = match value {
+        Value::Mapping(m) => Value::Mapping(m),
+        Value::Null => Value::Mapping(Mapping::new()),
+        _ => {
+            let first_line = src
+                .text
+                .lines()
+                .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                .map_or(1, |i| i + 1);
+            return Err(fail(Diagnostic {
+                file: src.display.clone(),
+                line: Some(first_line),
+                field: String::new(),
+                message: "a lima.yaml must be a mapping of fields".into(),
+            }));
+        }
+    };
+    let typed = limatype::LimaYaml::from_yaml(&src.text).map_err(|e| {
+        let mut d = crate::parse_diagnostic(src, &e);
+        if d.field.is_empty() {
+            // Some errors (custom deserializers) carry no path: find the top-level key that
+            // fails on its own.
+            if let Some(key) = value.as_mapping().and_then(|m| {
+                m.iter().find_map(|(k, v)| {
+                    let mut single = Mapping::new();
+                    single.insert(k.clone(), v.clone());
+                    serde_yaml::from_value::<limatype::LimaYaml>(Value::Mapping(single))
+                        .is_err()
+                        .then(|| k.as_str().map(str::to_string))
+                        .flatten()
+                })
+            }) {
+                d.line = LineIndex::from_yaml(&src.text).line(&key).or(d.line);
+                d.field = key;
+            }
+        }
+        fail(with_field_from_line(src, d))
+    })?;
+    Ok((typed, value))
+}
+
+/// Names the field by the line when nothing better is known.
+fn with_field_from_line(src: &Source, mut d: Diagnostic) -> Diagnostic {
+    if d.field.is_empty() {
+        if let Some(l) = d.line {
+            d.field = LineIndex::from_yaml(&src.text)
+                .path_at(l)
+                .unwrap_or_default()
+                .to_string();
+        }
     }
+    d
 }
 
 impl<'a> Embedder<'a> {
@@ -190,6 +231,36 @@ impl<'a> Embedder<'a> {
         }
         Ok(())
     }
+}
+
+/// The text of `src` with relative `base:` and `file:` locators made absolute (what
+/// `limactl template copy` writes). Unchanged text (comments kept) when none is relative.
+pub fn use_abs_locators(src: &Source) -> Result<String, LoadError> {
+    let (typed, mut value) = parse(src)?;
+    let original = value.clone();
+    absolutize(&mut value, &typed, src)?;
+    let same_locators = typed
+        .base
+        .iter()
+        .flatten()
+        .all(|b| absolute_locator(&b.url, "-").is_ok_and(|a| a == b.url))
+        && typed
+            .provision
+            .iter()
+            .flatten()
+            .filter_map(|p| p.file.as_ref())
+            .chain(
+                typed
+                    .probes
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| p.file.as_ref()),
+            )
+            .all(|f| absolute_locator(&f.url, "-").is_ok_and(|a| a == f.url));
+    if same_locators || value == original {
+        return Ok(src.text.clone());
+    }
+    serde_yaml::to_string(&value).map_err(|e| LoadError(vec![diag(src, "", e.to_string())]))
 }
 
 /// Turns `base:` into a list of locators and removes it from the document.

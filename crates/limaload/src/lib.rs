@@ -15,6 +15,7 @@ use limadefaults::HostFacts;
 use limatype::LimaYaml;
 use limavalidate::LineIndex;
 
+pub use embed::use_abs_locators;
 pub use locator::{
     absolute_locator, find_template, instance_name, list_templates, read, template_dirs,
     template_name, Source, MAX_TEMPLATE_BYTES,
@@ -142,8 +143,18 @@ pub(crate) fn parse_diagnostic(src: &Source, e: &serde_yaml::Error) -> Diagnosti
         }
     }
     let mut line = line;
-    if let Some(rest) = message.strip_prefix("duplicate field `") {
-        if let Some((key, _)) = rest.split_once('`') {
+    let duplicate = message
+        .strip_prefix("duplicate field `")
+        .and_then(|r| r.split_once('`'))
+        .or_else(|| {
+            message
+                .strip_prefix("duplicate entry with key \"")
+                .and_then(|r| r.split_once('"'))
+        })
+        .map(|(key, _)| key.to_string());
+    if let Some(key) = duplicate {
+        let key = key.as_str();
+        {
             field = if field.is_empty() || field == "." {
                 key.to_string()
             } else {
@@ -172,14 +183,6 @@ pub(crate) fn parse_diagnostic(src: &Source, e: &serde_yaml::Error) -> Diagnosti
             if second.is_some() {
                 line = second;
             }
-        }
-    }
-    if field.is_empty() {
-        if let Some(l) = line {
-            field = LineIndex::from_yaml(&src.text)
-                .path_at(l)
-                .unwrap_or_default()
-                .to_string();
         }
     }
     Diagnostic {
@@ -387,17 +390,34 @@ fn unused_params(y: &LimaYaml) -> Vec<String> {
         .collect()
 }
 
+/// The `_config/default.yaml` and `_config/override.yaml` of `opts.host.lima_home`, if used
+/// and present.
+fn config_files(opts: &LoadOptions) -> Result<(Option<LimaYaml>, Option<LimaYaml>), LoadError> {
+    if !opts.use_config_files {
+        return Ok((None, None));
+    }
+    let config_dir = opts.host.lima_home.join(limatype::filenames::CONFIG_DIR);
+    Ok((
+        read_config_file(&config_dir.join(limatype::filenames::DEFAULT_YAML))?,
+        read_config_file(&config_dir.join(limatype::filenames::OVERRIDE_YAML))?,
+    ))
+}
+
+/// Applies `_config` files and built-in defaults to an embedded config, without validating.
+pub fn fill(e: &Embedded, opts: &LoadOptions) -> Result<LimaYaml, LoadError> {
+    let (defaults, overrides) = config_files(opts)?;
+    Ok(limadefaults::fill(
+        &e.config,
+        defaults.as_ref(),
+        overrides.as_ref(),
+        &opts.host,
+        &e.name,
+    ))
+}
+
 /// Applies `_config` files and defaults to an embedded config, then validates it.
 pub fn fill_and_validate(e: &Embedded, opts: &LoadOptions) -> Result<LimaYaml, LoadError> {
-    let config_dir = opts.host.lima_home.join(limatype::filenames::CONFIG_DIR);
-    let (defaults, overrides) = if opts.use_config_files {
-        (
-            read_config_file(&config_dir.join(limatype::filenames::DEFAULT_YAML))?,
-            read_config_file(&config_dir.join(limatype::filenames::OVERRIDE_YAML))?,
-        )
-    } else {
-        (None, None)
-    };
+    let (defaults, overrides) = config_files(opts)?;
     let mut problems = limavalidate::validate_raw(&e.config);
     problems.extend(
         unused_params(&e.config)
@@ -419,22 +439,24 @@ pub fn fill_and_validate(e: &Embedded, opts: &LoadOptions) -> Result<LimaYaml, L
     if problems.is_empty() {
         return Ok(filled);
     }
-    let diagnostics = problems
-        .into_iter()
-        .map(|p| {
-            let mapped = path_in_main(&p.field, e, defaults.as_ref(), overrides.as_ref());
-            let line = mapped.as_deref().and_then(|m| e.main_lines.nearest(m));
-            Diagnostic {
-                file: e.display.clone(),
-                line,
-                field: match (line, mapped) {
-                    (Some(_), Some(m)) => m,
-                    _ => p.field,
-                },
-                message: p.message,
-            }
-        })
-        .collect();
+    let mut diagnostics: Vec<Diagnostic> = Vec::new();
+    for d in problems.into_iter().map(|p| {
+        let mapped = path_in_main(&p.field, e, defaults.as_ref(), overrides.as_ref());
+        let line = mapped.as_deref().and_then(|m| e.main_lines.nearest(m));
+        Diagnostic {
+            file: e.display.clone(),
+            line,
+            field: match (line, mapped) {
+                (Some(_), Some(m)) => m,
+                _ => p.field,
+            },
+            message: p.message,
+        }
+    }) {
+        if !diagnostics.contains(&d) {
+            diagnostics.push(d);
+        }
+    }
     Err(LoadError(diagnostics))
 }
 

@@ -90,7 +90,7 @@ pub fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
 /// into the default, but a config that says 0 CPUs is a mistake worth reporting.
 pub fn validate_raw(config: &LimaYaml) -> Vec<Problem> {
     let mut p = Problems::default();
-    if config.cpus.is_some_and(|c| c < 1) {
+    if config.cpus == Some(0) {
         p.add(
             "cpus",
             format!(
@@ -415,7 +415,7 @@ pub fn validate_with(y: &LimaYaml, vm_types: &[&str]) -> Vec<Problem> {
             }
             if mp.starts_with('~') {
                 p.add(format!("{f}.mountPoint"), "must not start with `~`");
-            } else if !mp.is_empty() && !is_abs(mp) && os != "Windows" {
+            } else if !mp.is_empty() && !is_abs(mp) && mp != m.location && os != "Windows" {
                 p.add(
                     format!("{f}.mountPoint"),
                     format!("must be an absolute path, got {mp:?}"),
