@@ -139,6 +139,15 @@ pub fn resolve_arch(arch: Option<&str>, host: &HostFacts) -> String {
     }
 }
 
+/// Whether `limatype::LIMA_COMPAT_VERSION` is at least `major.minor`.
+fn compat_at_least(major: u64, minor: u64) -> bool {
+    let mut parts = limatype::LIMA_COMPAT_VERSION
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    have >= (major, minor)
+}
+
 /// First `Some` of o, y, d.
 fn layered<T>(
     y: &LimaYaml,
@@ -273,8 +282,10 @@ pub fn fill(
     let home = user_field(|u| u.home.clone()).unwrap_or_else(|| {
         if os == "Darwin" {
             "/Users/{{.User}}.guest".into()
+        } else if compat_at_least(2, 1) {
+            "/home/{{.User}}.guest".into()
         } else {
-            // Lima before 2.1 (LIMA_COMPAT_VERSION is older) used `.linux`.
+            // Lima before 2.1 used `.linux`.
             "/home/{{.User}}.linux".into()
         }
     });

@@ -34,7 +34,15 @@ fn builtin_defaults_follow_host_facts() {
     let u = f.user.unwrap();
     assert_eq!(u.name.as_deref(), Some("alice"));
     assert_eq!(u.uid, Some(1234));
-    assert_eq!(u.home.as_deref(), Some("/home/alice.linux"));
+    let suffix = if compat_at_least(2, 1) {
+        "guest"
+    } else {
+        "linux"
+    };
+    assert_eq!(
+        u.home.as_deref(),
+        Some(format!("/home/alice.{suffix}").as_str())
+    );
     assert_eq!(u.shell.as_deref(), Some("/bin/bash"));
     assert_eq!(u.passwordless_sudo, Some(true));
     let ssh = f.ssh.unwrap();
@@ -131,7 +139,15 @@ fn templates_expand_in_paths() {
     let f = fill(&y, None, None, &host(), "dev");
     let m = &f.mounts.unwrap()[0];
     assert_eq!(m.location, "/home/alice/.lima/dev/share");
-    assert_eq!(m.mount_point.as_deref(), Some("/home/alice.linux/s"));
+    let suffix = if compat_at_least(2, 1) {
+        "guest"
+    } else {
+        "linux"
+    };
+    assert_eq!(
+        m.mount_point.as_deref(),
+        Some(format!("/home/alice.{suffix}/s").as_str())
+    );
     let p = &f.provision.unwrap()[0];
     assert_eq!(p.path.as_deref(), Some("/etc/x"));
     assert_eq!(p.content.as_deref(), Some("hi alice"));

@@ -195,11 +195,14 @@ pub fn read(locator: &str, template_dirs: &[PathBuf]) -> Result<Source, Diagnost
             return Err(fail(locator, "a file:// URL needs an absolute path".into()))
         }
         Some(p) => PathBuf::from(p),
-        None if locator.contains("://") => {
+        None if url_scheme(locator).is_some() => {
             return Err(fail(
                 locator,
-                "unsupported locator scheme (use a path, -, file://, http(s):// or template:)"
-                    .into(),
+                format!(
+                    "unsupported locator scheme {:?} (use a path, -, file://, http(s):// or \
+                     template:; `github:` and limactl-url-* plugins are not supported yet)",
+                    url_scheme(locator).unwrap_or_default()
+                ),
             ))
         }
         None => std::path::absolute(locator).map_err(|e| fail(locator, e.to_string()))?,
@@ -279,12 +282,16 @@ pub fn absolute_locator(locator: &str, parent: &str) -> Result<String, String> {
     Ok(dir.join(locator).display().to_string())
 }
 
+/// `scheme:rest` with a scheme of 2+ characters, as Go's url.Parse sees it (so `C:` is not one).
+fn url_scheme(s: &str) -> Option<&str> {
+    let (scheme, _) = s.split_once(':')?;
+    let mut chars = scheme.chars();
+    let valid = scheme.len() > 1
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    valid.then_some(scheme)
+}
+
 fn is_url(s: &str) -> bool {
-    template_name(s).is_some()
-        || s.split_once("://").is_some_and(|(scheme, _)| {
-            scheme.len() > 1
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
-        })
+    url_scheme(s).is_some()
 }
