@@ -490,3 +490,40 @@ pub fn lima_home() -> PathBuf {
 
 #[cfg(test)]
 mod tests;
+
+/// The body of the `limaload-fuzz` target (and of the stable corpus test): loads arbitrary
+/// bytes with fixed host facts, no `_config` files and no template directories. Panics only
+/// on a bug: a panic inside loading, or an accepted config that does not round-trip.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let opts = LoadOptions {
+        host: HostFacts {
+            os: "Linux".into(),
+            arch: "x86_64".into(),
+            cpus: 4,
+            memory_bytes: 8 << 30,
+            user_name: "fuzz".into(),
+            user_comment: String::new(),
+            uid: 1000,
+            home: "/home/fuzz".into(),
+            timezone: "UTC".into(),
+            machine_id: String::new(),
+            lima_home: PathBuf::from("/nonexistent/lima-fuzz"),
+            temp_dir: "/tmp".into(),
+        },
+        template_dirs: Vec::new(),
+        name: Some("fuzz".into()),
+        use_config_files: false,
+    };
+    if let Ok(loaded) = load_text(text, "fuzz.yaml", &opts) {
+        let again = LimaYaml::from_yaml(&loaded.config.to_yaml());
+        assert!(
+            again.is_ok(),
+            "filled config does not parse again: {again:?}"
+        );
+        let _ = LimaYaml::from_yaml(&loaded.embedded.text).expect("embedded text parses again");
+    }
+}
