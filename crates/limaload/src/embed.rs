@@ -29,6 +29,8 @@ pub(crate) struct Embedder<'a> {
     seen: Vec<String>,
     /// Whether anything (a base or a script) was embedded.
     pub changed: bool,
+    /// `$LIMA_HOME/_config/base.yaml`, applied as the first base of the top-level file.
+    pub default_base: Option<String>,
 }
 
 pub(crate) fn diag(src: &Source, field: &str, message: impl Into<String>) -> Diagnostic {
@@ -111,6 +113,7 @@ impl<'a> Embedder<'a> {
             template_dirs,
             seen: Vec::new(),
             changed: false,
+            default_base: None,
         }
     }
 
@@ -119,7 +122,12 @@ impl<'a> Embedder<'a> {
     pub fn embed(&mut self, src: &Source, chain: &mut Vec<String>) -> Result<Value, LoadError> {
         let (typed, mut value) = parse(src)?;
         absolutize(&mut value, &typed, src)?;
-        let bases = take_bases(&mut value);
+        let mut bases = take_bases(&mut value);
+        if chain.is_empty() {
+            if let Some(url) = self.default_base.take() {
+                bases.insert(0, limatype::LocatorWithDigest { url, digest: None });
+            }
+        }
         chain.push(src.locator.clone());
         for (i, base) in bases.iter().enumerate() {
             let field = format!("base[{i}]");

@@ -72,6 +72,9 @@ pub struct LoadOptions {
     pub name: Option<String>,
     /// Read `$LIMA_HOME/_config/{default,override}.yaml` (`host.lima_home`).
     pub use_config_files: bool,
+    /// Apply `$LIMA_HOME/_config/base.yaml` as the first base (when creating an instance; an
+    /// instance's own lima.yaml already has it embedded).
+    pub use_default_base: bool,
 }
 
 impl LoadOptions {
@@ -84,6 +87,7 @@ impl LoadOptions {
             template_dirs,
             name: None,
             use_config_files: true,
+            use_default_base: true,
         }
     }
 }
@@ -208,17 +212,32 @@ pub fn embed(locator: &str, opts: &LoadOptions) -> Result<Embedded, LoadError> {
             }])
         })?,
     };
-    embed_source(src, name, &opts.template_dirs)
+    let mut opts = opts.clone();
+    opts.name = Some(name);
+    embed_source(src, &opts)
 }
 
-/// Embeds an already read source (e.g. bytes from elsewhere, named by `src.display`).
-pub fn embed_source(
-    src: Source,
-    name: String,
-    template_dirs: &[PathBuf],
-) -> Result<Embedded, LoadError> {
+/// Lima's `_config/base.yaml`: when present, the first base of every config loaded with
+/// `use_config_files`.
+pub const DEFAULT_BASE_YAML: &str = "base.yaml";
+
+/// Embeds an already read source (e.g. bytes from elsewhere, named by `src.display`); the
+/// instance name is `opts.name` or `default`.
+pub fn embed_source(src: Source, opts: &LoadOptions) -> Result<Embedded, LoadError> {
+    let name = opts.name.clone().unwrap_or_else(|| "default".into());
     let (main, _) = embed::parse(&src)?;
-    let mut embedder = embed::Embedder::new(template_dirs);
+    let mut embedder = embed::Embedder::new(&opts.template_dirs);
+    let default_base = opts
+        .host
+        .lima_home
+        .join(limatype::filenames::CONFIG_DIR)
+        .join(DEFAULT_BASE_YAML);
+    if opts.use_default_base
+        && default_base.is_file()
+        && src.locator != default_base.display().to_string()
+    {
+        embedder.default_base = Some(default_base.display().to_string());
+    }
     let merged = embedder.embed(&src, &mut Vec::new())?;
     let mut config: LimaYaml = serde_yaml::from_value(merged.clone()).map_err(|e| {
         LoadError(vec![Diagnostic {
@@ -477,8 +496,7 @@ pub fn load_text(text: &str, display: &str, opts: &LoadOptions) -> Result<Loaded
         display: display.to_string(),
         text: text.to_string(),
     };
-    let name = opts.name.clone().unwrap_or_else(|| "default".into());
-    let embedded = embed_source(src, name, &opts.template_dirs)?;
+    let embedded = embed_source(src, opts)?;
     let config = fill_and_validate(&embedded, opts)?;
     Ok(Loaded { embedded, config })
 }
@@ -517,6 +535,7 @@ pub fn fuzz_one(data: &[u8]) {
         template_dirs: Vec::new(),
         name: Some("fuzz".into()),
         use_config_files: false,
+        use_default_base: false,
     };
     if let Ok(loaded) = load_text(text, "fuzz.yaml", &opts) {
         let again = LimaYaml::from_yaml(&loaded.config.to_yaml());

@@ -41,6 +41,7 @@ impl Fixture {
             template_dirs: vec![self.dir.path().join("templates")],
             name: None,
             use_config_files: true,
+            use_default_base: true,
         }
     }
 }
@@ -293,4 +294,34 @@ fn instance_names_from_locators() {
     );
     assert_eq!(instance_name("https://x/y/dev.yml").as_deref(), Some("dev"));
     assert_eq!(instance_name("/a/b/.yaml"), None);
+}
+
+#[test]
+fn default_base_yaml_comes_first() {
+    let fx = Fixture::new(&[
+        (
+            "home/_config/base.yaml",
+            "provision:\n- script: \"#!/bin/sh\\necho default-base\"\nmemory: 3GiB\n",
+        ),
+        (
+            "x.yaml",
+            &format!("{IMAGES}memory: 2GiB\nprovision:\n- script: \"#!/bin/sh\\necho mine\"\n"),
+        ),
+    ]);
+    let c = load(&fx.path("x.yaml"), &fx.opts()).unwrap().config;
+    assert_eq!(c.memory.as_deref(), Some("2GiB"));
+    let scripts: Vec<_> = c
+        .provision
+        .unwrap()
+        .into_iter()
+        .map(|p| p.script.unwrap())
+        .collect();
+    assert_eq!(
+        scripts,
+        ["#!/bin/sh\necho default-base", "#!/bin/sh\necho mine"]
+    );
+    let mut no_config = fx.opts();
+    no_config.use_default_base = false;
+    let c = load(&fx.path("x.yaml"), &no_config).unwrap().config;
+    assert_eq!(c.provision.unwrap().len(), 1);
 }

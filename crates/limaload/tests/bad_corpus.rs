@@ -25,6 +25,7 @@ fn opts(lima_home: &Path) -> LoadOptions {
         template_dirs: vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates")],
         name: Some("bad".into()),
         use_config_files: false,
+        use_default_base: false,
     }
 }
 

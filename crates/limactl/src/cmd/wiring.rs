@@ -24,6 +24,8 @@ pub fn load_instance(path: &Path) -> Result<LimaYaml> {
         .parent()
         .and_then(|d| d.file_name())
         .map(|n| n.to_string_lossy().into_owned());
+    // `_config/base.yaml` was embedded when the instance was created.
+    opts.use_default_base = false;
     Ok(limaload::load(&path.display().to_string(), &opts)?.config)
 }
 
