@@ -325,3 +325,20 @@ fn default_base_yaml_comes_first() {
     let c = load(&fx.path("x.yaml"), &no_config).unwrap().config;
     assert_eq!(c.provision.unwrap().len(), 1);
 }
+
+#[test]
+fn copy_makes_relative_locators_absolute_and_keeps_others_verbatim() {
+    let fx = Fixture::new(&[
+        (
+            "proj/top.yaml",
+            "# comment kept?\nbase: base.yaml\nprovision:\n- file: s.sh\n",
+        ),
+        ("proj/abs.yaml", "# comment kept\nbase: template:x\n"),
+    ]);
+    let src = read(&fx.path("proj/top.yaml"), &[]).unwrap();
+    let out = use_abs_locators(&src).unwrap();
+    assert!(out.contains(&fx.path("proj/base.yaml")), "{out}");
+    assert!(out.contains(&fx.path("proj/s.sh")), "{out}");
+    let src = read(&fx.path("proj/abs.yaml"), &[]).unwrap();
+    assert_eq!(use_abs_locators(&src).unwrap(), src.text);
+}
