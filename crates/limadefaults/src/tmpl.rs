@@ -301,8 +301,43 @@ fn emit(nodes: &[Node], lookup: &dyn Fn(&str) -> Option<String>, out: &mut Strin
     Some(())
 }
 
+/// Nesting limit for `if` blocks and parentheses: the parser and evaluator recurse.
+const MAX_NESTING: usize = 64;
+
+fn nesting_ok(parts: &[(bool, String)]) -> bool {
+    let mut depth = 0usize;
+    for (is_action, s) in parts {
+        if !is_action {
+            continue;
+        }
+        let mut parens = 0usize;
+        for c in s.chars() {
+            match c {
+                '(' => parens += 1,
+                ')' => parens = parens.saturating_sub(1),
+                _ => {}
+            }
+            if parens > MAX_NESTING {
+                return false;
+            }
+        }
+        if s == "end" {
+            depth = depth.saturating_sub(1);
+        } else if s.starts_with("if ") || s.starts_with("if(") {
+            depth += 1;
+            if depth > MAX_NESTING {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 fn render(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     let parts = lex(text)?;
+    if !nesting_ok(&parts) {
+        return None;
+    }
     let mut pos = 0;
     let (nodes, term) = parse_nodes(&parts, &mut pos)?;
     if term.is_some() {
@@ -374,5 +409,13 @@ mod tests {
         assert_eq!(expand("{{if .User}}x", &lookup), "{{if .User}}x");
         assert_eq!(expand("{{end}}", &lookup), "{{end}}");
         assert_eq!(expand("{{\"unterminated}}", &lookup), "{{\"unterminated}}");
+        let deep = "{{if .User}}".repeat(100_000) + &"{{end}}".repeat(100_000);
+        assert_eq!(expand(&deep, &lookup), deep);
+        let parens = format!(
+            "{{{{if {}.User{}}}}}x{{{{end}}}}",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        );
+        assert_eq!(expand(&parens, &lookup), parens);
     }
 }
