@@ -111,7 +111,11 @@ pub fn guest_user(config: &LimaYaml) -> GuestUser {
     let name = u
         .name
         .filter(|n| !n.is_empty())
-        .or_else(|| std::env::var("USER").ok().filter(|n| usable_guest_user_name(n)))
+        .or_else(|| {
+            std::env::var("USER")
+                .ok()
+                .filter(|n| usable_guest_user_name(n))
+        })
         .unwrap_or_else(|| "lima".to_string());
     GuestUser {
         home: u.home.unwrap_or_else(|| format!("/home/{name}.linux")),
