@@ -114,9 +114,10 @@ fn valid_linux_user(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-/// The guest user name Lima derives from the host user.
+/// The guest user name Lima derives from the host user. Unlike Lima, a host `root` also gets
+/// the fallback: cloud-init would otherwise rewrite the guest's own root account.
 pub fn guest_user_name(host: &HostFacts) -> String {
-    if !valid_linux_user(&host.user_name) || host.user_name == "admin" {
+    if !valid_linux_user(&host.user_name) || matches!(host.user_name.as_str(), "admin" | "root") {
         FALLBACK_USER.into()
     } else {
         host.user_name.clone()
@@ -298,8 +299,9 @@ pub fn fill(
         }
         .into()
     });
+    // uid 0 belongs to the guest's root: a root host user maps to the fallback uid too.
     let uid = layered(y, d, o, |c| c.user.as_ref().and_then(|u| u.uid))
-        .unwrap_or_else(|| i64::from(host.uid));
+        .unwrap_or_else(|| if host.uid == 0 { 1000 } else { i64::from(host.uid) });
     let passwordless_sudo = layered(y, d, o, |c| {
         c.user.as_ref().and_then(|u| u.passwordless_sudo)
     })

@@ -70,12 +70,21 @@ fn small_hosts_get_smaller_defaults() {
 
 #[test]
 fn invalid_or_reserved_host_user_falls_back_to_lima() {
-    for bad in ["Alice", "admin", "1x", ""] {
+    for bad in ["Alice", "admin", "root", "1x", ""] {
         let mut h = host();
         h.user_name = bad.into();
         let f = fill(&LimaYaml::default(), None, None, &h, "dev");
         assert_eq!(f.user.unwrap().name.as_deref(), Some("lima"), "{bad}");
     }
+}
+
+#[test]
+fn root_host_user_gets_an_ordinary_guest_uid() {
+    let mut h = host();
+    h.user_name = "root".into();
+    h.uid = 0;
+    let u = fill(&LimaYaml::default(), None, None, &h, "dev").user.unwrap();
+    assert_eq!((u.name.as_deref(), u.uid), (Some("lima"), Some(1000)));
 }
 
 #[test]
