@@ -55,7 +55,12 @@ fn acquire_or_wait(dir: &Path, name: &str) -> Result<Option<store::InstanceLock>
             Err(store::StoreError::Locked { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        if !startutil::agent_is_exiting(dir) || std::time::Instant::now() > deadline {
+        // A VM that died after the agent reported it ready: the agent notices within a
+        // moment and exits.
+        let vm_died =
+            startutil::agent_reported_ready(dir) && instutil::inspect(name)?.driver_pid == 0;
+        let exiting = vm_died || startutil::agent_is_exiting(dir);
+        if !exiting || std::time::Instant::now() > deadline {
             return Ok(None);
         }
         if !said {

@@ -1,27 +1,40 @@
 //! How limactl connects the pieces for one instance: config loading, the driver (through the
 //! registry), image fetching and the cidata seed.
-//! Interim: until the registry and limaload crates land, this calls the qemu driver's machine
-//! directly and reads lima.yaml without filling defaults.
+//! Config loading goes through `limaload` (bases, defaults, validation), images through the
+//! `downloader` cache, the seed through `cidata`. Interim: until the registry lands, this
+//! calls the qemu driver's machine directly.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use limatype::{filenames, LimaYaml};
 
 pub fn load_locator(locator: &str) -> Result<(String, LimaYaml)> {
-    let path = locator.strip_prefix("file://").unwrap_or(locator);
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    let y: LimaYaml = serde_yaml::from_str(&text).with_context(|| format!("parsing {path}"))?;
-    Ok((text, y))
+    let mut opts = limaload::LoadOptions::detect();
+    opts.name = Some(limaload::instance_name(locator).unwrap_or_else(|| "default".into()));
+    let loaded = limaload::load(locator, &opts)?;
+    Ok((loaded.embedded.text, loaded.config))
 }
 
 pub fn load_instance(path: &Path) -> Result<LimaYaml> {
-    Ok(load_locator(&path.display().to_string())?.1)
+    let mut opts = limaload::LoadOptions::detect();
+    opts.name = path
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    // `_config/base.yaml` was embedded when the instance was created.
+    opts.use_default_base = false;
+    Ok(limaload::load(&path.display().to_string(), &opts)?.config)
 }
 
 pub fn validate(name: &str, config: &LimaYaml) -> Result<()> {
+    let problems = limavalidate::validate(config);
+    if !problems.is_empty() {
+        let lines: Vec<String> = problems.iter().map(|p| format!("{name}: {p}")).collect();
+        anyhow::bail!("invalid config:\n{}", lines.join("\n"));
+    }
     let m = qemu::machine::Machine::new(name, Path::new("/nonexistent"), config.clone(), 0);
     m.validate()?;
     Ok(())

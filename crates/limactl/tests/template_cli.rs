@@ -1,0 +1,118 @@
+//! `limactl template ...` as a user runs it: exit codes and `FILE:LINE: FIELD: message` lines.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn limactl(args: &[&str], lima_home: &Path) -> Output {
+    let templates =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../limaload/tests/fixtures/templates");
+    Command::new(env!("CARGO_BIN_EXE_limactl"))
+        .args(args)
+        .env("LIMA_HOME", lima_home)
+        .env("LIMA_TEMPLATES_PATH", templates)
+        .output()
+        .unwrap()
+}
+
+fn bad(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../limaload/tests/bad")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn validate_ok_exits_zero() {
+    let home = tempfile::tempdir().unwrap();
+    let out = limactl(&["template", "validate", "template:tiny"], home.path());
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn validate_bad_files_prints_file_line_field_and_exits_one() {
+    let home = tempfile::tempdir().unwrap();
+    let cases = [
+        ("unknown-key.yaml", "3: cpu: unknown field `cpu`"),
+        ("memory-lots.yaml", "3: memory: must be a size"),
+        (
+            "reversed-range.yaml",
+            "5: portForwards[1].guestPortRange: is reversed",
+        ),
+        ("wrong-type-cpus.yaml", "3: cpus: invalid type"),
+        ("zero-cpus.yaml", "3: cpus: must be at least 1"),
+    ];
+    let files: Vec<String> = cases.iter().map(|(f, _)| bad(f)).collect();
+    let mut args = vec!["template", "validate", "template:tiny"];
+    args.extend(files.iter().map(String::as_str));
+    let out = limactl(&args, home.path());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for ((_, want), file) in cases.iter().zip(&files) {
+        assert!(
+            stderr.contains(&format!("{file}:{want}")),
+            "missing {file}:{want} in\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("template:tiny: OK"), "{stderr}");
+}
+
+#[test]
+fn binary_input_fails_cleanly() {
+    let home = tempfile::tempdir().unwrap();
+    let f = home.path().join("junk.yaml");
+    std::fs::write(&f, [0xff_u8, 0xfe, 0, 1, 2, 3, 0x80]).unwrap();
+    let out = limactl(&["template", "validate", f.to_str().unwrap()], home.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("junk.yaml") && stderr.contains("UTF-8"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn list_and_copy() {
+    let home = tempfile::tempdir().unwrap();
+    let out = limactl(&["template", "list"], home.path());
+    assert!(out.status.success());
+    let names = String::from_utf8_lossy(&out.stdout);
+    assert!(names.lines().any(|l| l == "tiny"), "{names}");
+    assert!(!names.contains("_images"), "{names}");
+
+    let dest = home.path().join("copy.yaml");
+    let out = limactl(
+        &[
+            "template",
+            "copy",
+            "--fill",
+            "template:tiny",
+            dest.to_str().unwrap(),
+        ],
+        home.path(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let filled = std::fs::read_to_string(&dest).unwrap();
+    assert!(
+        filled.contains("tiny-amd64.img") && filled.contains("disk: 100GiB"),
+        "{filled}"
+    );
+    assert!(!filled.contains("base:"), "{filled}");
+
+    let out = limactl(&["template", "copy", "template:tiny", "-"], home.path());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("base: template:_images/tiny"));
+
+    let out = limactl(
+        &["template", "copy", "template:../../etc/passwd"],
+        home.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn version() {
+    let home = tempfile::tempdir().unwrap();
+    let out = limactl(&["--version"], home.path());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("compatible with Lima"));
+}

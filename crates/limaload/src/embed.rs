@@ -1,0 +1,543 @@
+//! `base:` composition, as upstream Lima's `limatmpl.Embed` does it:
+//!
+//! - the template's values win; keys only the base has are copied in; maps merge recursively;
+//! - lists are appended (template first, then base), except `provision` and `probes`, where
+//!   the base's entries come first (they run first);
+//! - `dns` of the base is dropped when the template has a non-empty one;
+//! - `minimumLimaVersion` and `vmOpts.qemu.minimumVersion` keep the higher version;
+//! - `mountTypesUnsupported` entries are made unique;
+//! - after all bases: `additionalDisks` (by name), `mounts` (by mount point) and `networks`
+//!   (by interface) entries sharing a key are combined, the earlier entry winning, and a `*`
+//!   key fills every earlier entry;
+//! - provision and probe `file:` locators are read and inlined as `script` (`content` for data,
+//!   `expression` for yq).
+//!
+//! Lists nested inside list entries are not merged element-wise (yq does; no template uses it).
+
+use serde_yaml::{Mapping, Value};
+
+use crate::locator::{absolute_locator, read, Source};
+use crate::{Diagnostic, LoadError};
+use limavalidate::LineIndex;
+
+/// Nesting limit for `base:` chains, far above any real template set.
+const MAX_DEPTH: usize = 32;
+
+pub(crate) struct Embedder<'a> {
+    pub template_dirs: &'a [std::path::PathBuf],
+    /// Every locator included so far (Lima refuses to include one twice).
+    seen: Vec<String>,
+    /// Whether anything (a base or a script) was embedded.
+    pub changed: bool,
+    /// `$LIMA_HOME/_config/base.yaml`, applied as the first base of the top-level file.
+    pub default_base: Option<String>,
+}
+
+pub(crate) fn diag(src: &Source, field: &str, message: impl Into<String>) -> Diagnostic {
+    let line = LineIndex::from_yaml(&src.text).nearest(field);
+    Diagnostic {
+        file: src.display.clone(),
+        line,
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Parses a file strictly into `LimaYaml` (unknown keys, wrong types are diagnostics with the
+/// file and line), then as a generic value for merging.
+pub(crate) fn parse(src: &Source) -> Result<(limatype::LimaYaml, Value), LoadError> {
+    let fail = |d: Diagnostic| LoadError(vec![d]);
+    let value = if src.text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_yaml::from_str::<Value>(&src.text)
+            .map_err(|e| fail(with_field_from_line(src, crate::parse_diagnostic(src, &e))))?
+    };
+    let value = match value {
+        Value::Mapping(m) => Value::Mapping(m),
+        Value::Null => Value::Mapping(Mapping::new()),
+        _ => {
+            let first_line = src
+                .text
+                .lines()
+                .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                .map_or(1, |i| i + 1);
+            return Err(fail(Diagnostic {
+                file: src.display.clone(),
+                line: Some(first_line),
+                field: String::new(),
+                message: "a lima.yaml must be a mapping of fields".into(),
+            }));
+        }
+    };
+    let typed = limatype::LimaYaml::from_yaml(&src.text).map_err(|e| {
+        let mut d = crate::parse_diagnostic(src, &e);
+        if d.field.is_empty() {
+            // Some errors (custom deserializers) carry no path: find the top-level key that
+            // fails on its own.
+            if let Some(key) = value.as_mapping().and_then(|m| {
+                m.iter().find_map(|(k, v)| {
+                    let mut single = Mapping::new();
+                    single.insert(k.clone(), v.clone());
+                    serde_yaml::from_value::<limatype::LimaYaml>(Value::Mapping(single))
+                        .is_err()
+                        .then(|| k.as_str().map(str::to_string))
+                        .flatten()
+                })
+            }) {
+                d.line = LineIndex::from_yaml(&src.text).line(&key).or(d.line);
+                d.field = key;
+            }
+        }
+        fail(with_field_from_line(src, d))
+    })?;
+    Ok((typed, value))
+}
+
+/// Names the field by the line when nothing better is known.
+fn with_field_from_line(src: &Source, mut d: Diagnostic) -> Diagnostic {
+    if d.field.is_empty() {
+        if let Some(l) = d.line {
+            d.field = LineIndex::from_yaml(&src.text)
+                .path_at(l)
+                .unwrap_or_default()
+                .to_string();
+        }
+    }
+    d
+}
+
+impl<'a> Embedder<'a> {
+    pub fn new(template_dirs: &'a [std::path::PathBuf]) -> Self {
+        Embedder {
+            template_dirs,
+            seen: Vec::new(),
+            changed: false,
+            default_base: None,
+        }
+    }
+
+    /// Resolves all bases of `src` (recursively) and returns the merged document.
+    /// `chain` holds the locators that include this one, outermost first.
+    pub fn embed(&mut self, src: &Source, chain: &mut Vec<String>) -> Result<Value, LoadError> {
+        let (typed, mut value) = parse(src)?;
+        absolutize(&mut value, &typed, src)?;
+        let mut bases = take_bases(&mut value);
+        if chain.is_empty() {
+            if let Some(url) = self.default_base.take() {
+                bases.insert(0, limatype::LocatorWithDigest { url, digest: None });
+            }
+        }
+        chain.push(src.locator.clone());
+        for (i, base) in bases.iter().enumerate() {
+            let field = format!("base[{i}]");
+            if base.digest.is_some() {
+                return Err(LoadError(vec![diag(
+                    src,
+                    &field,
+                    "`digest` on a base is not supported (as in Lima)",
+                )]));
+            }
+            if let Some(pos) = chain.iter().position(|c| *c == base.url) {
+                // The whole chain from the top file, so the way into the loop is visible.
+                let _ = pos;
+                let mut cycle: Vec<String> = chain.clone();
+                cycle.push(base.url.clone());
+                return Err(LoadError(vec![diag(
+                    src,
+                    &field,
+                    format!("base cycle: {}", cycle.join(" -> ")),
+                )]));
+            }
+            if self.seen.contains(&base.url) {
+                return Err(LoadError(vec![diag(
+                    src,
+                    &field,
+                    format!("base {:?} is included twice", base.url),
+                )]));
+            }
+            if chain.len() >= MAX_DEPTH {
+                return Err(LoadError(vec![diag(
+                    src,
+                    &field,
+                    format!("bases nest deeper than {MAX_DEPTH} levels"),
+                )]));
+            }
+            self.seen.push(base.url.clone());
+            let base_src = read(&base.url, self.template_dirs).map_err(|d| {
+                LoadError(vec![diag(
+                    src,
+                    &field,
+                    format!("{}: {}", d.file, d.message),
+                )])
+            })?;
+            let base_value = self.embed(&base_src, chain)?;
+            merge_document(&mut value, &base_value);
+            self.changed = true;
+        }
+        chain.pop();
+        self.embed_scripts(&mut value, src)?;
+        Ok(value)
+    }
+
+    /// Inlines `file:` of provision steps and probes.
+    fn embed_scripts(&mut self, value: &mut Value, src: &Source) -> Result<(), LoadError> {
+        for list in ["provision", "probes"] {
+            let Some(Value::Sequence(items)) = value.get_mut(list) else {
+                continue;
+            };
+            for (i, item) in items.iter_mut().enumerate() {
+                let Some(map) = item.as_mapping_mut() else {
+                    continue;
+                };
+                let Some(file) = map.get("file").cloned() else {
+                    continue;
+                };
+                let mode = map.get("mode").and_then(Value::as_str).unwrap_or("system");
+                let target = match (list, mode) {
+                    ("provision", "data") => "content",
+                    ("provision", "yq") => "expression",
+                    _ => "script",
+                };
+                let already = map.get(target).is_some_and(|v| match v {
+                    Value::String(s) => !s.is_empty() || target != "script",
+                    Value::Null => false,
+                    _ => true,
+                });
+                if already {
+                    continue;
+                }
+                let field = format!("{list}[{i}].file");
+                let url = match &file {
+                    Value::String(s) => s.clone(),
+                    Value::Mapping(m) => {
+                        if m.get("digest").is_some_and(|d| !d.is_null()) {
+                            return Err(LoadError(vec![diag(
+                                src,
+                                &field,
+                                "`digest` on a script file is not supported (as in Lima)",
+                            )]));
+                        }
+                        m.get("url")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string()
+                    }
+                    _ => String::new(),
+                };
+                let script = read(&url, self.template_dirs).map_err(|d| {
+                    LoadError(vec![diag(
+                        src,
+                        &field,
+                        format!("{}: {}", d.file, d.message),
+                    )])
+                })?;
+                map.remove("file");
+                map.insert(Value::from(target), Value::from(script.text));
+                self.changed = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The text of `src` with relative `base:` and `file:` locators made absolute (what
+/// `limactl template copy` writes). Unchanged text (comments kept) when none is relative.
+pub fn use_abs_locators(src: &Source) -> Result<String, LoadError> {
+    let (typed, mut value) = parse(src)?;
+    let original = value.clone();
+    absolutize(&mut value, &typed, src)?;
+    let same_locators = typed
+        .base
+        .iter()
+        .flatten()
+        .all(|b| absolute_locator(&b.url, "-").is_ok_and(|a| a == b.url))
+        && typed
+            .provision
+            .iter()
+            .flatten()
+            .filter_map(|p| p.file.as_ref())
+            .chain(
+                typed
+                    .probes
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| p.file.as_ref()),
+            )
+            .all(|f| absolute_locator(&f.url, "-").is_ok_and(|a| a == f.url));
+    if same_locators || value == original {
+        return Ok(src.text.clone());
+    }
+    serde_yaml::to_string(&value).map_err(|e| LoadError(vec![diag(src, "", e.to_string())]))
+}
+
+/// Turns `base:` into a list of locators and removes it from the document.
+fn take_bases(value: &mut Value) -> Vec<limatype::LocatorWithDigest> {
+    let Some(map) = value.as_mapping_mut() else {
+        return Vec::new();
+    };
+    let Some(base) = map.remove("base") else {
+        return Vec::new();
+    };
+    let items = match base {
+        Value::Sequence(s) => s,
+        Value::Null => Vec::new(),
+        other => vec![other],
+    };
+    items
+        .into_iter()
+        .filter_map(|item| serde_yaml::from_value(item).ok())
+        .collect()
+}
+
+/// Rewrites relative `base` and `file` locators of one file against its own location.
+fn absolutize(
+    value: &mut Value,
+    typed: &limatype::LimaYaml,
+    src: &Source,
+) -> Result<(), LoadError> {
+    let fix = |loc: &str, field: &str| {
+        absolute_locator(loc, &src.locator).map_err(|m| LoadError(vec![diag(src, field, m)]))
+    };
+    if let Some(bases) = &typed.base {
+        let mut fixed = Vec::new();
+        for (i, b) in bases.iter().enumerate() {
+            let mut m = Mapping::new();
+            m.insert("url".into(), fix(&b.url, &format!("base[{i}]"))?.into());
+            if let Some(d) = &b.digest {
+                m.insert("digest".into(), d.clone().into());
+            }
+            fixed.push(Value::Mapping(m));
+        }
+        if let Some(map) = value.as_mapping_mut() {
+            map.insert("base".into(), Value::Sequence(fixed));
+        }
+    }
+    for list in ["provision", "probes"] {
+        let files: Vec<Option<String>> = match list {
+            "provision" => typed
+                .provision
+                .iter()
+                .flatten()
+                .map(|p| p.file.as_ref().map(|f| f.url.clone()))
+                .collect(),
+            _ => typed
+                .probes
+                .iter()
+                .flatten()
+                .map(|p| p.file.as_ref().map(|f| f.url.clone()))
+                .collect(),
+        };
+        for (i, url) in files.into_iter().enumerate() {
+            let Some(url) = url else { continue };
+            let abs = fix(&url, &format!("{list}[{i}].file"))?;
+            if let Some(item) = value
+                .get_mut(list)
+                .and_then(|l| l.get_mut(i))
+                .and_then(Value::as_mapping_mut)
+            {
+                match item.get_mut("file") {
+                    Some(Value::Mapping(m)) => {
+                        m.insert("url".into(), abs.into());
+                    }
+                    Some(other) => *other = abs.into(),
+                    None => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn version_of(v: Option<&Value>) -> Option<(u64, u64, u64)> {
+    limavalidate::parse_version(v?.as_str()?)
+}
+
+/// Merges `base` into `doc` (the template wins) with Lima's rules; see the module docs.
+pub(crate) fn merge_document(doc: &mut Value, base: &Value) {
+    let (Some(a), Some(b)) = (doc.as_mapping_mut(), base.as_mapping()) else {
+        return;
+    };
+    // Higher minimum versions win.
+    let key = Value::from("minimumLimaVersion");
+    if let (Some(av), Some(bv)) = (version_of(a.get(&key)), version_of(b.get(&key))) {
+        if bv > av {
+            a.insert(key.clone(), b[&key].clone());
+        }
+    }
+    let qemu_min = |m: &Mapping| {
+        m.get("vmOpts")
+            .and_then(|v| v.get("qemu"))
+            .and_then(|q| q.get("minimumVersion"))
+            .cloned()
+    };
+    if let (Some(av), Some(bv)) = (qemu_min(a), qemu_min(b)) {
+        if version_of(Some(&bv)) > version_of(Some(&av)) {
+            if let Some(q) = a
+                .get_mut("vmOpts")
+                .and_then(|v| v.get_mut("qemu"))
+                .and_then(Value::as_mapping_mut)
+            {
+                q.insert("minimumVersion".into(), bv);
+            }
+        }
+    }
+    let template_has_dns = a
+        .get("dns")
+        .and_then(Value::as_sequence)
+        .is_some_and(|s| !s.is_empty());
+    for (k, bv) in b {
+        let top = k.as_str().unwrap_or_default();
+        if top == "base" || (top == "dns" && template_has_dns) {
+            continue;
+        }
+        match a.get_mut(k) {
+            None => {
+                a.insert(k.clone(), bv.clone());
+            }
+            Some(av) => merge_value(av, bv, matches!(top, "provision" | "probes")),
+        }
+    }
+    if let Some(Value::Sequence(s)) = a.get_mut("mountTypesUnsupported") {
+        let mut seen = Vec::new();
+        s.retain(|v| {
+            if seen.contains(v) {
+                false
+            } else {
+                seen.push(v.clone());
+                true
+            }
+        });
+    }
+}
+
+fn merge_value(a: &mut Value, b: &Value, prepend: bool) {
+    match (a, b) {
+        (Value::Mapping(am), Value::Mapping(bm)) => {
+            for (k, bv) in bm {
+                match am.get_mut(k) {
+                    None => {
+                        am.insert(k.clone(), bv.clone());
+                    }
+                    Some(av) => merge_value(av, bv, prepend),
+                }
+            }
+        }
+        (Value::Sequence(aseq), Value::Sequence(bseq)) => {
+            if prepend {
+                let mut merged = bseq.clone();
+                merged.append(aseq);
+                *aseq = merged;
+            } else {
+                aseq.extend(bseq.iter().cloned());
+            }
+        }
+        // Scalars, nulls and mismatched types: the template's value stays.
+        _ => {}
+    }
+}
+
+/// Combines list entries sharing a key (see the module docs). Works on the typed config.
+pub(crate) fn combine_list_entries(y: &mut limatype::LimaYaml) {
+    if let Some(disks) = &mut y.additional_disks {
+        combine(
+            disks,
+            |d| d.name.clone(),
+            |dst, src| {
+                if dst.format.is_none() {
+                    dst.format = src.format;
+                }
+                if dst.fs_type.is_none() {
+                    dst.fs_type.clone_from(&src.fs_type);
+                }
+                if dst.fs_args.as_ref().is_none_or(|a| a.is_empty()) {
+                    dst.fs_args.clone_from(&src.fs_args);
+                }
+            },
+        );
+    }
+    if let Some(mounts) = &mut y.mounts {
+        combine(
+            mounts,
+            |m| m.mount_point.clone().unwrap_or_else(|| m.location.clone()),
+            |dst, src| {
+                fill_none(&mut dst.mount_point, &src.mount_point);
+                fill_none(&mut dst.writable, &src.writable);
+                let s = src.sshfs.clone().unwrap_or_default();
+                let d = dst.sshfs.get_or_insert_with(Default::default);
+                fill_none(&mut d.cache, &s.cache);
+                fill_none(&mut d.follow_symlinks, &s.follow_symlinks);
+                fill_none(&mut d.sftp_driver, &s.sftp_driver);
+                let s = src.nine_p.clone().unwrap_or_default();
+                let d = dst.nine_p.get_or_insert_with(Default::default);
+                fill_none(&mut d.security_model, &s.security_model);
+                fill_none(&mut d.protocol_version, &s.protocol_version);
+                fill_none(&mut d.msize, &s.msize);
+                fill_none(&mut d.cache, &s.cache);
+                let s = src.virtiofs.clone().unwrap_or_default();
+                let d = dst.virtiofs.get_or_insert_with(Default::default);
+                fill_none(&mut d.queue_size, &s.queue_size);
+                drop_empty(&mut dst.sshfs);
+                drop_empty(&mut dst.nine_p);
+                drop_empty(&mut dst.virtiofs);
+            },
+        );
+    }
+    if let Some(networks) = &mut y.networks {
+        combine(
+            networks,
+            |n| n.interface.clone().unwrap_or_default(),
+            |dst, src| {
+                let empty = |s: &Option<String>| s.as_deref().unwrap_or_default().is_empty();
+                if empty(&dst.lima) && empty(&dst.socket) {
+                    if !empty(&src.lima) {
+                        dst.lima.clone_from(&src.lima);
+                    }
+                    if !empty(&src.socket) {
+                        dst.socket.clone_from(&src.socket);
+                    }
+                }
+                if empty(&dst.mac_address) && !empty(&src.mac_address) {
+                    dst.mac_address.clone_from(&src.mac_address);
+                }
+                fill_none(&mut dst.vz_nat, &src.vz_nat);
+                fill_none(&mut dst.metric, &src.metric);
+            },
+        );
+    }
+}
+
+fn fill_none<T: Clone>(dst: &mut Option<T>, src: &Option<T>) {
+    if dst.is_none() {
+        dst.clone_from(src);
+    }
+}
+
+fn drop_empty<T: Default + PartialEq>(v: &mut Option<T>) {
+    if v.as_ref().is_some_and(|x| *x == T::default()) {
+        *v = None;
+    }
+}
+
+fn combine<T>(list: &mut Vec<T>, key: impl Fn(&T) -> String, fill: impl Fn(&mut T, &T)) {
+    let mut index: Vec<(String, usize)> = Vec::new();
+    let mut src = 0;
+    while src < list.len() {
+        let k = key(&list[src]);
+        let targets: Vec<usize> = if k == "*" {
+            (0..src).collect()
+        } else if let Some((_, i)) = index.iter().find(|(name, _)| *name == k) {
+            vec![*i]
+        } else {
+            if !k.is_empty() {
+                index.push((k, src));
+            }
+            src += 1;
+            continue;
+        };
+        let entry = list.remove(src);
+        for dst in targets {
+            fill(&mut list[dst], &entry);
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Reading a config from a locator: a path, `-` (stdin), `file://`, `http(s)://`,
+//! `template:NAME` / `template://NAME`; and the template directories.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::Diagnostic;
+
+/// Lima's limit on the size of one template (and of stdin).
+pub const MAX_TEMPLATE_BYTES: u64 = 4 << 20;
+
+/// One config read from a locator.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The locator made absolute: an absolute path, a URL, or `template:NAME`.
+    pub locator: String,
+    /// What messages call the file: the path for local files and templates, else the locator.
+    pub display: String,
+    pub text: String,
+}
+
+/// The template directories, in search order: `LIMA_TEMPLATES_PATH` (a `:` list) when set;
+/// else `$LIMA_HOME/_templates`, `<exe dir>/../share/lima/templates` and, for development
+/// builds, this source tree's `templates/`.
+pub fn template_dirs(lima_home: &Path) -> Vec<PathBuf> {
+    if let Some(list) = std::env::var_os("LIMA_TEMPLATES_PATH").filter(|v| !v.is_empty()) {
+        return std::env::split_paths(&list)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+    }
+    let mut dirs = vec![lima_home.join(limatype::filenames::TEMPLATES_DIR)];
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        dirs.push(exe_dir.join("../share/lima/templates"));
+    }
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates"));
+    dirs
+}
+
+/// Lists templates as (name, path), sorted by name; the first directory holding a name wins.
+/// Names are relative paths without `.yaml` (`docker`, `experimental/foo`); files and
+/// directories starting with `_` (bases such as `_images/`) or `.` are skipped, as
+/// `limactl template list` does.
+pub fn list_templates(dirs: &[PathBuf]) -> Vec<(String, PathBuf)> {
+    let mut found = std::collections::BTreeMap::new();
+    for dir in dirs {
+        walk(dir, "", 0, &mut found);
+    }
+    found.into_iter().collect()
+}
+
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    depth: usize,
+    found: &mut std::collections::BTreeMap<String, PathBuf>,
+) {
+    if depth > 8 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if file_name.starts_with('_') || file_name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, &format!("{prefix}{file_name}/"), depth + 1, found);
+        } else if let Some(stem) = file_name.strip_suffix(".yaml") {
+            found.entry(format!("{prefix}{stem}")).or_insert(path);
+        }
+    }
+}
+
+/// The template name of a `template:NAME` or `template://NAME` locator.
+pub fn template_name(locator: &str) -> Option<&str> {
+    locator
+        .strip_prefix("template://")
+        .or_else(|| locator.strip_prefix("template:"))
+}
+
+/// Finds template `name` in `dirs`. Refuses names that could leave the template
+/// directories (`..` segments, absolute paths).
+pub fn find_template(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, String> {
+    if name.is_empty() {
+        return Err("template name is empty".into());
+    }
+    if name.split(['/', '\\']).any(|seg| seg == "..") || name.contains('\0') {
+        return Err(format!("template name {name:?} must not contain \"..\""));
+    }
+    if name.starts_with('/') || name.starts_with('\\') {
+        return Err(format!("template name {name:?} must be relative"));
+    }
+    // As Lima: add `.yaml` unless the name has an extension (`ubuntu-24.04` has none).
+    let ext = Path::new(name).extension().and_then(|e| e.to_str());
+    let file = match ext {
+        Some(e) if !e.is_empty() && !e.starts_with(|c: char| c.is_ascii_digit()) => {
+            name.to_string()
+        }
+        _ => format!("{name}.yaml"),
+    };
+    for dir in dirs {
+        let path = dir.join(&file);
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    Err(format!(
+        "template {name:?} not found in {}",
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
+    ))
+}
+
+fn read_limited(mut r: impl Read, what: &str) -> Result<String, String> {
+    let mut buf = Vec::new();
+    r.by_ref()
+        .take(MAX_TEMPLATE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("reading {what}: {e}"))?;
+    if buf.len() as u64 > MAX_TEMPLATE_BYTES {
+        return Err(format!(
+            "{what} is larger than the {} MiB limit for a template",
+            MAX_TEMPLATE_BYTES >> 20
+        ));
+    }
+    String::from_utf8(buf).map_err(|e| {
+        format!(
+            "{what} is not UTF-8 text (invalid byte at offset {}); is it a YAML file?",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+fn read_file(path: &Path) -> Result<String, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    if f.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err("is a directory".into());
+    }
+    read_limited(f, "file")
+}
+
+fn read_http(url: &str) -> Result<String, String> {
+    let resp = ureq::get(url)
+        .call()
+        .map_err(|e| format!("fetching: {e}"))?;
+    read_limited(resp.into_body().into_reader(), "response")
+}
+
+/// Reads a locator. `template_dirs` is where `template:` names are looked up.
+pub fn read(locator: &str, template_dirs: &[PathBuf]) -> Result<Source, Diagnostic> {
+    let fail = |display: &str, message: String| Diagnostic {
+        file: display.to_string(),
+        line: None,
+        field: String::new(),
+        message,
+    };
+    if let Some(name) = template_name(locator) {
+        let path = find_template(name, template_dirs).map_err(|m| fail(locator, m))?;
+        let display = path.display().to_string();
+        let text = read_file(&path).map_err(|m| fail(&display, m))?;
+        return Ok(Source {
+            locator: format!("template:{name}"),
+            display,
+            text,
+        });
+    }
+    if locator.starts_with("http://") || locator.starts_with("https://") {
+        let text = read_http(locator).map_err(|m| fail(locator, m))?;
+        return Ok(Source {
+            locator: locator.into(),
+            display: locator.into(),
+            text,
+        });
+    }
+    if locator == "-" {
+        let text = read_limited(std::io::stdin().lock(), "stdin").map_err(|m| fail("-", m))?;
+        return Ok(Source {
+            locator: "-".into(),
+            display: "-".into(),
+            text,
+        });
+    }
+    let path = match locator.strip_prefix("file://") {
+        Some(p) if !p.starts_with('/') => {
+            return Err(fail(locator, "a file:// URL needs an absolute path".into()))
+        }
+        Some(p) => PathBuf::from(p),
+        None if url_scheme(locator).is_some() => {
+            return Err(fail(
+                locator,
+                format!(
+                    "unsupported locator scheme {:?} (use a path, -, file://, http(s):// or \
+                     template:; `github:` and limactl-url-* plugins are not supported yet)",
+                    url_scheme(locator).unwrap_or_default()
+                ),
+            ))
+        }
+        None => std::path::absolute(locator).map_err(|e| fail(locator, e.to_string()))?,
+    };
+    let display = if locator.starts_with("file://") {
+        path.display().to_string()
+    } else {
+        locator.to_string()
+    };
+    let text = read_file(&path).map_err(|m| fail(&display, m))?;
+    Ok(Source {
+        locator: path.display().to_string(),
+        display,
+        text,
+    })
+}
+
+/// The instance name Lima derives from a locator: the file name without `.yaml`/`.yml`.
+pub fn instance_name(locator: &str) -> Option<String> {
+    let last = template_name(locator)
+        .unwrap_or(locator)
+        .trim_end_matches('/')
+        .rsplit(['/', ':'])
+        .next()?;
+    let stem = last
+        .strip_suffix(".yaml")
+        .or_else(|| last.strip_suffix(".yml"))
+        .unwrap_or(last);
+    let valid = !stem.is_empty()
+        && stem.len() <= 76
+        && stem
+            .split(['.', '_', '-'])
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()));
+    valid.then(|| stem.to_string())
+}
+
+/// Makes a `base:`/`file:` locator found in the template at `parent` absolute, as Lima does:
+/// URLs stay; relative paths are joined to the parent's directory (or template directory);
+/// `..` segments are refused.
+pub fn absolute_locator(locator: &str, parent: &str) -> Result<String, String> {
+    if locator.is_empty() {
+        return Err("locator is empty".into());
+    }
+    if is_url(locator) {
+        return Ok(locator.into());
+    }
+    if locator.starts_with('/') {
+        return Ok(locator.into());
+    }
+    if let Some(rest) = locator.strip_prefix("~/") {
+        let home = std::env::var("HOME").map_err(|_| "cannot expand ~: HOME is not set")?;
+        return Ok(format!("{}/{rest}", home.trim_end_matches('/')));
+    }
+    if locator.split(['/', '\\']).any(|s| s == "..") {
+        return Err(format!(
+            "relative locator {locator:?} must not contain \"..\" path segments"
+        ));
+    }
+    if parent == "-" {
+        return Err(format!(
+            "relative locator {locator:?} cannot be used in a config read from stdin"
+        ));
+    }
+    if let Some(name) = template_name(parent) {
+        let dir = name.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        return Ok(if dir.is_empty() {
+            format!("template:{locator}")
+        } else {
+            format!("template:{dir}/{locator}")
+        });
+    }
+    if is_url(parent) {
+        let dir = parent.rsplit_once('/').map(|(d, _)| d).unwrap_or(parent);
+        return Ok(format!("{dir}/{locator}"));
+    }
+    let dir = Path::new(parent).parent().unwrap_or(Path::new("/"));
+    Ok(dir.join(locator).display().to_string())
+}
+
+/// `scheme:rest` with a scheme of 2+ characters, as Go's url.Parse sees it (so `C:` is not one).
+fn url_scheme(s: &str) -> Option<&str> {
+    let (scheme, _) = s.split_once(':')?;
+    let mut chars = scheme.chars();
+    let valid = scheme.len() > 1
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    valid.then_some(scheme)
+}
+
+fn is_url(s: &str) -> bool {
+    url_scheme(s).is_some()
+}

@@ -1,0 +1,344 @@
+use super::*;
+use std::fs;
+
+fn host(lima_home: &Path) -> HostFacts {
+    HostFacts {
+        os: "Linux".into(),
+        arch: "x86_64".into(),
+        cpus: 8,
+        memory_bytes: 16 << 30,
+        user_name: "alice".into(),
+        user_comment: "Alice".into(),
+        uid: 1000,
+        home: "/home/alice".into(),
+        timezone: "UTC".into(),
+        machine_id: "m".into(),
+        lima_home: lima_home.to_path_buf(),
+        temp_dir: "/tmp".into(),
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let p = dir.path().join(name);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        Fixture { dir }
+    }
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+    fn opts(&self) -> LoadOptions {
+        LoadOptions {
+            host: host(&self.dir.path().join("home")),
+            template_dirs: vec![self.dir.path().join("templates")],
+            name: None,
+            use_config_files: true,
+            use_default_base: true,
+        }
+    }
+}
+
+const IMAGES: &str = "images:\n- location: https://example.com/x86.img\n  arch: x86_64\n- location: https://example.com/arm.img\n  arch: aarch64\n";
+
+#[test]
+fn loads_a_template_with_nested_bases() {
+    let fx = Fixture::new(&[
+        ("templates/_images/distro.yaml", IMAGES),
+        (
+            "templates/_default/mounts.yaml",
+            "mounts:\n- location: \"~\"\n- location: /tmp/lima\n  writable: true\nprovision:\n- script: \"#!/bin/sh\\necho base\"\n",
+        ),
+        (
+            "templates/distro.yaml",
+            "minimumLimaVersion: 1.0.0\nbase:\n- template:_images/distro\n- template:_default/mounts\nprovision:\n- script: \"#!/bin/sh\\necho top\"\ncpus: 2\n",
+        ),
+    ]);
+    let loaded = load("template:distro", &fx.opts()).unwrap();
+    assert_eq!(loaded.embedded.name, "distro");
+    let c = &loaded.config;
+    assert_eq!(c.cpus, Some(2));
+    assert_eq!(c.images.as_ref().unwrap().len(), 2);
+    assert_eq!(c.mounts.as_ref().unwrap()[0].location, "/home/alice");
+    let scripts: Vec<_> = c
+        .provision
+        .iter()
+        .flatten()
+        .map(|p| p.script.clone().unwrap())
+        .collect();
+    assert_eq!(scripts, ["#!/bin/sh\necho base", "#!/bin/sh\necho top"]);
+    assert!(
+        !loaded.embedded.text.contains("base:"),
+        "{}",
+        loaded.embedded.text
+    );
+    // The stored text loads again to the same filled config.
+    let again = load_text(
+        &loaded.embedded.text,
+        "distro.yaml",
+        &LoadOptions {
+            name: Some("distro".into()),
+            ..fx.opts()
+        },
+    )
+    .unwrap();
+    assert_eq!(again.config, loaded.config);
+}
+
+#[test]
+fn template_url_forms_and_relative_bases() {
+    let fx = Fixture::new(&[
+        ("templates/_images/distro.yaml", IMAGES),
+        ("templates/a.yaml", "base: _images/distro.yaml\n"),
+        ("proj/base.yaml", IMAGES),
+        ("proj/sub/top.yaml", "base: [\"../base.yaml\"]\n"),
+        (
+            "proj/top2.yaml",
+            "base: base.yaml\nprovision:\n- file: hello.sh\n",
+        ),
+        ("proj/hello.sh", "#!/bin/sh\necho hi\n"),
+    ]);
+    assert!(load("template://a", &fx.opts()).is_ok());
+    assert!(load("template:a", &fx.opts()).is_ok());
+    let err = load(&fx.path("proj/sub/top.yaml"), &fx.opts()).unwrap_err();
+    assert!(err.to_string().contains("must not contain \"..\""), "{err}");
+    assert_eq!(err.0[0].field, "base[0]");
+    let ok = load(&format!("file://{}", fx.path("proj/top2.yaml")), &fx.opts()).unwrap();
+    assert_eq!(
+        ok.config.provision.unwrap()[0].script.as_deref(),
+        Some("#!/bin/sh\necho hi\n")
+    );
+}
+
+#[test]
+fn template_traversal_is_refused() {
+    let fx = Fixture::new(&[("templates/x.yaml", IMAGES)]);
+    for bad in [
+        "template:../../etc/passwd",
+        "template:/etc/passwd",
+        "template:///etc/passwd",
+        "template:a/../../x",
+    ] {
+        let err = load(bad, &fx.opts()).unwrap_err();
+        assert!(
+            err.to_string().contains("must not contain")
+                || err.to_string().contains("must be relative"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn base_cycle_names_the_chain() {
+    let fx = Fixture::new(&[
+        ("a.yaml", "base: b.yaml\n"),
+        ("b.yaml", "base: c.yaml\n"),
+        ("c.yaml", "base: a.yaml\n"),
+    ]);
+    let err = load(&fx.path("a.yaml"), &fx.opts()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("base cycle"), "{msg}");
+    let (a, b, c) = (fx.path("a.yaml"), fx.path("b.yaml"), fx.path("c.yaml"));
+    assert!(msg.contains(&format!("{a} -> {b} -> {c} -> {a}")), "{msg}");
+    assert_eq!(err.0[0].line, Some(1));
+    assert_eq!(err.0[0].field, "base[0]");
+}
+
+#[test]
+fn self_base_is_a_cycle() {
+    let fx = Fixture::new(&[("templates/me.yaml", "base: template:me\n")]);
+    let err = load("template:me", &fx.opts()).unwrap_err();
+    assert!(
+        err.to_string().contains("template:me -> template:me"),
+        "{err}"
+    );
+}
+
+#[test]
+fn merge_rules() {
+    let mut a: serde_yaml::Value = serde_yaml::from_str(
+        "cpus: 2\nenv: {A: a}\nmounts: [{location: /a}]\nprovision: [{script: a}]\ndns: [1.1.1.1]\nminimumLimaVersion: 1.0.0\nmountTypesUnsupported: [9p]\n",
+    )
+    .unwrap();
+    let b: serde_yaml::Value = serde_yaml::from_str(
+        "cpus: 4\nmemory: 1GiB\nenv: {A: b, B: b}\nmounts: [{location: /b}]\nprovision: [{script: b}]\ndns: [8.8.8.8]\nminimumLimaVersion: 1.1.0\nmountTypesUnsupported: [9p, virtiofs]\n",
+    )
+    .unwrap();
+    embed::merge_document(&mut a, &b);
+    let y: LimaYaml = serde_yaml::from_value(a).unwrap();
+    assert_eq!(y.cpus, Some(2));
+    assert_eq!(y.memory.as_deref(), Some("1GiB"));
+    let env = y.env.unwrap();
+    assert_eq!((env["A"].as_str(), env["B"].as_str()), ("a", "b"));
+    let locs: Vec<_> = y.mounts.unwrap().into_iter().map(|m| m.location).collect();
+    assert_eq!(locs, ["/a", "/b"]);
+    let scripts: Vec<_> = y
+        .provision
+        .unwrap()
+        .into_iter()
+        .map(|p| p.script.unwrap())
+        .collect();
+    assert_eq!(scripts, ["b", "a"]);
+    assert_eq!(y.dns.unwrap(), ["1.1.1.1"]);
+    assert_eq!(y.minimum_lima_version.as_deref(), Some("1.1.0"));
+    assert_eq!(y.mount_types_unsupported.unwrap(), ["9p", "virtiofs"]);
+}
+
+#[test]
+fn combine_entries_by_key_and_wildcard() {
+    let mut y = LimaYaml::from_yaml(
+        "additionalDisks: [data, {name: data, format: false}, {name: '*', fsType: xfs}]\nmounts: [{location: /a}, {location: /a, writable: true}, {location: /b, mountPoint: /c}]\nnetworks: [{interface: e1}, {interface: e1, lima: shared}]\n",
+    )
+    .unwrap();
+    embed::combine_list_entries(&mut y);
+    let disks = y.additional_disks.unwrap();
+    assert_eq!(disks.len(), 1);
+    assert_eq!(disks[0].format, Some(false));
+    assert_eq!(disks[0].fs_type.as_deref(), Some("xfs"));
+    let mounts = y.mounts.unwrap();
+    assert_eq!(mounts.len(), 2);
+    assert_eq!(mounts[0].writable, Some(true));
+    let nets = y.networks.unwrap();
+    assert_eq!(nets.len(), 1);
+    assert_eq!(nets[0].lima.as_deref(), Some("shared"));
+}
+
+#[test]
+fn config_files_apply_in_order() {
+    let fx = Fixture::new(&[
+        (
+            "home/_config/default.yaml",
+            "cpus: 1\nmemory: 1GiB\ndisk: 5GiB\n",
+        ),
+        ("home/_config/override.yaml", "disk: 7GiB\n"),
+        ("x.yaml", &format!("{IMAGES}cpus: 3\n")),
+    ]);
+    let c = load(&fx.path("x.yaml"), &fx.opts()).unwrap().config;
+    assert_eq!(c.cpus, Some(3));
+    assert_eq!(c.memory.as_deref(), Some("1GiB"));
+    assert_eq!(c.disk.as_deref(), Some("7GiB"));
+}
+
+#[test]
+fn bad_config_file_names_that_file() {
+    let fx = Fixture::new(&[
+        ("home/_config/override.yaml", "cpu: 1\n"),
+        ("x.yaml", IMAGES),
+    ]);
+    let err = load(&fx.path("x.yaml"), &fx.opts()).unwrap_err();
+    assert!(err.0[0].file.ends_with("override.yaml"), "{err}");
+    assert_eq!(err.0[0].field, "cpu");
+    assert_eq!(err.0[0].line, Some(1));
+}
+
+#[test]
+fn validation_lines_point_into_the_top_file() {
+    let fx = Fixture::new(&[
+        ("templates/_b.yaml", "provision:\n- script: \"#!/bin/sh\"\nportForwards:\n- guestPort: 1000\n"),
+        (
+            "x.yaml",
+            &format!("{IMAGES}base: template:_b\nprovision:\n- mode: bogus\n  script: x\nportForwards:\n- guestPort: 2000\n- guestPortRange: [9, 1]\n"),
+        ),
+    ]);
+    let err = load(&fx.path("x.yaml"), &fx.opts()).unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(|d| d.to_string()).collect();
+    let file = fx.path("x.yaml");
+    assert!(lines.contains(&format!("{file}:8: provision[0].mode: must be one of [\"system\", \"user\", \"boot\", \"dependency\", \"ansible\", \"data\", \"yq\"], got \"bogus\"")), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{file}:12: portForwards[1].guestPortRange:"))),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn listing_skips_underscore_dirs() {
+    let fx = Fixture::new(&[
+        ("templates/_images/x.yaml", IMAGES),
+        ("templates/docker.yaml", IMAGES),
+        ("templates/experimental/foo.yaml", IMAGES),
+        ("templates/README.md", "x"),
+        ("t2/docker.yaml", IMAGES),
+        ("t2/extra.yaml", IMAGES),
+    ]);
+    let dirs = vec![fx.dir.path().join("templates"), fx.dir.path().join("t2")];
+    let names: Vec<_> = list_templates(&dirs)
+        .into_iter()
+        .map(|(n, p)| (n, p.starts_with(&dirs[0])))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("docker".into(), true),
+            ("experimental/foo".into(), true),
+            ("extra".into(), false)
+        ]
+    );
+}
+
+#[test]
+fn instance_names_from_locators() {
+    assert_eq!(instance_name("template:docker").as_deref(), Some("docker"));
+    assert_eq!(instance_name("template://k8s").as_deref(), Some("k8s"));
+    assert_eq!(
+        instance_name("/a/b/ubuntu-24.04.yaml").as_deref(),
+        Some("ubuntu-24.04")
+    );
+    assert_eq!(instance_name("https://x/y/dev.yml").as_deref(), Some("dev"));
+    assert_eq!(instance_name("/a/b/.yaml"), None);
+}
+
+#[test]
+fn default_base_yaml_comes_first() {
+    let fx = Fixture::new(&[
+        (
+            "home/_config/base.yaml",
+            "provision:\n- script: \"#!/bin/sh\\necho default-base\"\nmemory: 3GiB\n",
+        ),
+        (
+            "x.yaml",
+            &format!("{IMAGES}memory: 2GiB\nprovision:\n- script: \"#!/bin/sh\\necho mine\"\n"),
+        ),
+    ]);
+    let c = load(&fx.path("x.yaml"), &fx.opts()).unwrap().config;
+    assert_eq!(c.memory.as_deref(), Some("2GiB"));
+    let scripts: Vec<_> = c
+        .provision
+        .unwrap()
+        .into_iter()
+        .map(|p| p.script.unwrap())
+        .collect();
+    assert_eq!(
+        scripts,
+        ["#!/bin/sh\necho default-base", "#!/bin/sh\necho mine"]
+    );
+    let mut no_config = fx.opts();
+    no_config.use_default_base = false;
+    let c = load(&fx.path("x.yaml"), &no_config).unwrap().config;
+    assert_eq!(c.provision.unwrap().len(), 1);
+}
+
+#[test]
+fn copy_makes_relative_locators_absolute_and_keeps_others_verbatim() {
+    let fx = Fixture::new(&[
+        (
+            "proj/top.yaml",
+            "# comment kept?\nbase: base.yaml\nprovision:\n- file: s.sh\n",
+        ),
+        ("proj/abs.yaml", "# comment kept\nbase: template:x\n"),
+    ]);
+    let src = read(&fx.path("proj/top.yaml"), &[]).unwrap();
+    let out = use_abs_locators(&src).unwrap();
+    assert!(out.contains(&fx.path("proj/base.yaml")), "{out}");
+    assert!(out.contains(&fx.path("proj/s.sh")), "{out}");
+    let src = read(&fx.path("proj/abs.yaml"), &[]).unwrap();
+    assert_eq!(use_abs_locators(&src).unwrap(), src.text);
+}

@@ -1,0 +1,137 @@
+use super::*;
+
+fn problems(yaml: &str) -> Vec<Problem> {
+    let mut text = yaml.to_string();
+    if !yaml.contains("images:") {
+        text.push_str("images: [{location: /img.qcow2, arch: x86_64}]\n");
+    }
+    if !yaml.contains("arch:") {
+        text.push_str("arch: x86_64\n");
+    }
+    validate(&LimaYaml::from_yaml(&text).unwrap())
+}
+
+fn fields(yaml: &str) -> Vec<String> {
+    problems(yaml).into_iter().map(|p| p.field).collect()
+}
+
+#[test]
+fn minimal_config_is_valid() {
+    assert_eq!(problems(""), []);
+}
+
+#[test]
+fn missing_images() {
+    let p = validate(&LimaYaml::default());
+    assert_eq!(p[0].field, "images");
+}
+
+#[test]
+fn reports_every_problem_at_once() {
+    let f = fields("cpus: -1\nmemory: lots\ndisk: 10XB\nmountType: nfs\narch: sparc\nos: Plan9\n");
+    for want in ["cpus", "memory", "disk", "mountType", "arch", "os"] {
+        assert!(f.contains(&want.to_string()), "{want} missing from {f:?}");
+    }
+}
+
+#[test]
+fn port_forward_paths_name_the_rule() {
+    let f = fields(
+        "portForwards:\n- guestPort: 80\n  guestPortRange: [80, 80]\n  hostPortRange: [80, 80]\n- guestPortRange: [100, 90]\n  hostPortRange: [100, 90]\n- guestPortRange: [1, 70000]\n  hostPortRange: [1, 70000]\n  proto: sctp\n",
+    );
+    assert!(
+        f.contains(&"portForwards[1].guestPortRange".into()),
+        "{f:?}"
+    );
+    assert!(f.contains(&"portForwards[1].hostPortRange".into()), "{f:?}");
+    assert!(
+        f.contains(&"portForwards[2].guestPortRange[1]".into()),
+        "{f:?}"
+    );
+    assert!(f.contains(&"portForwards[2].proto".into()), "{f:?}");
+    assert!(!f.iter().any(|x| x.starts_with("portForwards[0]")), "{f:?}");
+}
+
+#[test]
+fn mounts_must_be_absolute_and_not_system_paths() {
+    let f = fields(
+        "mounts: [{location: rel/dir, mountPoint: /etc}, {location: /x, mountPoint: '~/y'}]\n",
+    );
+    assert_eq!(
+        f,
+        [
+            "mounts[0].location",
+            "mounts[0].mountPoint",
+            "mounts[1].mountPoint"
+        ]
+    );
+}
+
+#[test]
+fn provision_modes_and_data_fields() {
+    let f = fields(
+        "provision:\n- mode: magic\n  script: x\n- mode: data\n  content: x\n- mode: system\n- mode: data\n  path: /etc/x\n  content: y\n  permissions: '9'\n",
+    );
+    assert_eq!(
+        f,
+        [
+            "provision[0].mode",
+            "provision[1].path",
+            "provision[2].script",
+            "provision[3].permissions"
+        ]
+    );
+}
+
+#[test]
+fn versions_and_sizes() {
+    assert_eq!(parse_version("v1.2.3-beta"), Some((1, 2, 3)));
+    assert_eq!(parse_version("1.2"), None);
+    assert_eq!(parse_version("x"), None);
+    assert_eq!(ram_in_bytes("4GiB"), Some(4 << 30));
+    assert_eq!(ram_in_bytes("1.5g"), Some(1536 << 20));
+    assert_eq!(ram_in_bytes("512 MiB"), Some(512 << 20));
+    assert_eq!(ram_in_bytes("100"), Some(100));
+    assert_eq!(ram_in_bytes("lots"), None);
+    assert_eq!(ram_in_bytes("4GiBs"), None);
+    assert_eq!(ram_in_bytes(""), None);
+    assert_eq!(ram_in_bytes("99999999999999999999999P"), None);
+    assert_eq!(
+        fields("minimumLimaVersion: 99.0.0\n"),
+        ["minimumLimaVersion"]
+    );
+    assert_eq!(fields("minimumLimaVersion: 1.0.0\n"), Vec::<String>::new());
+    assert_eq!(
+        fields("minimumLimaVersion: banana\n"),
+        ["minimumLimaVersion"]
+    );
+}
+
+#[test]
+fn networks_and_digests() {
+    let f = fields(
+        "networks: [{lima: a, socket: /b}, {}, {lima: x, interface: eth0, macAddress: zz}]\nimages: [{location: /i, arch: x86_64, digest: 'sha256:abc'}]\n",
+    );
+    assert!(f.contains(&"networks[0].lima".into()), "{f:?}");
+    assert!(f.contains(&"networks[1]".into()), "{f:?}");
+    assert!(f.contains(&"networks[2].interface".into()), "{f:?}");
+    assert!(f.contains(&"networks[2].macAddress".into()), "{f:?}");
+    assert!(f.contains(&"images[0].digest".into()), "{f:?}");
+}
+
+#[test]
+fn raw_checks_catch_zero_cpus() {
+    let y = LimaYaml::from_yaml("cpus: 0\n").unwrap();
+    assert_eq!(validate_raw(&y)[0].field, "cpus");
+    assert_eq!(validate_raw(&LimaYaml::default()), []);
+}
+
+#[test]
+fn vm_type_must_be_known() {
+    assert_eq!(fields("vmType: virtualbox\n"), ["vmType"]);
+    assert_eq!(fields("vmType: qemu\n"), Vec::<String>::new());
+    let y =
+        LimaYaml::from_yaml("vmType: ext\nimages: [{location: /i, arch: x86_64}]\narch: x86_64\n")
+            .unwrap();
+    assert_eq!(validate_with(&y, &["ext"]), []);
+}
