@@ -37,6 +37,7 @@ fn testfake_conforms_in_both_forms() {
         .iter()
         .map(|s| format!("{}: {}\n", s.call, s.outcome))
         .collect();
+    println!("{all}");
     // The suite really exercised errors of many kinds across the wire, not only successes.
     for kind in [
         "invalid_config",
