@@ -1,5 +1,6 @@
 //! The conformance kit run on the test fixture driver, in both forms, plus the kit's own
 //! failure detection and a driver killed in the middle of a call.
+#![cfg(unix)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

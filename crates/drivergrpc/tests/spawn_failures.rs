@@ -1,4 +1,5 @@
 //! Files that are not working drivers fail fast with a clear error, never a hang.
+#![cfg(unix)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
