@@ -172,6 +172,8 @@ impl ExternalDriver {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            // Its own process group, so that killing it also ends what it started (a VM).
+            .process_group(0)
             .spawn()
             .map_err(|source| SpawnError::Exec {
                 path: path.clone(),
@@ -193,7 +195,7 @@ impl ExternalDriver {
         )
         .await;
         if let Err(e) = ready {
-            let _ = child.start_kill();
+            kill_group(&mut child);
             return Err(e);
         }
         tokio::spawn(drain_stdout(name.clone(), stdout));
@@ -430,6 +432,18 @@ async fn wait_ready(
     }
 }
 
+/// SIGKILL the driver's process group (the driver and whatever it started), or the driver
+/// alone if it already left its group.
+fn kill_group(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: plain syscall; the group id is the child's pid (process_group(0)).
+        unsafe {
+            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        }
+    }
+    let _ = child.start_kill();
+}
+
 fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
@@ -445,12 +459,15 @@ async fn watch_child(
     mut child: Child,
     stdin: Option<tokio::process::ChildStdin>,
     exit_tx: watch::Sender<Option<String>>,
-    kill_rx: oneshot::Receiver<()>,
+    mut kill_rx: oneshot::Receiver<()>,
 ) {
+    let pid = child.id();
+    let mut killed = false;
     let status = tokio::select! {
         status = child.wait() => status,
-        _ = kill_rx => {
-            let _ = child.start_kill();
+        _ = &mut kill_rx => {
+            killed = true;
+            kill_group(&mut child);
             child.wait().await
         }
     };
@@ -460,6 +477,17 @@ async fn watch_child(
         Err(e) => format!("unknown: {e}"),
     };
     let _ = exit_tx.send(Some(how));
+    if !killed {
+        // The driver died on its own; what it started may live on in its group. End it when
+        // the client goes away (sent or dropped sender).
+        let _ = kill_rx.await;
+        if let Some(pid) = pid {
+            // SAFETY: plain syscall on the group the driver led.
+            unsafe {
+                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// Keep at most this many early stderr lines for error messages.
