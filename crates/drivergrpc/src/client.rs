@@ -115,13 +115,28 @@ pub struct ExternalDriver {
     client: DriverClient<Channel>,
     pid: Option<u32>,
     exit: watch::Receiver<Option<String>>,
-    kill: Mutex<Option<oneshot::Sender<()>>>,
+    _process: ProcessGuard,
     _socket_dir: tempfile::TempDir,
 }
 
-impl Drop for ExternalDriver {
+/// Ends the driver's process group when dropped, synchronously, so that no process survives
+/// even when the async runtime is shutting down and the watcher task never runs again.
+struct ProcessGuard {
+    pid: Option<u32>,
+    exit: watch::Receiver<Option<String>>,
+    kill: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for ProcessGuard {
     fn drop(&mut self) {
-        if let Some(kill) = self.kill.lock().ok().and_then(|mut k| k.take()) {
+        // Not reaped yet (only the watcher reaps), so the pid and its group are still ours.
+        if let (Some(pid), None) = (self.pid, self.exit.borrow().as_ref()) {
+            // SAFETY: plain syscall on the group the driver leads (process_group(0)).
+            unsafe {
+                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+            }
+        }
+        if let Some(kill) = self.kill.take() {
             let _ = kill.send(());
         }
     }
@@ -204,6 +219,12 @@ impl ExternalDriver {
         let (kill_tx, kill_rx) = oneshot::channel();
         let stdin = child.stdin.take();
         tokio::spawn(watch_child(child, stdin, exit_tx, kill_rx));
+        // From here on, any early return ends the process.
+        let process = ProcessGuard {
+            pid,
+            exit: exit.clone(),
+            kill: Some(kill_tx),
+        };
 
         let connect = async {
             let socket = socket.clone();
@@ -270,7 +291,7 @@ impl ExternalDriver {
             client,
             pid,
             exit,
-            kill: Mutex::new(Some(kill_tx)),
+            _process: process,
             _socket_dir: socket_dir,
         })
     }
