@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use driver::{
-    ConfigContext, DriverError, ErrorKind, ErrorStream, GuestAgentConn, Info, Instance,
-    InstanceConfig, LimaYaml, Result, Status,
+    ConfigContext, DriverError, ErrorStream, GuestAgentConn, Info, Instance, InstanceConfig,
+    LimaYaml, Result, Status,
 };
 use futures::StreamExt;
 use hyper_util::rt::TokioIo;
@@ -328,6 +328,15 @@ impl ExternalDriver {
         if let Some(e) = status_to_driver_error(&status) {
             return e;
         }
+        if status.code() == tonic::Code::Unimplemented {
+            // The driver's server has no such RPC: it speaks an older protocol minor.
+            return DriverError::unsupported(format!(
+                "driver {} ({}) does not implement {call} (protocol {})",
+                self.name,
+                self.path.display(),
+                self.handshake.protocol
+            ));
+        }
         // The connection often breaks a moment before the exit is reaped.
         let mut exit = self.exit.clone();
         let exited =
@@ -341,19 +350,12 @@ impl ExternalDriver {
                 self.name,
                 self.path.display()
             )),
-            None => DriverError::new(
-                if status.code() == tonic::Code::Unimplemented {
-                    ErrorKind::Unsupported
-                } else {
-                    ErrorKind::Unavailable
-                },
-                format!(
-                    "driver {} ({}): {call} failed: {}",
-                    self.name,
-                    self.path.display(),
-                    status.message()
-                ),
-            ),
+            None => DriverError::unavailable(format!(
+                "driver {} ({}): {call} failed: {}",
+                self.name,
+                self.path.display(),
+                status.message()
+            )),
         }
     }
 
