@@ -107,7 +107,9 @@ pub fn driver_name_from_path(path: &Path) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
-/// A running external driver process. Killed when dropped.
+/// A running external driver process, used as a [`driver::Driver`]. Killed (with whatever it
+/// started) when dropped. Create it inside a tokio runtime: it runs tasks that reap the process
+/// and forward its output to `tracing` (target `lima_driver`, field `driver`).
 pub struct ExternalDriver {
     path: PathBuf,
     name: String,

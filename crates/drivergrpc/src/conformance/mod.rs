@@ -109,7 +109,7 @@ impl Report {
 pub fn check<D, F>(make: F, binary: impl AsRef<Path>, cfg: &ConformanceConfig) -> Report
 where
     D: Driver + 'static,
-    F: Fn() -> D,
+    F: FnOnce() -> D,
 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
