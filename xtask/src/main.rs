@@ -2,6 +2,7 @@
 //! Not part of the layering: nothing depends on it.
 
 mod bench_boot;
+mod bench_drivers;
 mod check_layers;
 mod ci;
 mod demo;
@@ -38,6 +39,8 @@ enum Cmd {
 enum BenchCmd {
     /// `limactl start` to ready vs a bare qemu boot of the same VM.
     Boot(bench_boot::Args),
+    /// Per-call latency of a driver: internal (in-process) vs external (gRPC on a socket).
+    Drivers(bench_drivers::Args),
 }
 
 fn main() -> Result<()> {
@@ -47,6 +50,7 @@ fn main() -> Result<()> {
         Cmd::Demo(args) => demo::run(args),
         Cmd::LocalImage(args) => local_image::run(args),
         Cmd::Bench(BenchCmd::Boot(args)) => bench_boot::run(args),
+        Cmd::Bench(BenchCmd::Drivers(args)) => bench_drivers::run(args),
     }
 }
 

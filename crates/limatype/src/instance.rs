@@ -31,8 +31,9 @@ impl std::fmt::Display for Status {
     }
 }
 
+// `default`: fields skipped when zero/empty must read back as zero/empty.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct Instance {
     pub name: String,
     pub hostname: String,

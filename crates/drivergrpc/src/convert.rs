@@ -1,0 +1,237 @@
+//! Conversions between the `driver` types and the wire messages, errors included.
+
+use std::path::PathBuf;
+
+use driver::{DriverError, ErrorKind, Features, Info, Status};
+use tonic::Code;
+
+use crate::pb;
+
+/// Metadata key carrying the exact [`ErrorKind`] of a failed call.
+pub const ERROR_KIND_METADATA: &str = "lima-error-kind";
+
+pub fn code_for_kind(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::InvalidConfig => Code::InvalidArgument,
+        ErrorKind::Unsupported => Code::Unimplemented,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Timeout => Code::DeadlineExceeded,
+        ErrorKind::Cancelled => Code::Cancelled,
+        ErrorKind::Internal => Code::Internal,
+    }
+}
+
+/// The kind a status code stands for when a peer sent no `lima-error-kind`.
+pub fn kind_for_code(code: Code) -> ErrorKind {
+    match code {
+        Code::InvalidArgument => ErrorKind::InvalidConfig,
+        Code::Unimplemented => ErrorKind::Unsupported,
+        Code::NotFound => ErrorKind::NotFound,
+        Code::AlreadyExists => ErrorKind::AlreadyExists,
+        Code::FailedPrecondition => ErrorKind::FailedPrecondition,
+        Code::Unavailable => ErrorKind::Unavailable,
+        Code::DeadlineExceeded => ErrorKind::Timeout,
+        Code::Cancelled => ErrorKind::Cancelled,
+        _ => ErrorKind::Internal,
+    }
+}
+
+pub fn error_to_status(err: DriverError) -> tonic::Status {
+    let mut status = tonic::Status::new(code_for_kind(err.kind), err.message);
+    if let Ok(v) = err.kind.as_str().parse() {
+        status.metadata_mut().insert(ERROR_KIND_METADATA, v);
+    }
+    status
+}
+
+/// A status the driver sent on purpose (it carries `lima-error-kind`), as the driver's error.
+/// `None` for a status without it: a transport failure or a peer that is not our server.
+pub fn status_to_driver_error(status: &tonic::Status) -> Option<DriverError> {
+    let kind = status
+        .metadata()
+        .get(ERROR_KIND_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ErrorKind::parse)?;
+    Some(DriverError::new(kind, status.message()))
+}
+
+pub fn error_to_pb(err: DriverError) -> pb::DriverError {
+    pb::DriverError {
+        kind: err.kind.as_str().to_string(),
+        message: err.message,
+    }
+}
+
+pub fn error_from_pb(err: pb::DriverError) -> DriverError {
+    let kind = ErrorKind::parse(&err.kind).unwrap_or(ErrorKind::Internal);
+    DriverError::new(kind, err.message)
+}
+
+pub fn features_to_pb(f: &Features) -> pb::Features {
+    pb::Features {
+        can_run_gui: f.can_run_gui,
+        dynamic_ssh_address: f.dynamic_ssh_address,
+        static_ssh_port: f.static_ssh_port,
+        skip_socket_forwarding: f.skip_socket_forwarding,
+        no_cloud_init: f.no_cloud_init,
+        rosetta_enabled: f.rosetta_enabled,
+        rosetta_binfmt: f.rosetta_binfmt,
+        snapshots: f.snapshots,
+    }
+}
+
+pub fn features_from_pb(f: pb::Features) -> Features {
+    Features {
+        can_run_gui: f.can_run_gui,
+        dynamic_ssh_address: f.dynamic_ssh_address,
+        static_ssh_port: f.static_ssh_port,
+        skip_socket_forwarding: f.skip_socket_forwarding,
+        no_cloud_init: f.no_cloud_init,
+        rosetta_enabled: f.rosetta_enabled,
+        rosetta_binfmt: f.rosetta_binfmt,
+        snapshots: f.snapshots,
+    }
+}
+
+/// The set flags by their camelCase names, as the handshake lists them.
+pub fn feature_names(f: &Features) -> Vec<String> {
+    [
+        ("canRunGui", f.can_run_gui),
+        ("dynamicSshAddress", f.dynamic_ssh_address),
+        ("staticSshPort", f.static_ssh_port),
+        ("skipSocketForwarding", f.skip_socket_forwarding),
+        ("noCloudInit", f.no_cloud_init),
+        ("rosettaEnabled", f.rosetta_enabled),
+        ("rosettaBinfmt", f.rosetta_binfmt),
+        ("snapshots", f.snapshots),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(name, _)| name.to_string())
+    .collect()
+}
+
+pub fn info_to_pb(info: Info) -> pb::Info {
+    pb::Info {
+        name: info.name,
+        version: info.version,
+        vm_type: info.vm_type,
+        image_formats: info.image_formats,
+        features: Some(features_to_pb(&info.features)),
+        instance_dir: info
+            .instance_dir
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        vsock_port: info.vsock_port,
+        virtio_port: info.virtio_port,
+    }
+}
+
+pub fn info_from_pb(info: pb::Info) -> Info {
+    Info {
+        name: info.name,
+        version: info.version,
+        vm_type: info.vm_type,
+        image_formats: info.image_formats,
+        features: info.features.map(features_from_pb).unwrap_or_default(),
+        instance_dir: (!info.instance_dir.is_empty()).then(|| PathBuf::from(info.instance_dir)),
+        vsock_port: info.vsock_port,
+        virtio_port: info.virtio_port,
+    }
+}
+
+pub fn status_to_str(s: Status) -> &'static str {
+    match s {
+        Status::Unknown => "",
+        Status::Uninitialized => "Uninitialized",
+        Status::Installing => "Installing",
+        Status::Broken => "Broken",
+        Status::Stopped => "Stopped",
+        Status::Running => "Running",
+    }
+}
+
+pub fn status_from_str(s: &str) -> Option<Status> {
+    [
+        Status::Unknown,
+        Status::Uninitialized,
+        Status::Installing,
+        Status::Broken,
+        Status::Stopped,
+        Status::Running,
+    ]
+    .into_iter()
+    .find(|st| status_to_str(*st) == s)
+}
+
+pub fn to_yaml<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>, DriverError> {
+    serde_yaml::to_string(value)
+        .map(String::into_bytes)
+        .map_err(|e| DriverError::internal(format!("cannot encode the {what} as YAML: {e}")))
+}
+
+pub fn from_yaml<T: serde::de::DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, DriverError> {
+    serde_yaml::from_slice(bytes)
+        .map_err(|e| DriverError::invalid_config(format!("cannot decode the {what} YAML: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_survives_a_status() {
+        for kind in ErrorKind::ALL {
+            let st = error_to_status(DriverError::new(kind, format!("msg ü {kind}")));
+            assert_eq!(kind_for_code(st.code()), kind, "code mapping of {kind}");
+            let back = status_to_driver_error(&st).expect("kind metadata");
+            assert_eq!(back, DriverError::new(kind, format!("msg ü {kind}")));
+        }
+    }
+
+    #[test]
+    fn a_status_without_kind_is_not_a_driver_error() {
+        assert!(status_to_driver_error(&tonic::Status::unavailable("broken pipe")).is_none());
+    }
+
+    #[test]
+    fn info_round_trips() {
+        let info = Info {
+            name: "x".into(),
+            version: "1.2.3".into(),
+            vm_type: "x".into(),
+            image_formats: vec!["raw".into(), "qcow2".into()],
+            features: Features {
+                snapshots: true,
+                no_cloud_init: true,
+                ..Default::default()
+            },
+            instance_dir: Some("/tmp/i".into()),
+            vsock_port: 2222,
+            virtio_port: "p".into(),
+        };
+        assert_eq!(info_from_pb(info_to_pb(info.clone())), info);
+        assert_eq!(feature_names(&info.features), ["noCloudInit", "snapshots"]);
+    }
+
+    #[test]
+    fn status_spelling_round_trips() {
+        for s in [
+            "",
+            "Uninitialized",
+            "Installing",
+            "Broken",
+            "Stopped",
+            "Running",
+        ] {
+            assert_eq!(status_to_str(status_from_str(s).unwrap()), s);
+        }
+        assert_eq!(status_from_str("Sleeping"), None);
+    }
+}

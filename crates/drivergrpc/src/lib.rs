@@ -1,0 +1,94 @@
+//! `drivergrpc` — layer 5: external VM drivers over gRPC on a unix socket. It owns the
+//! generated code of `proto/driver.proto`, the driver side ([`serve`]: all an external
+//! driver's `main` calls), the limactl side ([`ExternalDriver`], which implements
+//! [`driver::Driver`] by calling the driver process, and [`probe`]), the process handshake,
+//! and (feature `conformance`) the conformance kit every driver runs in both forms.
+//!
+//! The protocol is described for driver authors at the top of `proto/driver.proto` and in
+//! `docs/drivers.md`.
+
+// The transport is a unix socket: on other hosts (Windows) only the protocol types and a
+// `serve_main` that explains itself exist for now.
+#[cfg(unix)]
+mod client;
+mod convert;
+#[cfg(unix)]
+mod server;
+
+#[cfg(all(unix, feature = "conformance"))]
+pub mod conformance;
+
+/// The generated protobuf messages and gRPC stubs of `lima.driver.v1`.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("lima.driver.v1");
+}
+
+#[cfg(unix)]
+pub use client::{
+    driver_name_from_path, probe, ExternalDriver, Handshake, SpawnError, SpawnOptions,
+};
+pub use convert::{code_for_kind, kind_for_code, ERROR_KIND_METADATA};
+#[cfg(unix)]
+pub use server::{
+    listen, ready_line, serve, serve_main, DriverService, ServeError, PROTOCOL_ENV, READY_MARKER,
+    SOCKET_ENV,
+};
+
+use std::fmt;
+
+/// External drivers need unix sockets, which this build does not have yet.
+#[cfg(not(unix))]
+pub fn serve_main(_driver: driver::DynDriver) -> std::process::ExitCode {
+    eprintln!(
+        "ERROR external Lima drivers are not supported on this OS yet (they need unix sockets)"
+    );
+    std::process::ExitCode::FAILURE
+}
+
+/// A protocol version `MAJOR.MINOR`: peers of different MAJOR refuse each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ProtocolVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+/// The protocol this crate speaks (package `lima.driver.v1`).
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
+
+impl fmt::Display for ProtocolVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+impl std::str::FromStr for ProtocolVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (major, minor) = s
+            .split_once('.')
+            .ok_or_else(|| format!("protocol version {s:?} is not MAJOR.MINOR"))?;
+        let num = |p: &str| {
+            p.parse::<u32>()
+                .map_err(|_| format!("protocol version {s:?} is not MAJOR.MINOR"))
+        };
+        Ok(ProtocolVersion {
+            major: num(major)?,
+            minor: num(minor)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_version_parses_and_prints() {
+        let v: ProtocolVersion = "1.7".parse().unwrap();
+        assert_eq!(v, ProtocolVersion { major: 1, minor: 7 });
+        assert_eq!(v.to_string(), "1.7");
+        assert!("1".parse::<ProtocolVersion>().is_err());
+        assert!("a.b".parse::<ProtocolVersion>().is_err());
+    }
+}
