@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use driver::{
-    ConfigContext, DriverError, ErrorKind, ErrorStream, GuestAgentConn, Info, Instance,
-    InstanceConfig, LimaYaml, Result, Status,
+    ConfigContext, DriverError, ErrorStream, GuestAgentConn, Info, Instance, InstanceConfig,
+    LimaYaml, Result, Status,
 };
 use futures::StreamExt;
 use hyper_util::rt::TokioIo;
@@ -107,7 +107,9 @@ pub fn driver_name_from_path(path: &Path) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
-/// A running external driver process. Killed when dropped.
+/// A running external driver process, used as a [`driver::Driver`]. Killed (with whatever it
+/// started) when dropped. Create it inside a tokio runtime: it runs tasks that reap the process
+/// and forward its output to `tracing` (target `lima_driver`, field `driver`).
 pub struct ExternalDriver {
     path: PathBuf,
     name: String,
@@ -115,13 +117,28 @@ pub struct ExternalDriver {
     client: DriverClient<Channel>,
     pid: Option<u32>,
     exit: watch::Receiver<Option<String>>,
-    kill: Mutex<Option<oneshot::Sender<()>>>,
+    _process: ProcessGuard,
     _socket_dir: tempfile::TempDir,
 }
 
-impl Drop for ExternalDriver {
+/// Ends the driver's process group when dropped, synchronously, so that no process survives
+/// even when the async runtime is shutting down and the watcher task never runs again.
+struct ProcessGuard {
+    pid: Option<u32>,
+    exit: watch::Receiver<Option<String>>,
+    kill: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for ProcessGuard {
     fn drop(&mut self) {
-        if let Some(kill) = self.kill.lock().ok().and_then(|mut k| k.take()) {
+        // Not reaped yet (only the watcher reaps), so the pid and its group are still ours.
+        if let (Some(pid), None) = (self.pid, self.exit.borrow().as_ref()) {
+            // SAFETY: plain syscall on the group the driver leads (process_group(0)).
+            unsafe {
+                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+            }
+        }
+        if let Some(kill) = self.kill.take() {
             let _ = kill.send(());
         }
     }
@@ -172,6 +189,8 @@ impl ExternalDriver {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            // Its own process group, so that killing it also ends what it started (a VM).
+            .process_group(0)
             .spawn()
             .map_err(|source| SpawnError::Exec {
                 path: path.clone(),
@@ -193,7 +212,7 @@ impl ExternalDriver {
         )
         .await;
         if let Err(e) = ready {
-            let _ = child.start_kill();
+            kill_group(&mut child);
             return Err(e);
         }
         tokio::spawn(drain_stdout(name.clone(), stdout));
@@ -202,6 +221,12 @@ impl ExternalDriver {
         let (kill_tx, kill_rx) = oneshot::channel();
         let stdin = child.stdin.take();
         tokio::spawn(watch_child(child, stdin, exit_tx, kill_rx));
+        // From here on, any early return ends the process.
+        let process = ProcessGuard {
+            pid,
+            exit: exit.clone(),
+            kill: Some(kill_tx),
+        };
 
         let connect = async {
             let socket = socket.clone();
@@ -268,7 +293,7 @@ impl ExternalDriver {
             client,
             pid,
             exit,
-            kill: Mutex::new(Some(kill_tx)),
+            _process: process,
             _socket_dir: socket_dir,
         })
     }
@@ -305,6 +330,15 @@ impl ExternalDriver {
         if let Some(e) = status_to_driver_error(&status) {
             return e;
         }
+        if status.code() == tonic::Code::Unimplemented {
+            // The driver's server has no such RPC: it speaks an older protocol minor.
+            return DriverError::unsupported(format!(
+                "driver {} ({}) does not implement {call} (protocol {})",
+                self.name,
+                self.path.display(),
+                self.handshake.protocol
+            ));
+        }
         // The connection often breaks a moment before the exit is reaped.
         let mut exit = self.exit.clone();
         let exited =
@@ -318,19 +352,12 @@ impl ExternalDriver {
                 self.name,
                 self.path.display()
             )),
-            None => DriverError::new(
-                if status.code() == tonic::Code::Unimplemented {
-                    ErrorKind::Unsupported
-                } else {
-                    ErrorKind::Unavailable
-                },
-                format!(
-                    "driver {} ({}): {call} failed: {}",
-                    self.name,
-                    self.path.display(),
-                    status.message()
-                ),
-            ),
+            None => DriverError::unavailable(format!(
+                "driver {} ({}): {call} failed: {}",
+                self.name,
+                self.path.display(),
+                status.message()
+            )),
         }
     }
 
@@ -430,6 +457,18 @@ async fn wait_ready(
     }
 }
 
+/// SIGKILL the driver's process group (the driver and whatever it started), or the driver
+/// alone if it already left its group.
+fn kill_group(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: plain syscall; the group id is the child's pid (process_group(0)).
+        unsafe {
+            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        }
+    }
+    let _ = child.start_kill();
+}
+
 fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
@@ -445,12 +484,15 @@ async fn watch_child(
     mut child: Child,
     stdin: Option<tokio::process::ChildStdin>,
     exit_tx: watch::Sender<Option<String>>,
-    kill_rx: oneshot::Receiver<()>,
+    mut kill_rx: oneshot::Receiver<()>,
 ) {
+    let pid = child.id();
+    let mut killed = false;
     let status = tokio::select! {
         status = child.wait() => status,
-        _ = kill_rx => {
-            let _ = child.start_kill();
+        _ = &mut kill_rx => {
+            killed = true;
+            kill_group(&mut child);
             child.wait().await
         }
     };
@@ -460,6 +502,17 @@ async fn watch_child(
         Err(e) => format!("unknown: {e}"),
     };
     let _ = exit_tx.send(Some(how));
+    if !killed {
+        // The driver died on its own; what it started may live on in its group. End it when
+        // the client goes away (sent or dropped sender).
+        let _ = kill_rx.await;
+        if let Some(pid) = pid {
+            // SAFETY: plain syscall on the group the driver led.
+            unsafe {
+                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// Keep at most this many early stderr lines for error messages.

@@ -7,11 +7,15 @@
 //! The protocol is described for driver authors at the top of `proto/driver.proto` and in
 //! `docs/drivers.md`.
 
+// The transport is a unix socket: on other hosts (Windows) only the protocol types and a
+// `serve_main` that explains itself exist for now.
+#[cfg(unix)]
 mod client;
 mod convert;
+#[cfg(unix)]
 mod server;
 
-#[cfg(feature = "conformance")]
+#[cfg(all(unix, feature = "conformance"))]
 pub mod conformance;
 
 /// The generated protobuf messages and gRPC stubs of `lima.driver.v1`.
@@ -20,16 +24,27 @@ pub mod pb {
     tonic::include_proto!("lima.driver.v1");
 }
 
+#[cfg(unix)]
 pub use client::{
     driver_name_from_path, probe, ExternalDriver, Handshake, SpawnError, SpawnOptions,
 };
 pub use convert::{code_for_kind, kind_for_code, ERROR_KIND_METADATA};
+#[cfg(unix)]
 pub use server::{
     listen, ready_line, serve, serve_main, DriverService, ServeError, PROTOCOL_ENV, READY_MARKER,
     SOCKET_ENV,
 };
 
 use std::fmt;
+
+/// External drivers need unix sockets, which this build does not have yet.
+#[cfg(not(unix))]
+pub fn serve_main(_driver: driver::DynDriver) -> std::process::ExitCode {
+    eprintln!(
+        "ERROR external Lima drivers are not supported on this OS yet (they need unix sockets)"
+    );
+    std::process::ExitCode::FAILURE
+}
 
 /// A protocol version `MAJOR.MINOR`: peers of different MAJOR refuse each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

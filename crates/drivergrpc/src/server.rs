@@ -178,8 +178,14 @@ type StartStream = Pin<Box<dyn Stream<Item = Result<pb::StartEvent, Status>> + S
 impl pb::driver_server::Driver for DriverService {
     async fn handshake(
         &self,
-        _req: Request<pb::HandshakeRequest>,
+        req: Request<pb::HandshakeRequest>,
     ) -> GrpcResult<pb::HandshakeResponse> {
+        let client_major = req.into_inner().client_protocol_major;
+        if client_major != PROTOCOL_VERSION.major {
+            return Err(error_to_status(DriverError::failed_precondition(format!(
+                "this driver speaks protocol {PROTOCOL_VERSION}, the client major version {client_major}"
+            ))));
+        }
         let info = self.driver.info().await.map_err(error_to_status)?;
         Ok(Response::new(pb::HandshakeResponse {
             protocol_major: PROTOCOL_VERSION.major,
@@ -362,5 +368,93 @@ impl pb::driver_server::Driver for DriverService {
 
     async fn additional_setup_for_ssh(&self, _req: Request<pb::Empty>) -> GrpcResult<pb::Empty> {
         empty(self.driver.additional_setup_for_ssh().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::driver_server::Driver as _;
+
+    struct Nameless;
+
+    #[async_trait::async_trait]
+    impl driver::Driver for Nameless {
+        async fn info(&self) -> driver::Result<driver::Info> {
+            Ok(driver::Info {
+                name: "nameless".into(),
+                ..Default::default()
+            })
+        }
+        async fn configure(&self, _: InstanceConfig) -> driver::Result<()> {
+            Ok(())
+        }
+        async fn accept_config(
+            &self,
+            _: &driver::LimaYaml,
+            _: &ConfigContext,
+        ) -> driver::Result<()> {
+            Ok(())
+        }
+        async fn validate(&self) -> driver::Result<()> {
+            Ok(())
+        }
+        async fn create(&self) -> driver::Result<()> {
+            Ok(())
+        }
+        async fn create_disk(&self) -> driver::Result<()> {
+            Ok(())
+        }
+        async fn start(&self) -> driver::Result<driver::ErrorStream> {
+            Err(DriverError::unsupported("no VM"))
+        }
+        async fn stop(&self) -> driver::Result<()> {
+            Ok(())
+        }
+        async fn delete(&self) -> driver::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn handshake_refuses_another_major_and_answers_ours() {
+        let svc = DriverService::new(std::sync::Arc::new(Nameless));
+        let err = svc
+            .handshake(Request::new(pb::HandshakeRequest {
+                client_protocol_major: PROTOCOL_VERSION.major + 1,
+                client_protocol_minor: 0,
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            err.message().contains(&PROTOCOL_VERSION.to_string()),
+            "{}",
+            err.message()
+        );
+        let ok = svc
+            .handshake(Request::new(pb::HandshakeRequest {
+                client_protocol_major: PROTOCOL_VERSION.major,
+                client_protocol_minor: PROTOCOL_VERSION.minor + 3,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ok.driver_name, "nameless");
+        assert_eq!(
+            (ok.protocol_major, ok.protocol_minor),
+            (PROTOCOL_VERSION.major, PROTOCOL_VERSION.minor)
+        );
+    }
+
+    #[test]
+    fn ready_line_format() {
+        assert_eq!(
+            ready_line(
+                ProtocolVersion { major: 1, minor: 2 },
+                Path::new("/tmp/d/driver.sock")
+            ),
+            "LIMA_DRIVER_READY 1.2 unix:/tmp/d/driver.sock"
+        );
     }
 }

@@ -45,12 +45,8 @@ enum Cmd {
 }
 
 fn version_string() -> &'static str {
-    concat!(
-        env!("CARGO_PKG_VERSION"),
-        " (compatible with Lima ",
-        "2.0.0",
-        ")"
-    )
+    // Kept equal to limatype::LIMA_COMPAT_VERSION (a test checks).
+    concat!(env!("CARGO_PKG_VERSION"), " (compatible with Lima 2.2.0)")
 }
 
 fn main() {

@@ -114,5 +114,7 @@ fn list_and_copy() {
 fn version() {
     let home = tempfile::tempdir().unwrap();
     let out = limactl(&["--version"], home.path());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("compatible with Lima"));
+    let want = format!("compatible with Lima {}", limatype::LIMA_COMPAT_VERSION);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&want), "{stdout:?} should say {want:?}");
 }

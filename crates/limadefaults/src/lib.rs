@@ -379,8 +379,8 @@ pub fn fill(
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "none".into()),
         ),
-        vnc: Some(limatype::VncOptions {
-            display: vnc_display,
+        vnc: vnc_display.map(|display| limatype::VncOptions {
+            display: Some(display),
         }),
     });
 

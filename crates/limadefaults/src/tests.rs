@@ -220,3 +220,15 @@ fn fill_is_idempotent() {
     let twice = fill(&once, None, None, &host(), "dev");
     assert_eq!(once, twice);
 }
+
+#[test]
+fn detect_reads_this_host() {
+    let h = HostFacts::detect();
+    assert!(h.cpus >= 1);
+    assert!(h.memory_bytes > 0);
+    assert_eq!(h.arch, limatype::host_arch());
+    assert!(!h.user_name.is_empty());
+    assert!(h.lima_home.is_absolute() || std::env::var_os("LIMA_HOME").is_some());
+    // SAFETY: getuid cannot fail.
+    assert_eq!(h.uid, unsafe { libc::getuid() });
+}

@@ -14,7 +14,7 @@ pub use yaml::*;
 
 /// The Lima release whose config schema and behaviour this implementation follows.
 /// `minimumLimaVersion` in a template is compared with it.
-pub const LIMA_COMPAT_VERSION: &str = "2.0.0";
+pub const LIMA_COMPAT_VERSION: &str = "2.2.0";
 
 pub const OS_TYPES: &[&str] = &["Linux", "Darwin", "FreeBSD", "Windows"];
 pub const ARCH_TYPES: &[&str] = &["x86_64", "aarch64", "armv7l", "ppc64le", "riscv64", "s390x"];

@@ -62,15 +62,18 @@ impl Default for ConformanceConfig {
             os: os.into(),
             arch: arch.into(),
         };
+        let mut hosts = vec![
+            host("Linux", "x86_64"),
+            host("Linux", "aarch64"),
+            host("Darwin", "aarch64"),
+            host("Windows", "x86_64"),
+        ];
+        if !hosts.contains(&HostInfo::current()) {
+            hosts.push(HostInfo::current());
+        }
         ConformanceConfig {
             configs: vec![("empty".into(), LimaYaml::default())],
-            hosts: vec![
-                HostInfo::current(),
-                host("Linux", "x86_64"),
-                host("Linux", "aarch64"),
-                host("Darwin", "aarch64"),
-                host("Windows", "x86_64"),
-            ],
+            hosts,
             instance_config: LimaYaml::default(),
             lifecycle: false,
             start_stream_window: Duration::from_secs(2),
@@ -106,7 +109,7 @@ impl Report {
 pub fn check<D, F>(make: F, binary: impl AsRef<Path>, cfg: &ConformanceConfig) -> Report
 where
     D: Driver + 'static,
-    F: Fn() -> D,
+    F: FnOnce() -> D,
 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -160,6 +163,17 @@ pub async fn run(internal: DynDriver, binary: &Path, cfg: &ConformanceConfig) ->
         report.failures.push(format!(
             "handshake names the driver {:?}, but the internal form's info says {internal_name:?}",
             external.handshake().driver_name
+        ));
+    }
+    let internal_features = internal
+        .info()
+        .await
+        .map(|i| crate::convert::feature_names(&i.features))
+        .unwrap_or_default();
+    if external.handshake().features != internal_features {
+        report.failures.push(format!(
+            "handshake lists features {:?}, but the internal form's info has {internal_features:?}",
+            external.handshake().features
         ));
     }
     report.external = transcript(
@@ -313,6 +327,21 @@ async fn transcript(
         format!("{} concurrent read-only calls", rounds * sequential.len()),
         format!("{} differ from the sequential answers", mismatches.len()),
     );
+    // A driver that shows no GUI must answer run_gui at once (else it would block the host
+    // agent); one that does may block until its window closes, so it is not called.
+    if matches!(d.can_run_gui().await, Ok(false)) {
+        let r = tokio::time::timeout(Duration::from_secs(5), d.run_gui()).await;
+        let shown = match r {
+            Ok(r) => outcome(&r, &dir_s),
+            Err(_) => {
+                failures.push(format!(
+                    "{form}: run_gui blocks although can_run_gui is false"
+                ));
+                "timed out".into()
+            }
+        };
+        record("run_gui (no GUI)".into(), shown);
+    }
     record(
         "change_display_password".into(),
         outcome(&d.change_display_password("conformance").await, &dir_s),
@@ -393,7 +422,17 @@ async fn read_only_calls(d: &dyn Driver, dir: &str) -> Vec<(&'static str, String
     );
     vec![
         ("info (read-only)", outcome(&info, dir)),
-        ("boot_scripts", outcome(&scripts, dir)),
+        (
+            "boot_scripts",
+            outcome(
+                &scripts.map(|m| {
+                    m.into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                        .collect::<Vec<_>>()
+                }),
+                dir,
+            ),
+        ),
         ("can_run_gui", outcome(&gui, dir)),
         ("ssh_address", outcome(&addr, dir)),
         ("guest_agent_conn", outcome(&ga, dir)),

@@ -124,7 +124,8 @@ impl Driver for TestFake {
             .filter(|m| !["reverse-sshfs", "9p"].contains(m))
         {
             return Err(DriverError::invalid_config(format!(
-                "{file}mountType: testfake does not support {mt:?} (only \"reverse-sshfs\", \"9p\")"
+                // Two lines and non-ASCII on purpose: messages must cross the wire unchanged.
+                "{file}mountType: testfake does not support {mt:?}\n  hint: use \"reverse-sshfs\" or \"9p\" — both work here"
             )));
         }
         Ok(())
