@@ -4,29 +4,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use driver::{Driver, DriverError};
+use futures::StreamExt;
 use limatype::filenames;
 
 use crate::events::Status;
 use crate::requirements;
 use crate::server::{self, Hub};
-
-/// What the host agent needs from a driver, whichever way it is reached (in process or as an
-/// external driver process).
-#[async_trait::async_trait]
-pub trait Vm: Send + Sync {
-    fn driver_name(&self) -> String;
-    /// Idempotent per-instance setup.
-    async fn create(&self) -> Result<(), String>;
-    /// Scripts for the cidata `boot/` directory.
-    async fn boot_scripts(&self) -> Result<BTreeMap<String, Vec<u8>>, String>;
-    /// Boots the VM; returns once it runs.
-    async fn start(&self) -> Result<(), String>;
-    /// Resolves when the VM has ended by itself, with the reason.
-    async fn wait_exit(&self) -> String;
-    async fn stop(&self) -> Result<(), String>;
-    /// Host address of the guest's SSH forward.
-    async fn ssh_address(&self) -> Result<String, String>;
-}
 
 /// Writes the cidata seed into the instance dir (kept separate: it needs the user's key and
 /// the boot scripts, which the agent gathers).
@@ -41,6 +25,17 @@ pub struct Options {
     pub private_key: PathBuf,
     /// How long the guest may take to satisfy the essential requirements.
     pub ready_timeout: Duration,
+    /// How progress messages name the driver, e.g. `qemu (internal)`.
+    pub driver_description: String,
+}
+
+/// Why the VM's error stream says it ended: its error, or (the stream closed without one)
+/// that the driver stopped watching the VM.
+fn exit_reason(e: Option<DriverError>) -> String {
+    match e {
+        Some(e) => e.to_string(),
+        None => "the driver stopped watching it".to_string(),
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; qemu binds it right after).
@@ -49,11 +44,12 @@ pub fn free_local_port() -> std::io::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// Runs the instance until SIGTERM/SIGINT or until the VM ends; returns an error text when it
-/// failed to come up (after having reported it as an event).
+/// Runs the instance through `vm` (internal or external alike, already configured for this
+/// instance) until SIGTERM/SIGINT or until the VM ends; returns an error text when it failed
+/// to come up (after having reported it as an event).
 pub async fn run(
     opts: Options,
-    vm: &dyn Vm,
+    vm: &dyn Driver,
     write_seed: SeedWriter<'_>,
     hub: Hub,
 ) -> Result<(), String> {
@@ -88,7 +84,13 @@ pub async fn run(
             )
         })?;
 
-    progress(&hub, format!("Using the {} driver", vm.driver_name()));
+    progress(
+        &hub,
+        format!("Using the {} driver", opts.driver_description),
+    );
+    vm.validate()
+        .await
+        .map_err(|e| fail(&hub, format!("driver validate: {e}")))?;
     vm.create()
         .await
         .map_err(|e| fail(&hub, format!("driver create: {e}")))?;
@@ -110,7 +112,8 @@ pub async fn run(
             .map_err(|e| fail(&hub, e.to_string()))?;
 
     progress(&hub, "Starting the VM".to_string());
-    vm.start()
+    let mut vm_errors = vm
+        .start()
         .await
         .map_err(|e| fail(&hub, format!("driver start: {e}")))?;
     progress(
@@ -122,6 +125,12 @@ pub async fn run(
             opts.name
         ),
     );
+
+    if let Err(e) = vm.additional_setup_for_ssh().await {
+        let msg = fail(&hub, format!("driver setup for ssh: {e}"));
+        shutdown(vm, &dir, &opts.name, &hub).await;
+        return Err(msg);
+    }
 
     let ssh_args = requirements::ssh_args(&ssh_config, &opts.name);
     let reqs = requirements::essential();
@@ -137,7 +146,7 @@ pub async fn run(
     tokio::pin!(wait);
     let ready: Result<(), String> = tokio::select! {
         r = &mut wait => r,
-        why = vm.wait_exit() => Err(format!("the VM exited before it was ready: {why}")),
+        why = vm_errors.next() => Err(format!("the VM exited before it was ready: {}", exit_reason(why))),
         _ = sigterm.recv() => Err("interrupted by SIGTERM while starting".into()),
         _ = sigint.recv() => Err("interrupted by SIGINT while starting".into()),
     };
@@ -155,8 +164,8 @@ pub async fn run(
     tracing::info!("instance is running");
 
     let reason = tokio::select! {
-        why = vm.wait_exit() => {
-            let msg = format!("the VM exited unexpectedly: {why}");
+        why = vm_errors.next() => {
+            let msg = format!("the VM exited unexpectedly: {}", exit_reason(why));
             tracing::error!("{msg}");
             hub.emit(Status { errors: vec![msg.clone()], ..Default::default() });
             Some(msg)
@@ -171,7 +180,7 @@ pub async fn run(
     }
 }
 
-async fn shutdown(vm: &dyn Vm, dir: &Path, name: &str, hub: &Hub) {
+async fn shutdown(vm: &dyn Driver, dir: &Path, name: &str, hub: &Hub) {
     hub.emit(Status {
         exiting: true,
         progress: Some("Stopping the VM".into()),

@@ -300,8 +300,13 @@ pub fn fill(
         .into()
     });
     // uid 0 belongs to the guest's root: a root host user maps to the fallback uid too.
-    let uid = layered(y, d, o, |c| c.user.as_ref().and_then(|u| u.uid))
-        .unwrap_or_else(|| if host.uid == 0 { 1000 } else { i64::from(host.uid) });
+    let uid = layered(y, d, o, |c| c.user.as_ref().and_then(|u| u.uid)).unwrap_or_else(|| {
+        if host.uid == 0 {
+            1000
+        } else {
+            i64::from(host.uid)
+        }
+    });
     let passwordless_sudo = layered(y, d, o, |c| {
         c.user.as_ref().and_then(|u| u.passwordless_sudo)
     })

@@ -83,7 +83,9 @@ fn root_host_user_gets_an_ordinary_guest_uid() {
     let mut h = host();
     h.user_name = "root".into();
     h.uid = 0;
-    let u = fill(&LimaYaml::default(), None, None, &h, "dev").user.unwrap();
+    let u = fill(&LimaYaml::default(), None, None, &h, "dev")
+        .user
+        .unwrap();
     assert_eq!((u.name.as_deref(), u.uid), (Some("lima"), Some(1000)));
 }
 

@@ -207,6 +207,43 @@ mod tests {
         assert!(e.message.contains("basedisk is missing"), "{e}");
     }
 
+    /// create_disk makes the qcow2 overlay on a host-downloaded basedisk (needs qemu-img).
+    #[tokio::test]
+    async fn create_disk_from_downloaded_basedisk() {
+        if machine::find_in_path("qemu-img").is_none() {
+            eprintln!("SKIPPED: qemu-img is not installed");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join(filenames::BASE_DISK);
+        let out = tokio::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&base)
+            .arg("1M")
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success());
+        let d = QemuDriver::new();
+        d.configure(InstanceConfig {
+            name: "t".into(),
+            dir: tmp.path().to_path_buf(),
+            config: LimaYaml {
+                disk: Some("2MiB".into()),
+                ..Default::default()
+            },
+            ssh_local_port: 0,
+        })
+        .await
+        .unwrap();
+        d.create_disk().await.unwrap();
+        let diff = tmp.path().join(filenames::DIFF_DISK);
+        assert_eq!(vm::image_format(&diff).await.unwrap(), "qcow2");
+        assert_eq!(vm::virtual_size(&diff).await.unwrap(), 2 << 20);
+        // Idempotent.
+        d.create_disk().await.unwrap();
+    }
+
     #[tokio::test]
     async fn fill_then_accept_with_injected_host() {
         let d = QemuDriver::new();

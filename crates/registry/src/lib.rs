@@ -124,12 +124,12 @@ pub enum RegistryError {
         available: Vec<String>,
     },
     /// A driver failed to start (external) or refused the config; the message is the driver's.
-    #[error("{}", driver_failure(.name, .location, .source))]
+    /// (`error` is not a `#[source]`: the message already includes it.)
+    #[error("{}", driver_failure(.name, .location, .error))]
     Driver {
         name: String,
         location: Location,
-        #[source]
-        source: DriverError,
+        error: DriverError,
     },
     #[error(
         "no driver can run this config on this host (tried {}):\n{}",
@@ -149,12 +149,12 @@ pub enum RegistryError {
 }
 
 /// `driver "NAME" (LOCATION): MESSAGE`, without repeating a path the message already names.
-fn driver_failure(name: &str, location: &Location, source: &DriverError) -> String {
+fn driver_failure(name: &str, location: &Location, error: &DriverError) -> String {
     match location {
-        Location::External(p) if source.message.contains(&p.display().to_string()) => {
-            format!("driver {name:?}: {source}")
+        Location::External(p) if error.message.contains(&p.display().to_string()) => {
+            format!("driver {name:?}: {error}")
         }
-        _ => format!("driver {name:?} ({}): {source}", location.describe()),
+        _ => format!("driver {name:?} ({}): {error}", location.describe()),
     }
 }
 
@@ -285,10 +285,10 @@ impl Registry {
         let location = Location::External(path.clone());
         match self.connector.connect(name, path).await {
             Ok(c) => Ok((c, location)),
-            Err(source) => Err(RegistryError::Driver {
+            Err(error) => Err(RegistryError::Driver {
                 name: name.to_string(),
                 location,
-                source,
+                error,
             }),
         }
     }
@@ -321,8 +321,8 @@ impl Registry {
         for name in candidates {
             match self.try_driver(name, config, ctx).await {
                 Ok(r) => return Ok(r),
-                Err(RegistryError::Driver { source, .. }) => {
-                    reasons.push((name.to_string(), source.message))
+                Err(RegistryError::Driver { error, .. }) => {
+                    reasons.push((name.to_string(), error.message))
                 }
                 Err(other) => reasons.push((name.to_string(), other.to_string())),
             }
@@ -337,10 +337,10 @@ impl Registry {
         ctx: &ConfigContext,
     ) -> Result<Resolved, RegistryError> {
         let (driver, location) = self.driver(name).await?;
-        let fail = |source: DriverError| RegistryError::Driver {
+        let fail = |error: DriverError| RegistryError::Driver {
             name: name.to_string(),
             location: location.clone(),
-            source,
+            error,
         };
         let mut filled = config.clone();
         if filled.vm_type.is_none() {

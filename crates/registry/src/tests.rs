@@ -182,9 +182,9 @@ async fn explicit_vm_type_is_checked_against_that_driver_only() {
     let err = reg.resolve(&cfg, &ctx("Linux")).await.err().unwrap();
     let msg = err.to_string();
     match &err {
-        RegistryError::Driver { name, source, .. } => {
+        RegistryError::Driver { name, error, .. } => {
             assert_eq!(name, "vz");
-            assert_eq!(source.kind, ErrorKind::InvalidConfig);
+            assert_eq!(error.kind, ErrorKind::InvalidConfig);
         }
         other => panic!("unexpected {other}"),
     }
@@ -357,8 +357,8 @@ async fn grpc_connector_reports_broken_executables() {
         let msg = err.to_string();
         assert!(msg.contains(&f.path.display().to_string()), "{msg}");
         match err {
-            RegistryError::Driver { source, .. } => {
-                assert_eq!(source.kind, ErrorKind::Unavailable, "{msg}")
+            RegistryError::Driver { error, .. } => {
+                assert_eq!(error.kind, ErrorKind::Unavailable, "{msg}")
             }
             other => panic!("unexpected {other}"),
         }

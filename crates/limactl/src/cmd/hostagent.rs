@@ -37,7 +37,6 @@ fn run_agent(name: &str, dir: &std::path::Path) -> Result<()> {
     let user = cidata::guest_user(&config).name;
     let key = sshutil::ensure_user_key_in(&store::config_dir()?)?;
     let pubkey = key.public_key()?;
-    let vm = wiring::make_vm(name, dir, &config, port)?;
     let log = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
@@ -56,11 +55,21 @@ fn run_agent(name: &str, dir: &std::path::Path) -> Result<()> {
         ssh_user: user.clone(),
         private_key: key.private.clone(),
         ready_timeout: timeout,
+        driver_description: String::new(),
     };
     let seed = |scripts: &std::collections::BTreeMap<String, Vec<u8>>, _port: u16| {
         wiring::write_seed(dir, name, &config, scripts, &pubkey)
     };
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(hostagent::agent::run(opts, vm.as_ref(), &seed, hub))
-        .map_err(|e| anyhow::anyhow!(e))
+    rt.block_on(async {
+        // Internal or external alike; an external driver process lives as long as `driver`.
+        let (driver, description) = wiring::configured_driver(name, dir, &config, port).await?;
+        let opts = hostagent::agent::Options {
+            driver_description: description,
+            ..opts
+        };
+        hostagent::agent::run(opts, driver.as_ref(), &seed, hub)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))
+    })
 }

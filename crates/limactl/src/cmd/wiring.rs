@@ -1,14 +1,14 @@
 //! How limactl connects the pieces for one instance: config loading, the driver (through the
 //! registry), image fetching and the cidata seed.
 //! Config loading goes through `limaload` (bases, defaults, validation), images through the
-//! `downloader` cache, the seed through `cidata`. Interim: until the registry lands, this
-//! calls the qemu driver's machine directly.
+//! `downloader` cache, the seed through `cidata`, the driver through the `registry` (internal
+//! or external alike; see `crate::drivers`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use driver::{ConfigContext, DynDriver, InstanceConfig};
 use limatype::{filenames, LimaYaml};
 
 pub fn load_locator(locator: &str) -> Result<(String, LimaYaml)> {
@@ -35,9 +35,45 @@ pub fn validate(name: &str, config: &LimaYaml) -> Result<()> {
         let lines: Vec<String> = problems.iter().map(|p| format!("{name}: {p}")).collect();
         anyhow::bail!("invalid config:\n{}", lines.join("\n"));
     }
-    let m = qemu::machine::Machine::new(name, Path::new("/nonexistent"), config.clone(), 0);
-    m.validate()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(resolve_driver(config))?;
     Ok(())
+}
+
+/// The driver that runs `config` (its `vmType`, or the host's preferred one that accepts it),
+/// how to name it (`qemu (internal)`, `qemu (external: PATH)`), and the config after the
+/// driver's `fill_config`.
+pub async fn resolve_driver(config: &LimaYaml) -> Result<(DynDriver, String, LimaYaml)> {
+    let resolved = crate::drivers::registry()
+        .resolve(config, &ConfigContext::current())
+        .await?;
+    let description = match &resolved.location {
+        registry::Location::Internal => format!("{} (internal)", resolved.name),
+        registry::Location::External(p) => {
+            format!("{} (external: {})", resolved.name, p.display())
+        }
+    };
+    Ok((resolved.driver, description, resolved.config))
+}
+
+/// [`resolve_driver`], then bound to the instance.
+pub async fn configured_driver(
+    name: &str,
+    dir: &Path,
+    config: &LimaYaml,
+    ssh_local_port: u16,
+) -> Result<(DynDriver, String)> {
+    let (driver, description, filled) = resolve_driver(config).await?;
+    driver
+        .configure(InstanceConfig {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            config: filled,
+            ssh_local_port,
+        })
+        .await
+        .with_context(|| format!("configuring the {description} driver"))?;
+    Ok((driver, description))
 }
 
 /// Fetches one file of an image entry through the download cache, checking its digest.
@@ -57,58 +93,61 @@ fn fetch(file: &limatype::File, dest: &Path) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Fetches what the disks are made from into the instance directory (the image as
+/// `basedisk`; `kernel`, `kernel.cmdline`, `initrd` for direct boot), then has the driver make
+/// the disks. Does nothing once `diffdisk` exists.
 pub fn prepare_disks(name: &str, dir: &Path, config: &LimaYaml) -> Result<()> {
-    let m = qemu::machine::Machine::new(name, dir, config.clone(), 0);
+    if dir.join(filenames::DIFF_DISK).exists() {
+        return Ok(());
+    }
+    fetch_image(dir, config)?;
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(m.create_disk(&fetch))?;
-    Ok(())
+    rt.block_on(async {
+        let (driver, description) = configured_driver(name, dir, config, 0).await?;
+        driver
+            .create_disk()
+            .await
+            .with_context(|| format!("{description} driver: creating the disks"))
+    })
 }
 
-pub struct DevVm(pub Arc<qemu::machine::Machine>);
+/// The first image entry for the instance's arch (an entry without `arch` matches any).
+fn image_for_arch(config: &LimaYaml) -> Result<limatype::Image> {
+    let arch = config.arch.clone().unwrap_or_else(limatype::host_arch);
+    let images = config.images.as_deref().unwrap_or_default();
+    images
+        .iter()
+        .find(|i| i.arch.as_deref().is_none_or(|a| a == arch))
+        .cloned()
+        .with_context(|| {
+            format!(
+                "field `images` has no entry for arch {arch:?} ({} entries)",
+                images.len()
+            )
+        })
+}
 
-#[async_trait::async_trait]
-impl hostagent::agent::Vm for DevVm {
-    fn driver_name(&self) -> String {
-        "qemu (internal)".into()
-    }
-    async fn create(&self) -> Result<(), String> {
-        Ok(())
-    }
-    async fn boot_scripts(&self) -> Result<BTreeMap<String, Vec<u8>>, String> {
-        Ok(BTreeMap::new())
-    }
-    async fn start(&self) -> Result<(), String> {
-        self.0.start().await.map(|_| ()).map_err(|e| e.to_string())
-    }
-    async fn wait_exit(&self) -> String {
-        match self.0.wait_exit().await {
-            Ok(s) => s,
-            Err(e) => e.to_string(),
+fn fetch_image(dir: &Path, config: &LimaYaml) -> Result<()> {
+    let image = image_for_arch(config)?;
+    let fetch_to = |file: &limatype::File, dest: &str, what: &str| {
+        fetch(file, &dir.join(dest))
+            .map_err(|why| anyhow::anyhow!("{what} {}: {why}", file.location))
+    };
+    if let Some(k) = &image.kernel {
+        let kernel = limatype::File {
+            location: k.location.clone(),
+            arch: k.arch.clone(),
+            digest: k.digest.clone(),
+        };
+        fetch_to(&kernel, filenames::KERNEL, "kernel")?;
+        if let Some(cmdline) = &k.cmdline {
+            store::write_private_file(&dir.join(filenames::KERNEL_CMDLINE), cmdline.as_bytes())?;
+        }
+        if let Some(initrd) = &image.initrd {
+            fetch_to(initrd, filenames::INITRD, "initrd")?;
         }
     }
-    async fn stop(&self) -> Result<(), String> {
-        self.0
-            .stop(std::time::Duration::from_secs(30))
-            .await
-            .map_err(|e| e.to_string())
-    }
-    async fn ssh_address(&self) -> Result<String, String> {
-        Ok("127.0.0.1".into())
-    }
-}
-
-pub fn make_vm(
-    name: &str,
-    dir: &Path,
-    config: &LimaYaml,
-    port: u16,
-) -> Result<Box<dyn hostagent::agent::Vm>> {
-    Ok(Box::new(DevVm(Arc::new(qemu::machine::Machine::new(
-        name,
-        dir,
-        config.clone(),
-        port,
-    )))))
+    fetch_to(&image.file(), filenames::BASE_DISK, "image")
 }
 
 /// Writes `cidata.iso` for this boot: the user's key, the driver's boot scripts and a fresh
