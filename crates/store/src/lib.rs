@@ -33,8 +33,21 @@ pub enum StoreError {
     },
     #[error("{path}: {why}")]
     Invalid { path: PathBuf, why: String },
-    #[error("instance {name:?} is in use by another limactl or host agent (lock {path} is held)")]
-    Locked { name: String, path: PathBuf },
+    #[error("instance {name:?} is in use by another limactl or host agent (lock {path} is held{})", holders_note(.holders))]
+    Locked {
+        name: String,
+        path: PathBuf,
+        /// Who holds it, when known (`pid N (command)`).
+        holders: Vec<String>,
+    },
+}
+
+fn holders_note(holders: &[String]) -> String {
+    if holders.is_empty() {
+        String::new()
+    } else {
+        format!(" by {}", holders.join(", "))
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

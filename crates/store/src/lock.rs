@@ -38,11 +38,40 @@ impl InstanceLock {
                 return Err(StoreError::Locked {
                     name: name.to_string(),
                     path,
+                    holders: vec![],
                 });
             }
             return Err(io_err(&path)(e));
         }
         Ok(Self { file, path })
+    }
+
+    /// Takes the lock, waiting up to `timeout` for processes that are on their way out (a
+    /// killed host agent's children) to let go. The error names who still holds it.
+    pub fn acquire_within(
+        inst_dir: &Path,
+        name: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Self> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match Self::try_acquire(inst_dir, name) {
+                Err(StoreError::Locked { name, path, .. })
+                    if std::time::Instant::now() >= deadline =>
+                {
+                    let holders = lock_holders(&path);
+                    return Err(StoreError::Locked {
+                        name,
+                        path,
+                        holders,
+                    });
+                }
+                Err(StoreError::Locked { .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(100))
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Whether someone holds the lock right now (probes by taking and dropping it).
@@ -64,6 +93,41 @@ impl InstanceLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Processes with the lock file open, as `pid N (command)` (Linux: from `/proc`; elsewhere
+/// nothing is known).
+pub fn lock_holders(lock_file: &Path) -> Vec<String> {
+    let mut out = vec![];
+    if !cfg!(target_os = "linux") {
+        return out;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == lock_file));
+        if holds && pid != std::process::id() {
+            let cmd = std::fs::read(p.path().join("cmdline"))
+                .map(|b| {
+                    String::from_utf8_lossy(&b)
+                        .replace('\0', " ")
+                        .trim()
+                        .to_string()
+                })
+                .unwrap_or_default();
+            out.push(format!("pid {pid} ({cmd})"));
+        }
+    }
+    out
 }
 
 /// In the host agent: keeps the lock inherited from `limactl start` for this process only (so
@@ -126,8 +190,28 @@ mod tests {
             InstanceLock::is_held(dir.path()),
             "child did not keep the lock"
         );
+        let err =
+            InstanceLock::acquire_within(dir.path(), "x", std::time::Duration::from_millis(300))
+                .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("pid {} (sleep 30)", child.id())),
+            "the error should name the holder: {msg}"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(!InstanceLock::is_held(dir.path()));
+    }
+
+    #[test]
+    fn acquire_within_waits_for_a_holder_on_its_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = InstanceLock::try_acquire(dir.path(), "x").unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(lock);
+        });
+        InstanceLock::acquire_within(dir.path(), "x", std::time::Duration::from_secs(10)).unwrap();
+        release.join().unwrap();
     }
 }

@@ -1,6 +1,7 @@
 //! `limactl delete [-f] NAME...`: removes stopped instances; `-f` stops running ones first.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -35,8 +36,14 @@ pub fn run(args: DeleteArgs) -> Result<()> {
             instutil::force_stop(&inst)?;
         }
         let dir = Path::new(&inst.dir);
-        // A start in progress holds the lock; do not pull the directory from under it.
-        let _lock = store::InstanceLock::try_acquire(dir, name)
+        // A start in progress holds the lock; do not pull the directory from under it. After
+        // a forced stop, the killed agent's driver process may take a moment to let go.
+        let wait = if args.force {
+            Duration::from_secs(15)
+        } else {
+            Duration::ZERO
+        };
+        let _lock = store::InstanceLock::acquire_within(dir, name, wait)
             .with_context(|| format!("cannot delete {name:?} now"))?;
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
         eprintln!("Deleted {name:?} ({})", dir.display());
