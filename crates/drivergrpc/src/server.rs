@@ -77,7 +77,9 @@ pub fn serve(driver: DynDriver) -> Result<(), ServeError> {
         .map(PathBuf::from)
         .ok_or(ServeError::NotStartedByLima)?;
     init_stderr_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread: a call is served where it is read, without cross-thread wakeups. Drivers
+    // may still `spawn_blocking` (not `block_in_place`, which needs a multi-thread runtime).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
