@@ -360,7 +360,7 @@ impl ExternalDriver {
 
     fn config_request(&self, config: &LimaYaml, ctx: &ConfigContext) -> Result<pb::ConfigRequest> {
         Ok(pb::ConfigRequest {
-            config_yaml: to_yaml("lima.yaml", config)?,
+            config_json: to_json("lima.yaml", config)?,
             host: Some(pb::HostInfo {
                 os: ctx.host.os.clone(),
                 arch: ctx.host.arch.clone(),
@@ -597,7 +597,7 @@ impl driver::Driver for ExternalDriver {
         let req = pb::ConfigureRequest {
             instance_name: instance.name,
             instance_dir: instance.dir.to_string_lossy().into_owned(),
-            config_yaml: to_yaml("instance config", &instance.config)?,
+            config_json: to_json("instance config", &instance.config)?,
             ssh_local_port: u32::from(instance.ssh_local_port),
         };
         let r = self.client().configure(req).await;
@@ -608,7 +608,7 @@ impl driver::Driver for ExternalDriver {
         let req = self.config_request(config, ctx)?;
         let r = self.client().fill_config(req).await;
         let resp = self.unary("fill_config", r).await?;
-        *config = from_yaml("filled lima.yaml", &resp.config_yaml)?;
+        *config = from_json("filled lima.yaml", &resp.config_json)?;
         Ok(())
     }
 
@@ -694,7 +694,7 @@ impl driver::Driver for ExternalDriver {
 
     async fn inspect_status(&self, instance: &Instance) -> Result<Option<Status>> {
         let req = pb::InspectStatusRequest {
-            instance_yaml: to_yaml("instance", instance)?,
+            instance_json: to_json("instance", instance)?,
         };
         let r = self.client().inspect_status(req).await;
         let resp = self.unary("inspect_status", r).await?;

@@ -204,7 +204,7 @@ impl pb::driver_server::Driver for DriverService {
 
     async fn configure(&self, req: Request<pb::ConfigureRequest>) -> GrpcResult<pb::Empty> {
         let req = req.into_inner();
-        let config = from_yaml("instance config", &req.config_yaml).map_err(error_to_status)?;
+        let config = from_json("instance config", &req.config_json).map_err(error_to_status)?;
         let ssh_local_port = u16::try_from(req.ssh_local_port).map_err(|_| {
             error_to_status(DriverError::invalid_config(format!(
                 "ssh local port {} is out of range",
@@ -226,19 +226,19 @@ impl pb::driver_server::Driver for DriverService {
     async fn fill_config(&self, req: Request<pb::ConfigRequest>) -> GrpcResult<pb::ConfigResponse> {
         let req = req.into_inner();
         let ctx = config_context(&req);
-        let mut config = from_yaml("lima.yaml", &req.config_yaml).map_err(error_to_status)?;
+        let mut config = from_json("lima.yaml", &req.config_json).map_err(error_to_status)?;
         self.driver
             .fill_config(&mut config, &ctx)
             .await
             .map_err(error_to_status)?;
-        let config_yaml = to_yaml("lima.yaml", &config).map_err(error_to_status)?;
-        Ok(Response::new(pb::ConfigResponse { config_yaml }))
+        let config_json = to_json("lima.yaml", &config).map_err(error_to_status)?;
+        Ok(Response::new(pb::ConfigResponse { config_json }))
     }
 
     async fn accept_config(&self, req: Request<pb::ConfigRequest>) -> GrpcResult<pb::Empty> {
         let req = req.into_inner();
         let ctx = config_context(&req);
-        let config = from_yaml("lima.yaml", &req.config_yaml).map_err(error_to_status)?;
+        let config = from_json("lima.yaml", &req.config_json).map_err(error_to_status)?;
         empty(self.driver.accept_config(&config, &ctx).await)
     }
 
@@ -247,7 +247,7 @@ impl pb::driver_server::Driver for DriverService {
         req: Request<pb::InspectStatusRequest>,
     ) -> GrpcResult<pb::InspectStatusResponse> {
         let instance =
-            from_yaml("instance", &req.into_inner().instance_yaml).map_err(error_to_status)?;
+            from_json("instance", &req.into_inner().instance_json).map_err(error_to_status)?;
         reply(self.driver.inspect_status(&instance).await, |s| {
             pb::InspectStatusResponse {
                 status: s.map(|s| status_to_str(s).to_string()),
