@@ -39,8 +39,6 @@ pub enum ServeError {
     },
     #[error("cannot announce readiness on stdout: {0}")]
     Announce(std::io::Error),
-    #[error("gRPC server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -104,14 +102,49 @@ pub fn serve(driver: DynDriver) -> Result<(), ServeError> {
             }
             tracing::debug!("stdin closed: limactl is gone, exiting");
         };
-        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        tonic::transport::Server::builder()
-            .add_service(DriverService::new(driver).into_server())
-            .serve_with_incoming_shutdown(incoming, parent_gone)
-            .await?;
+        serve_connections(
+            listener,
+            DriverService::new(driver).into_server(),
+            parent_gone,
+        )
+        .await;
         let _ = std::fs::remove_file(&socket);
         Ok(())
     })
+}
+
+/// Each connection served by `hyper` straight into the generated service, until `stop`: no
+/// router and no per-request layers of tonic's `Server` (none of which a driver uses).
+async fn serve_connections(
+    listener: tokio::net::UnixListener,
+    service: pb::driver_server::DriverServer<DriverService>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors or the like: wait a moment instead of spinning.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => return,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(service.clone());
+        tokio::spawn(async move {
+            let served =
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            if let Err(e) = served {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
 }
 
 /// [`serve`] for a `main` returning `ExitCode`: prints the error on stderr, exit status 1.
