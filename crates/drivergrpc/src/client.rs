@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
-use tonic::transport::{Channel, Endpoint};
+use tonic::codegen::http;
 
 use crate::convert::*;
 use crate::pb;
@@ -114,7 +114,7 @@ pub struct ExternalDriver {
     path: PathBuf,
     name: String,
     handshake: Handshake,
-    client: DriverClient<Channel>,
+    client: DriverClient<Connection>,
     pid: Option<u32>,
     exit: watch::Receiver<Option<String>>,
     _process: ProcessGuard,
@@ -228,29 +228,15 @@ impl ExternalDriver {
             kill: Some(kill_tx),
         };
 
-        let connect = async {
-            let socket = socket.clone();
-            Endpoint::from_static("http://lima-driver.invalid")
-                .connect_with_connector(tower::service_fn(move |_| {
-                    let socket = socket.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(TokioIo::new(
-                            tokio::net::UnixStream::connect(socket).await?,
-                        ))
-                    }
-                }))
-                .await
-        };
         let fail = |what: &'static str, message: String| SpawnError::Connect {
             path: path.clone(),
             what,
             message,
         };
-        let channel = tokio::time::timeout(opts.ready_timeout, connect)
+        let mut client = tokio::time::timeout(opts.ready_timeout, connect(&socket))
             .await
             .map_err(|_| fail("cannot connect to its socket", "timed out".into()))?
-            .map_err(|e| fail("cannot connect to its socket", e.to_string()))?;
-        let mut client = DriverClient::new(channel);
+            .map_err(|e| fail("cannot connect to its socket", e))?;
         let hs = tokio::time::timeout(
             opts.ready_timeout,
             client.handshake(pb::HandshakeRequest {
@@ -320,7 +306,7 @@ impl ExternalDriver {
         self.exit.borrow().clone()
     }
 
-    fn client(&self) -> DriverClient<Channel> {
+    fn client(&self) -> DriverClient<Connection> {
         self.client.clone()
     }
 
@@ -374,7 +360,7 @@ impl ExternalDriver {
 
     fn config_request(&self, config: &LimaYaml, ctx: &ConfigContext) -> Result<pb::ConfigRequest> {
         Ok(pb::ConfigRequest {
-            config_yaml: to_yaml("lima.yaml", config)?,
+            config_json: to_json("lima.yaml", config)?,
             host: Some(pb::HostInfo {
                 os: ctx.host.os.clone(),
                 arch: ctx.host.arch.clone(),
@@ -386,6 +372,50 @@ impl ExternalDriver {
                 .unwrap_or_default(),
         })
     }
+}
+
+/// The one HTTP/2 connection to the driver's socket, used directly: tonic's `Channel` puts a
+/// buffer task in front of every call (one more task hop each way).
+#[derive(Clone)]
+struct Connection(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+
+impl tower::Service<http::Request<tonic::body::Body>> for Connection {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = futures::future::BoxFuture<'static, hyper::Result<Self::Response>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<hyper::Result<()>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.0.send_request(req))
+    }
+}
+
+async fn connect(socket: &Path) -> std::result::Result<DriverClient<Connection>, String> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    // Drives the connection until the client is dropped or the driver goes away (a call in
+    // flight then fails, and `call_error` says why).
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(target: "lima_driver", "driver connection ended: {e}");
+        }
+    });
+    Ok(DriverClient::with_origin(
+        Connection(send),
+        http::Uri::from_static("http://lima-driver.invalid"),
+    ))
 }
 
 async fn wait_ready(
@@ -567,7 +597,7 @@ impl driver::Driver for ExternalDriver {
         let req = pb::ConfigureRequest {
             instance_name: instance.name,
             instance_dir: instance.dir.to_string_lossy().into_owned(),
-            config_yaml: to_yaml("instance config", &instance.config)?,
+            config_json: to_json("instance config", &instance.config)?,
             ssh_local_port: u32::from(instance.ssh_local_port),
         };
         let r = self.client().configure(req).await;
@@ -578,7 +608,7 @@ impl driver::Driver for ExternalDriver {
         let req = self.config_request(config, ctx)?;
         let r = self.client().fill_config(req).await;
         let resp = self.unary("fill_config", r).await?;
-        *config = from_yaml("filled lima.yaml", &resp.config_yaml)?;
+        *config = from_json("filled lima.yaml", &resp.config_json)?;
         Ok(())
     }
 
@@ -664,7 +694,7 @@ impl driver::Driver for ExternalDriver {
 
     async fn inspect_status(&self, instance: &Instance) -> Result<Option<Status>> {
         let req = pb::InspectStatusRequest {
-            instance_yaml: to_yaml("instance", instance)?,
+            instance_json: to_json("instance", instance)?,
         };
         let r = self.client().inspect_status(req).await;
         let resp = self.unary("inspect_status", r).await?;

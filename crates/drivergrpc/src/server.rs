@@ -39,8 +39,6 @@ pub enum ServeError {
     },
     #[error("cannot announce readiness on stdout: {0}")]
     Announce(std::io::Error),
-    #[error("gRPC server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -77,7 +75,9 @@ pub fn serve(driver: DynDriver) -> Result<(), ServeError> {
         .map(PathBuf::from)
         .ok_or(ServeError::NotStartedByLima)?;
     init_stderr_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread: a call is served where it is read, without cross-thread wakeups. Drivers
+    // may still `spawn_blocking` (not `block_in_place`, which needs a multi-thread runtime).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
@@ -102,14 +102,49 @@ pub fn serve(driver: DynDriver) -> Result<(), ServeError> {
             }
             tracing::debug!("stdin closed: limactl is gone, exiting");
         };
-        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        tonic::transport::Server::builder()
-            .add_service(DriverService::new(driver).into_server())
-            .serve_with_incoming_shutdown(incoming, parent_gone)
-            .await?;
+        serve_connections(
+            listener,
+            DriverService::new(driver).into_server(),
+            parent_gone,
+        )
+        .await;
         let _ = std::fs::remove_file(&socket);
         Ok(())
     })
+}
+
+/// Each connection served by `hyper` straight into the generated service, until `stop`: no
+/// router and no per-request layers of tonic's `Server` (none of which a driver uses).
+async fn serve_connections(
+    listener: tokio::net::UnixListener,
+    service: pb::driver_server::DriverServer<DriverService>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors or the like: wait a moment instead of spinning.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => return,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(service.clone());
+        tokio::spawn(async move {
+            let served =
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            if let Err(e) = served {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
 }
 
 /// [`serve`] for a `main` returning `ExitCode`: prints the error on stderr, exit status 1.
@@ -202,7 +237,7 @@ impl pb::driver_server::Driver for DriverService {
 
     async fn configure(&self, req: Request<pb::ConfigureRequest>) -> GrpcResult<pb::Empty> {
         let req = req.into_inner();
-        let config = from_yaml("instance config", &req.config_yaml).map_err(error_to_status)?;
+        let config = from_json("instance config", &req.config_json).map_err(error_to_status)?;
         let ssh_local_port = u16::try_from(req.ssh_local_port).map_err(|_| {
             error_to_status(DriverError::invalid_config(format!(
                 "ssh local port {} is out of range",
@@ -224,19 +259,19 @@ impl pb::driver_server::Driver for DriverService {
     async fn fill_config(&self, req: Request<pb::ConfigRequest>) -> GrpcResult<pb::ConfigResponse> {
         let req = req.into_inner();
         let ctx = config_context(&req);
-        let mut config = from_yaml("lima.yaml", &req.config_yaml).map_err(error_to_status)?;
+        let mut config = from_json("lima.yaml", &req.config_json).map_err(error_to_status)?;
         self.driver
             .fill_config(&mut config, &ctx)
             .await
             .map_err(error_to_status)?;
-        let config_yaml = to_yaml("lima.yaml", &config).map_err(error_to_status)?;
-        Ok(Response::new(pb::ConfigResponse { config_yaml }))
+        let config_json = to_json("lima.yaml", &config).map_err(error_to_status)?;
+        Ok(Response::new(pb::ConfigResponse { config_json }))
     }
 
     async fn accept_config(&self, req: Request<pb::ConfigRequest>) -> GrpcResult<pb::Empty> {
         let req = req.into_inner();
         let ctx = config_context(&req);
-        let config = from_yaml("lima.yaml", &req.config_yaml).map_err(error_to_status)?;
+        let config = from_json("lima.yaml", &req.config_json).map_err(error_to_status)?;
         empty(self.driver.accept_config(&config, &ctx).await)
     }
 
@@ -245,7 +280,7 @@ impl pb::driver_server::Driver for DriverService {
         req: Request<pb::InspectStatusRequest>,
     ) -> GrpcResult<pb::InspectStatusResponse> {
         let instance =
-            from_yaml("instance", &req.into_inner().instance_yaml).map_err(error_to_status)?;
+            from_json("instance", &req.into_inner().instance_json).map_err(error_to_status)?;
         reply(self.driver.inspect_status(&instance).await, |s| {
             pb::InspectStatusResponse {
                 status: s.map(|s| status_to_str(s).to_string()),
