@@ -17,8 +17,8 @@ use limavalidate::LineIndex;
 
 pub use embed::use_abs_locators;
 pub use locator::{
-    absolute_locator, find_template, instance_name, list_templates, read, template_dirs,
-    template_name, Source, MAX_TEMPLATE_BYTES,
+    absolute_locator, find_template, instance_name, list_templates, read, resolve_custom_scheme,
+    template_dirs, template_name, Source, MAX_TEMPLATE_BYTES,
 };
 
 /// One problem, printed as `FILE:LINE: FIELD: message` (parts that are unknown are left out).

@@ -156,6 +156,81 @@ fn read_http(url: &str) -> Result<String, String> {
     read_limited(resp.into_body().into_reader(), "response")
 }
 
+/// Schemes the loader reads itself; any other `SCHEME:` goes to a `limactl-url-SCHEME` plugin.
+const BUILTIN_SCHEMES: &[&str] = &["template", "http", "https", "file"];
+
+/// Where URL plugins are looked up, as Lima does: `$PATH`, then `libexec/lima` beside the
+/// running limactl.
+fn plugin_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(bin) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        dirs.push(bin.join("../libexec/lima"));
+    }
+    dirs
+}
+
+fn find_url_plugin(scheme: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+    let name = format!("limactl-url-{scheme}{}", std::env::consts::EXE_SUFFIX);
+    dirs.iter()
+        .map(|d| d.join(&name))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && is_executable(&m)))
+}
+
+#[cfg(unix)]
+fn is_executable(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    m.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_: &std::fs::Metadata) -> bool {
+    true
+}
+
+/// Resolves custom URL schemes (`dev:webapp`) through `limactl-url-<scheme>` plugins: the
+/// plugin gets what follows the colon and prints a locator, which may itself use a custom
+/// scheme. Locators without one come back unchanged; a loop is an error.
+pub fn resolve_custom_scheme(locator: &str, plugin_dirs: &[PathBuf]) -> Result<String, String> {
+    let mut current = locator.to_string();
+    let mut seen = vec![];
+    loop {
+        let Some(scheme) = url_scheme(&current).filter(|s| !BUILTIN_SCHEMES.contains(s)) else {
+            return Ok(current);
+        };
+        let Some(plugin) = find_url_plugin(scheme, plugin_dirs) else {
+            return Ok(current);
+        };
+        if seen.contains(&current) {
+            seen.push(current);
+            return Err(format!("URL plugins loop: {}", seen.join(" -> ")));
+        }
+        let arg = &current[scheme.len() + 1..];
+        let out = std::process::Command::new(&plugin)
+            .arg(arg)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("running {}: {e}", plugin.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{} {arg} failed ({}): {}",
+                plugin.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let next = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if next.is_empty() {
+            return Err(format!("{} {arg} printed no locator", plugin.display()));
+        }
+        seen.push(std::mem::replace(&mut current, next));
+    }
+}
+
 /// Reads a locator. `template_dirs` is where `template:` names are looked up.
 pub fn read(locator: &str, template_dirs: &[PathBuf]) -> Result<Source, Diagnostic> {
     let fail = |display: &str, message: String| Diagnostic {
@@ -164,6 +239,8 @@ pub fn read(locator: &str, template_dirs: &[PathBuf]) -> Result<Source, Diagnost
         field: String::new(),
         message,
     };
+    let resolved = resolve_custom_scheme(locator, &plugin_dirs()).map_err(|m| fail(locator, m))?;
+    let locator = resolved.as_str();
     if let Some(name) = template_name(locator) {
         let path = find_template(name, template_dirs).map_err(|m| fail(locator, m))?;
         let display = path.display().to_string();
@@ -199,9 +276,10 @@ pub fn read(locator: &str, template_dirs: &[PathBuf]) -> Result<Source, Diagnost
             return Err(fail(
                 locator,
                 format!(
-                    "unsupported locator scheme {:?} (use a path, -, file://, http(s):// or \
-                     template:; `github:` and limactl-url-* plugins are not supported yet)",
-                    url_scheme(locator).unwrap_or_default()
+                    "unsupported locator scheme {scheme:?}: no `limactl-url-{scheme}` plugin in \
+                     $PATH or libexec/lima (else use a path, -, file://, http(s):// or template:; \
+                     `github:` is not supported yet)",
+                    scheme = url_scheme(locator).unwrap_or_default()
                 ),
             ))
         }

@@ -342,3 +342,44 @@ fn copy_makes_relative_locators_absolute_and_keeps_others_verbatim() {
     let src = read(&fx.path("proj/abs.yaml"), &[]).unwrap();
     assert_eq!(use_abs_locators(&src).unwrap(), src.text);
 }
+
+#[test]
+fn custom_url_schemes_go_through_limactl_url_plugins() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let tpl = dir.path().join("webapp.yaml");
+    fs::write(&tpl, "cpus: 2\n").unwrap();
+    let plugin = |scheme: &str, body: &str| {
+        let p = dir.path().join(format!("limactl-url-{scheme}"));
+        fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    // dev:NAME -> short:NAME -> a file path.
+    plugin("dev", "echo \"short:$1\"");
+    plugin(
+        "short",
+        &format!("echo \"{}/$1.yaml\"", dir.path().display()),
+    );
+    plugin("loop", "echo \"loop:$1\"");
+    plugin("broken", "echo 'no such bucket' >&2; exit 3");
+    let dirs = [dir.path().to_path_buf()];
+
+    let got = locator::resolve_custom_scheme("dev:webapp", &dirs).unwrap();
+    assert_eq!(got, tpl.display().to_string());
+    // Built-in schemes and schemes without a plugin are left alone.
+    for plain in [
+        "template:ubuntu",
+        "https://x/y.yaml",
+        "nosuch:thing",
+        "./a.yaml",
+    ] {
+        assert_eq!(locator::resolve_custom_scheme(plain, &dirs).unwrap(), plain);
+    }
+    let err = locator::resolve_custom_scheme("loop:x", &dirs).unwrap_err();
+    assert!(err.contains("loop:x -> loop:x"), "{err}");
+    let err = locator::resolve_custom_scheme("broken:x", &dirs).unwrap_err();
+    assert!(
+        err.contains("no such bucket") && err.contains("exit status: 3"),
+        "{err}"
+    );
+}
