@@ -16,8 +16,6 @@ pub enum MachineError {
     Config(String),
     #[error(transparent)]
     Vm(#[from] vm::VmError),
-    #[error("{what}: {why}")]
-    Fetch { what: String, why: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -29,9 +27,6 @@ pub enum MachineError {
 }
 
 pub type Result<T, E = MachineError> = std::result::Result<T, E>;
-
-/// Downloads (or copies) one file to `dest`, checking its digest when one is given.
-pub type Fetcher = dyn Fn(&limatype::File, &Path) -> std::result::Result<(), String> + Send + Sync;
 
 pub struct Machine {
     pub name: String,
@@ -119,43 +114,6 @@ impl Machine {
             false,
         )
         .map_err(MachineError::Config)?;
-        Ok(())
-    }
-
-    /// Fetches the image (and kernel/initrd for direct boot) and makes basedisk + diffdisk.
-    /// Does nothing if the diffdisk already exists.
-    pub async fn create_disk(&self, fetch: &Fetcher) -> Result<()> {
-        if self.dir.join(filenames::DIFF_DISK).exists() {
-            return Ok(());
-        }
-        let image = self.image()?;
-        let fetch_to = |file: &limatype::File, dest: PathBuf, what: &str| {
-            fetch(file, &dest).map_err(|why| MachineError::Fetch {
-                what: format!("{what} {}", file.location),
-                why,
-            })
-        };
-        if let Some(k) = &image.kernel {
-            let kfile = limatype::File {
-                location: k.location.clone(),
-                arch: k.arch.clone(),
-                digest: k.digest.clone(),
-            };
-            fetch_to(&kfile, self.dir.join(filenames::KERNEL), "kernel")?;
-            if let Some(cmdline) = &k.cmdline {
-                let p = self.dir.join(filenames::KERNEL_CMDLINE);
-                std::fs::write(&p, cmdline)
-                    .map_err(|source| MachineError::Io { path: p, source })?;
-            }
-            if let Some(initrd) = &image.initrd {
-                fetch_to(initrd, self.dir.join(filenames::INITRD), "initrd")?;
-            }
-        }
-        let downloaded = self.dir.join("image.download");
-        fetch_to(&image.file(), downloaded.clone(), "image")?;
-        let r = vm::create_disks(&self.dir, &downloaded, self.disk_bytes()?).await;
-        let _ = std::fs::remove_file(&downloaded);
-        r?;
         Ok(())
     }
 

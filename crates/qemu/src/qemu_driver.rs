@@ -56,7 +56,6 @@ pub fn to_driver_error(e: MachineError) -> DriverError {
         MachineError::Config(_) => DriverError::invalid_config(msg),
         MachineError::Vm(vm::VmError::UnsupportedFormat { .. }) => DriverError::invalid_config(msg),
         MachineError::Vm(vm::VmError::Spawn { .. }) => DriverError::unavailable(msg),
-        MachineError::Fetch { .. } => DriverError::unavailable(msg),
         MachineError::NotRunning => DriverError::failed_precondition(msg),
         MachineError::Vm(_) | MachineError::Io { .. } => DriverError::internal(msg),
     }
