@@ -8,6 +8,7 @@
 //! trait over gRPC). Call order and concurrency rules are documented on [`Driver`].
 
 mod error;
+mod version;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{DriverError, ErrorKind, Result};
 pub use limatype::{Instance, LimaYaml, Status};
+pub use version::{host_macos_version, Version};
 
 /// Errors reported by a running VM after [`Driver::start`] returned. The stream ends when the
 /// driver stops watching the VM (it exited, or [`Driver::stop`] was called).

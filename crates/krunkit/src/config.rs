@@ -8,28 +8,7 @@ use std::path::{Path, PathBuf};
 
 use limatype::{filenames, LimaYaml};
 
-/// A `major.minor.patch` version (missing parts are 0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version(pub u32, pub u32, pub u32);
-
-impl Version {
-    pub fn parse(s: &str) -> Option<Self> {
-        let mut parts = s.trim().split('.').map(|p| p.parse::<u32>());
-        let major = parts.next()?.ok()?;
-        let minor = parts.next().unwrap_or(Ok(0)).ok()?;
-        let patch = parts.next().unwrap_or(Ok(0)).ok()?;
-        parts
-            .next()
-            .is_none()
-            .then_some(Version(major, minor, patch))
-    }
-}
-
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
-    }
-}
+pub use driver::Version;
 
 pub const MIN_MACOS: Version = Version(13, 0, 0);
 pub const MIN_MACOS_NESTED: Version = Version(15, 0, 0);

@@ -55,25 +55,9 @@ pub fn host_of(ctx: &ConfigContext) -> config::Host {
     config::Host {
         os: ctx.host.os.clone(),
         arch: ctx.host.arch.clone(),
-        macos_version: here.then(host_macos_version).flatten(),
+        macos_version: here.then(driver::host_macos_version).flatten(),
         krunkit_in_path: (here && ctx.host.os == "Darwin")
             .then(|| config::in_path(config::BINARY, std::env::var_os("PATH").as_deref())),
-    }
-}
-
-fn host_macos_version() -> Option<config::Version> {
-    #[cfg(target_os = "macos")]
-    {
-        let plist =
-            std::fs::read_to_string("/System/Library/CoreServices/SystemVersion.plist").ok()?;
-        let rest = &plist[plist.find("<key>ProductVersion</key>")?..];
-        let start = rest.find("<string>")? + "<string>".len();
-        let end = rest[start..].find("</string>")? + start;
-        config::Version::parse(&rest[start..end])
-    }
-    #[cfg(not(target_os = "macos"))]
-    {
-        None
     }
 }
 

@@ -5,28 +5,7 @@
 
 use limatype::LimaYaml;
 
-/// A `major.minor.patch` version (missing parts are 0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version(pub u32, pub u32, pub u32);
-
-impl Version {
-    pub fn parse(s: &str) -> Option<Self> {
-        let mut parts = s.trim().split('.').map(|p| p.parse::<u32>());
-        let major = parts.next()?.ok()?;
-        let minor = parts.next().unwrap_or(Ok(0)).ok()?;
-        let patch = parts.next().unwrap_or(Ok(0)).ok()?;
-        parts
-            .next()
-            .is_none()
-            .then_some(Version(major, minor, patch))
-    }
-}
-
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
-    }
-}
+pub use driver::Version;
 
 pub const MIN_MACOS: Version = Version(13, 0, 0);
 pub const MIN_MACOS_ASIF: Version = Version(26, 0, 0);
@@ -218,23 +197,7 @@ pub fn can_run_gui(config: &LimaYaml) -> bool {
     )
 }
 
-/// The macOS version of this host, from SystemVersion.plist; `None` elsewhere.
-pub fn host_macos_version() -> Option<Version> {
-    #[cfg(target_os = "macos")]
-    {
-        let plist =
-            std::fs::read_to_string("/System/Library/CoreServices/SystemVersion.plist").ok()?;
-        let key = plist.find("<key>ProductVersion</key>")?;
-        let rest = &plist[key..];
-        let start = rest.find("<string>")? + "<string>".len();
-        let end = rest[start..].find("</string>")? + start;
-        Version::parse(&rest[start..end])
-    }
-    #[cfg(not(target_os = "macos"))]
-    {
-        None
-    }
-}
+pub use driver::host_macos_version;
 
 #[cfg(test)]
 mod tests {
