@@ -111,11 +111,8 @@ pub fn guest_user(config: &LimaYaml) -> GuestUser {
     let name = u
         .name
         .filter(|n| !n.is_empty())
-        .or_else(|| {
-            std::env::var("USER")
-                .ok()
-                .filter(|n| usable_guest_user_name(n))
-        })
+        // limadefaults derives the name from the host user; an unfilled config gets Lima's
+        // fallback rather than a second copy of that rule.
         .unwrap_or_else(|| "lima".to_string());
     GuestUser {
         home: u.home.unwrap_or_else(|| format!("/home/{name}.linux")),
@@ -125,17 +122,6 @@ pub fn guest_user(config: &LimaYaml) -> GuestUser {
         passwordless_sudo: u.passwordless_sudo.unwrap_or(true),
         name,
     }
-}
-
-/// Whether a host user name can be the guest user's too: a name `useradd` takes, and not
-/// `root` (cloud-init would then reconfigure the guest's root account).
-fn usable_guest_user_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    name != "root"
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 fn check_env_value(field: &str, key: &str, value: &str) -> Result<(), CidataError> {
@@ -510,19 +496,4 @@ pub fn write_dir(seed: &Seed, dir: &Path) -> Result<(), CidataError> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::usable_guest_user_name;
-
-    #[test]
-    fn host_user_names_the_guest_can_take() {
-        for ok in ["alice", "_svc", "a-b_9"] {
-            assert!(usable_guest_user_name(ok), "{ok}");
-        }
-        for bad in ["root", "", "Alice", "9lives", "a.b", "dom\\user"] {
-            assert!(!usable_guest_user_name(bad), "{bad}");
-        }
-    }
 }

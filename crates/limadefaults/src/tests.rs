@@ -70,11 +70,30 @@ fn small_hosts_get_smaller_defaults() {
 
 #[test]
 fn invalid_or_reserved_host_user_falls_back_to_lima() {
-    for bad in ["Alice", "admin", "root", "1x", ""] {
+    for bad in [
+        "Alice",
+        "admin",
+        "root",
+        "1x",
+        "9lives",
+        "",
+        "a.b",
+        "dom\\user",
+    ] {
         let mut h = host();
         h.user_name = bad.into();
         let f = fill(&LimaYaml::default(), None, None, &h, "dev");
         assert_eq!(f.user.unwrap().name.as_deref(), Some("lima"), "{bad}");
+    }
+}
+
+#[test]
+fn valid_host_user_names_are_kept() {
+    for ok in ["alice", "_svc", "a-b_9"] {
+        let mut h = host();
+        h.user_name = ok.into();
+        let f = fill(&LimaYaml::default(), None, None, &h, "dev");
+        assert_eq!(f.user.unwrap().name.as_deref(), Some(ok));
     }
 }
 
