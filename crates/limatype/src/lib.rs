@@ -31,6 +31,14 @@ pub const PROVISION_MODES: &[&str] = &[
 pub const PROBE_MODES: &[&str] = &["readiness"];
 pub const PORT_PROTOS: &[&str] = &["tcp", "udp", "any"];
 
+/// Whether `name` is well-formed as a driver name (`vmType`, `lima-driver-<name>`): ASCII
+/// letters, digits, `-` and `_`, starting with a letter or digit.
+pub fn valid_driver_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 /// Lima's name for a Rust `std::env::consts::ARCH`.
 pub fn arch_from_rust(arch: &str) -> String {
     match arch {

@@ -179,19 +179,11 @@ fn valid_identifier(s: &str) -> bool {
             .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
-/// The drivers this implementation knows by name; an external driver's name is accepted by
-/// [`validate_with`] when the registry passes it in.
-pub const KNOWN_VM_TYPES: &[&str] = &["qemu", "vz", "wsl2", "krunkit"];
-
-/// Validates a filled config (see `limadefaults::fill`) against [`KNOWN_VM_TYPES`].
+/// Validates a filled config (see `limadefaults::fill`). Fields still unset are skipped, so an
+/// unfilled config can be checked too, with fewer guarantees. `vmType` only has to be a
+/// well-formed driver name: which drivers exist is the registry's business. Returns every
+/// problem found.
 pub fn validate(y: &LimaYaml) -> Vec<Problem> {
-    validate_with(y, KNOWN_VM_TYPES)
-}
-
-/// Validates a filled config. Fields still unset are skipped, so an unfilled config can be
-/// checked too, with fewer guarantees. `vm_types` are the acceptable `vmType` values.
-/// Returns every problem found.
-pub fn validate_with(y: &LimaYaml, vm_types: &[&str]) -> Vec<Problem> {
     let mut p = Problems::default();
 
     if y.base.as_ref().is_some_and(|b| !b.is_empty()) {
@@ -243,8 +235,11 @@ pub fn validate_with(y: &LimaYaml, vm_types: &[&str]) -> Vec<Problem> {
         }
     }
     if let Some(v) = y.vm_type.as_deref() {
-        if !vm_types.contains(&v) {
-            p.add("vmType", format!("must be one of {vm_types:?}, got {v:?}"));
+        if !limatype::valid_driver_name(v) {
+            p.add(
+                "vmType",
+                format!("must be a driver name (ASCII letters, digits, `-`, `_`), got {v:?}"),
+            );
         }
     }
 
