@@ -89,22 +89,6 @@ struct CaCerts<'a> {
     trusted: &'a [String],
 }
 
-/// `128KiB`, `1MiB`, `4096` -> bytes (9p msize).
-fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
 fn fstab_mounts(config: &LimaYaml) -> Result<Vec<[String; 6]>, CidataError> {
     let mount_type = config.mount_type.as_deref().unwrap_or("");
     if mount_type != "9p" && mount_type != "virtiofs" {
@@ -122,10 +106,14 @@ fn fstab_mounts(config: &LimaYaml) -> Result<Vec<[String; 6]>, CidataError> {
         if mount_type == "9p" {
             let p = m.nine_p.clone().unwrap_or_default();
             let msize_text = p.msize.unwrap_or_else(|| "128KiB".into());
-            let msize = parse_size(&msize_text).ok_or_else(|| CidataError::Config {
-                field: format!("mounts[{i}].9p.msize"),
-                reason: format!("{msize_text:?} is not a size such as 128KiB"),
-            })?;
+            let msize =
+                msize_text
+                    .parse::<limatype::ByteSize>()
+                    .map_err(|_| CidataError::Config {
+                        field: format!("mounts[{i}].9p.msize"),
+                        reason: format!("{msize_text:?} is not a size such as 128KiB"),
+                    })?;
+            let msize = msize.bytes();
             opts.push_str(&format!(
                 ",trans=virtio,version={},msize={msize},cache={}",
                 p.protocol_version.as_deref().unwrap_or("9p2000.L"),
@@ -282,17 +270,4 @@ fn to_json(file: &str, value: &impl Serialize) -> Result<String, CidataError> {
         field: file.into(),
         reason: e.to_string(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("128KiB"), Some(131072));
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("1 MiB"), Some(1 << 20));
-        assert_eq!(parse_size("lots"), None);
-    }
 }

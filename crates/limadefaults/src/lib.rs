@@ -74,28 +74,6 @@ pub fn default_containerd_archives() -> Vec<File> {
     ]
 }
 
-/// Lima's rendering of a byte count (go-units `BytesSize`): 4 significant digits, binary units.
-pub fn bytes_size(bytes: u64) -> String {
-    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    let int_digits = if value < 1.0 {
-        1
-    } else {
-        value.log10().floor() as usize + 1
-    };
-    let decimals = 4usize.saturating_sub(int_digits);
-    let mut s = format!("{value:.decimals$}");
-    if s.contains('.') {
-        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    format!("{s}{}", UNITS[unit])
-}
-
 /// Lima's MAC address for a network interface: `52:55:55` plus 3 bytes of
 /// sha256(machine id + unique id).
 pub fn mac_address(machine_id: &str, unique_id: &str) -> String {
@@ -350,7 +328,7 @@ pub fn fill(
     out.memory = Some(
         layered(y, d, o, |c| c.memory.clone())
             .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| bytes_size(default_memory_bytes(host))),
+            .unwrap_or_else(|| limatype::ByteSize(default_memory_bytes(host)).to_string()),
     );
     out.disk = Some(
         layered(y, d, o, |c| c.disk.clone())

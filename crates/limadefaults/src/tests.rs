@@ -228,10 +228,10 @@ fn darwin_guest_and_riscv_defaults() {
 
 #[test]
 fn bytes_size_matches_go_units() {
-    assert_eq!(bytes_size(4 << 30), "4GiB");
-    assert_eq!(bytes_size(1536 << 20), "1.5GiB");
-    assert_eq!(bytes_size(123), "123B");
-    assert_eq!(bytes_size(0), "0B");
+    assert_eq!(limatype::ByteSize(4 << 30).to_string(), "4GiB");
+    assert_eq!(limatype::ByteSize(1536 << 20).to_string(), "1.5GiB");
+    assert_eq!(limatype::ByteSize(123).to_string(), "123B");
+    assert_eq!(limatype::ByteSize(0).to_string(), "0B");
 }
 
 #[test]

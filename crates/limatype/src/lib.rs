@@ -5,10 +5,12 @@
 //! default" stay distinguishable until `limadefaults` fills them. Unknown keys are rejected by
 //! serde (`deny_unknown_fields`); the error names the key and its line.
 
+mod bytesize;
 pub mod filenames;
 mod instance;
 mod yaml;
 
+pub use bytesize::{ByteSize, ParseByteSizeError};
 pub use instance::*;
 pub use yaml::*;
 

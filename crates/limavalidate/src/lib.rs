@@ -10,7 +10,7 @@ mod lines;
 
 use std::collections::BTreeMap;
 
-use limatype::{LimaYaml, LIMA_COMPAT_VERSION};
+use limatype::{ByteSize, LimaYaml, LIMA_COMPAT_VERSION};
 
 pub use lines::LineIndex;
 
@@ -38,38 +38,6 @@ impl Problems {
             message: message.into(),
         });
     }
-}
-
-/// Bytes of a size like `4GiB`, `4G`, `512 MiB`, `1.5g`, `1024` (go-units `RAMInBytes`: binary
-/// units, case-insensitive, optional `i` and `B`).
-pub fn ram_in_bytes(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    if num.is_empty() || num.starts_with('.') || num.ends_with('.') {
-        return None;
-    }
-    let value: f64 = num.parse().ok()?;
-    let unit = unit.strip_prefix(' ').unwrap_or(unit).to_ascii_lowercase();
-    let mut chars = unit.chars();
-    let shift = match chars.next() {
-        None => return Some(value as u64),
-        Some('b') => return chars.next().is_none().then_some(value as u64),
-        Some('k') => 10,
-        Some('m') => 20,
-        Some('g') => 30,
-        Some('t') => 40,
-        Some('p') => 50,
-        Some(_) => return None,
-    };
-    let rest: String = chars.collect();
-    if !matches!(rest.as_str(), "" | "i" | "b" | "ib") {
-        return None;
-    }
-    let bytes = value * (1u64 << shift) as f64;
-    (bytes.is_finite() && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 /// `major.minor.patch` of a Lima version (`v` prefix, `-suffix`, `.m` ignored as Lima does).
@@ -349,10 +317,10 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
     }
     for (field, value) in [("memory", &y.memory), ("disk", &y.disk)] {
         if let Some(v) = value {
-            match ram_in_bytes(v) {
-                None => p.add(field, format!("must be a size like \"4GiB\", got {v:?}")),
-                Some(0) => p.add(field, "must not be zero"),
-                Some(_) => {}
+            match v.parse::<ByteSize>() {
+                Err(_) => p.add(field, format!("must be a size like \"4GiB\", got {v:?}")),
+                Ok(ByteSize(0)) => p.add(field, "must not be zero"),
+                Ok(_) => {}
             }
         }
     }
@@ -418,7 +386,7 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             }
         }
         if let Some(msize) = m.nine_p.as_ref().and_then(|n| n.msize.as_deref()) {
-            if ram_in_bytes(msize).is_none() {
+            if msize.parse::<ByteSize>().is_err() {
                 p.add(
                     format!("{f}.9p.msize"),
                     format!("must be a size like \"128KiB\", got {msize:?}"),

@@ -1,5 +1,9 @@
 use super::*;
 
+fn size(s: &str) -> Option<u64> {
+    s.parse::<ByteSize>().ok().map(ByteSize::bytes)
+}
+
 fn problems(yaml: &str) -> Vec<Problem> {
     let mut text = yaml.to_string();
     if !yaml.contains("images:") {
@@ -88,14 +92,14 @@ fn versions_and_sizes() {
     assert_eq!(parse_version("v1.2.3-beta"), Some((1, 2, 3)));
     assert_eq!(parse_version("1.2"), None);
     assert_eq!(parse_version("x"), None);
-    assert_eq!(ram_in_bytes("4GiB"), Some(4 << 30));
-    assert_eq!(ram_in_bytes("1.5g"), Some(1536 << 20));
-    assert_eq!(ram_in_bytes("512 MiB"), Some(512 << 20));
-    assert_eq!(ram_in_bytes("100"), Some(100));
-    assert_eq!(ram_in_bytes("lots"), None);
-    assert_eq!(ram_in_bytes("4GiBs"), None);
-    assert_eq!(ram_in_bytes(""), None);
-    assert_eq!(ram_in_bytes("99999999999999999999999P"), None);
+    assert_eq!(size("4GiB"), Some(4 << 30));
+    assert_eq!(size("1.5g"), Some(1536 << 20));
+    assert_eq!(size("512 MiB"), Some(512 << 20));
+    assert_eq!(size("100"), Some(100));
+    assert_eq!(size("lots"), None);
+    assert_eq!(size("4GiBs"), None);
+    assert_eq!(size(""), None);
+    assert_eq!(size("99999999999999999999999P"), None);
     assert_eq!(
         fields("minimumLimaVersion: 99.0.0\n"),
         ["minimumLimaVersion"]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use limatype::{filenames, Image, LimaYaml};
+use limatype::{filenames, ByteSize, Image, LimaYaml};
 
 use crate::cmdline::{self, Accel, DirectBoot, VmSpec};
 use crate::vm;
@@ -73,16 +73,18 @@ impl Machine {
 
     fn memory_mib(&self) -> Result<u64> {
         let m = self.config.memory.as_deref().unwrap_or("4GiB");
-        parse_bytes(m)
-            .map(|b| b >> 20)
+        m.parse::<ByteSize>()
+            .ok()
+            .map(|b| b.bytes() >> 20)
             .filter(|m| *m > 0)
             .ok_or_else(|| MachineError::Config(format!("field `memory`: cannot parse {m:?}")))
     }
 
     fn disk_bytes(&self) -> Result<u64> {
         let d = self.config.disk.as_deref().unwrap_or("100GiB");
-        parse_bytes(d)
-            .ok_or_else(|| MachineError::Config(format!("field `disk`: cannot parse {d:?}")))
+        d.parse::<ByteSize>()
+            .map(ByteSize::bytes)
+            .map_err(|_| MachineError::Config(format!("field `disk`: cannot parse {d:?}")))
     }
 
     /// What qemu needs that this config asks for: a supported arch, an image, sizes, and the
@@ -242,26 +244,6 @@ fn default_cpu_type(arch: &str, accel: Accel) -> String {
         ("x86_64", Accel::Tcg) => "max".into(),
         _ => "max".into(),
     }
-}
-
-/// Lima-style byte sizes (binary units).
-pub fn parse_bytes(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let num: f64 = num.parse().ok()?;
-    let unit = unit.trim().to_ascii_lowercase();
-    let shift = match unit.trim_end_matches('b').trim_end_matches('i') {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        "t" => 40,
-        _ => return None,
-    };
-    Some((num * (1u64 << shift) as f64) as u64)
 }
 
 pub fn find_in_path(bin: &str) -> Option<PathBuf> {

@@ -41,12 +41,8 @@ pub fn inspect_with(name: &str, load: YamlLoader) -> Result<Instance> {
             inst.vm_type = y.vm_type.clone().unwrap_or_else(|| "qemu".into());
             inst.arch = y.arch.clone().unwrap_or_else(limatype::host_arch);
             inst.cpus = y.cpus.unwrap_or(0);
-            inst.memory = y
-                .memory
-                .as_deref()
-                .and_then(crate::parse_bytes)
-                .unwrap_or(0);
-            inst.disk = y.disk.as_deref().and_then(crate::parse_bytes).unwrap_or(0);
+            inst.memory = size_field(y.memory.as_deref());
+            inst.disk = size_field(y.disk.as_deref());
             inst.ssh_local_port = y.ssh.as_ref().and_then(|s| s.local_port).unwrap_or(0);
             inst.additional_disks = y.additional_disks.clone().unwrap_or_default();
             inst.networks = y.networks.clone().unwrap_or_default();
@@ -114,6 +110,13 @@ pub fn ssh_port_from_config(path: &Path) -> Option<i64> {
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("Port "))
         .find_map(|p| p.trim().parse().ok())
+}
+
+/// Bytes of a `memory`/`disk` value for the instance table; 0 when unset or unreadable.
+fn size_field(value: Option<&str>) -> i64 {
+    value
+        .and_then(|v| v.parse::<limatype::ByteSize>().ok())
+        .map_or(0, |b| i64::try_from(b.bytes()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
