@@ -62,16 +62,22 @@ impl fmt::Display for ProtocolVersion {
     }
 }
 
+/// A protocol version that is not `MAJOR.MINOR` (two unsigned integers).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("protocol version {text:?} is not MAJOR.MINOR")]
+pub struct ParseProtocolVersionError {
+    /// The text that was given.
+    pub text: String,
+}
+
 impl std::str::FromStr for ProtocolVersion {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (major, minor) = s
-            .split_once('.')
-            .ok_or_else(|| format!("protocol version {s:?} is not MAJOR.MINOR"))?;
-        let num = |p: &str| {
-            p.parse::<u32>()
-                .map_err(|_| format!("protocol version {s:?} is not MAJOR.MINOR"))
+    type Err = ParseProtocolVersionError;
+    fn from_str(s: &str) -> Result<Self, ParseProtocolVersionError> {
+        let bad = || ParseProtocolVersionError {
+            text: s.to_string(),
         };
+        let (major, minor) = s.split_once('.').ok_or_else(bad)?;
+        let num = |p: &str| p.parse::<u32>().map_err(|_| bad());
         Ok(ProtocolVersion {
             major: num(major)?,
             minor: num(minor)?,
@@ -88,7 +94,9 @@ mod tests {
         let v: ProtocolVersion = "1.7".parse().unwrap();
         assert_eq!(v, ProtocolVersion { major: 1, minor: 7 });
         assert_eq!(v.to_string(), "1.7");
-        assert!("1".parse::<ProtocolVersion>().is_err());
+        let e = "1".parse::<ProtocolVersion>().unwrap_err();
+        assert_eq!(e.to_string(), r#"protocol version "1" is not MAJOR.MINOR"#);
         assert!("a.b".parse::<ProtocolVersion>().is_err());
+        assert!("1.-2".parse::<ProtocolVersion>().is_err());
     }
 }

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use driver::DriverError;
 use limatype::{filenames, LimaYaml};
 
 pub use driver::Version;
@@ -44,65 +45,93 @@ pub fn fill(config: &mut LimaYaml) {
         .get_or_insert(false);
 }
 
-pub fn accept(config: &LimaYaml, host: &Host) -> Result<(), String> {
+pub fn accept(config: &LimaYaml, host: &Host) -> driver::Result<()> {
     if host.os != "Darwin" || host.arch != "aarch64" {
-        return Err(format!(
+        return Err(DriverError::invalid_config(format!(
             "krunkit needs macOS {} or later on Apple silicon (aarch64); this host is {} on {}",
             MIN_MACOS.0, host.os, host.arch
-        ));
+        )));
     }
     if let Some(v) = host.macos_version.filter(|v| *v < MIN_MACOS) {
-        return Err(format!(
+        return Err(DriverError::invalid_config(format!(
             "krunkit needs macOS {} or later; this host runs macOS {v}",
             MIN_MACOS.0
-        ));
+        )));
     }
     let arch = config.arch.as_deref().unwrap_or(&host.arch);
     if arch != host.arch {
-        return Err(format!(
+        return Err(DriverError::invalid_config(format!(
             "krunkit runs only the host's arch ({}); field `arch` is {arch:?}",
             host.arch
-        ));
+        )));
     }
     if host.krunkit_in_path == Some(false) {
-        return Err(format!(
+        return Err(DriverError::invalid_config(format!(
             "the `{BINARY}` CLI is not on PATH (install it with `brew tap slp/krun && brew install krunkit`)"
-        ));
+        )));
     }
     if let Some(mt) = config.mount_type.as_deref() {
         if !MOUNT_TYPES.contains(&mt) {
-            return Err(format!(
+            return Err(DriverError::invalid_config(format!(
                 "field `mountType` must be \"virtiofs\" or \"reverse-sshfs\" for krunkit, got {mt:?}"
-            ));
+            )));
         }
     }
     if config.tpm == Some(true) {
-        return Err("field `tpm` is not supported by krunkit".into());
+        return Err(DriverError::invalid_config(
+            "field `tpm` is not supported by krunkit",
+        ));
     }
     if config.nested_virtualization == Some(true) {
         if let Some(v) = host.macos_version.filter(|v| *v < MIN_MACOS_NESTED) {
-            return Err(format!(
+            return Err(DriverError::invalid_config(format!(
                 "field `nestedVirtualization` needs macOS {}; this host runs macOS {v}",
                 MIN_MACOS_NESTED.0
-            ));
+            )));
         }
     }
     if config.os.as_deref() == Some("Windows") {
-        return Err("Windows guests are only supported by vmType qemu".into());
+        return Err(DriverError::invalid_config(
+            "Windows guests are only supported by vmType qemu",
+        ));
     }
     Ok(())
 }
 
 /// Checks `krunkit --version` output (`krunkit 1.2.3`) against [`MIN_KRUNKIT`]. An
 /// unparsable version passes (as in Lima): only a known-old one is refused.
-pub fn check_krunkit_version(output: &str) -> Result<(), String> {
+pub fn check_krunkit_version(output: &str) -> Result<(), KrunkitTooOld> {
     let text = output.trim();
     let text = text.strip_prefix("krunkit ").unwrap_or(text);
     match Version::parse(text) {
-        Some(v) if v < MIN_KRUNKIT => Err(format!(
-            "krunkit {v} is older than the required {MIN_KRUNKIT} (needed for the vsock forwarder)"
-        )),
+        Some(found) if found < MIN_KRUNKIT => Err(KrunkitTooOld { found }),
         _ => Ok(()),
+    }
+}
+
+/// The installed `krunkit` is older than [`MIN_KRUNKIT`]. (A plain error type: this crate
+/// does not depend on thiserror.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KrunkitTooOld {
+    pub found: Version,
+}
+
+impl std::fmt::Display for KrunkitTooOld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "krunkit {} is older than the required {MIN_KRUNKIT} (needed for the vsock forwarder)",
+            self.found
+        )
+    }
+}
+
+impl std::error::Error for KrunkitTooOld {}
+
+/// This host cannot run the config with this krunkit, as for a missing `krunkit` CLI.
+impl From<KrunkitTooOld> for DriverError {
+    fn from(e: KrunkitTooOld) -> Self {
+        DriverError::invalid_config(e.to_string())
     }
 }
 
@@ -235,7 +264,9 @@ mod tests {
                 macos_version: None,
                 krunkit_in_path: None,
             };
-            let e = accept(&filled(LimaYaml::default()), &host).unwrap_err();
+            let e = accept(&filled(LimaYaml::default()), &host)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(&format!("this host is {os} on {arch}")), "{e}");
         }
     }
@@ -244,7 +275,7 @@ mod tests {
     fn rules() {
         accept(&filled(LimaYaml::default()), &mac()).unwrap();
         let refuse = |c: LimaYaml, host: Host, needle: &str| {
-            let e = accept(&filled(c), &host).unwrap_err();
+            let e = accept(&filled(c), &host).unwrap_err().to_string();
             assert!(e.contains(needle), "{e:?} should contain {needle:?}");
         };
         refuse(
@@ -314,7 +345,13 @@ mod tests {
         check_krunkit_version("1.10.0").unwrap();
         check_krunkit_version("krunkit dev-build").unwrap();
         let e = check_krunkit_version("krunkit 1.1.9").unwrap_err();
-        assert!(e.contains("1.1.9") && e.contains("1.2.1"), "{e}");
+        assert_eq!(e.found, Version(1, 1, 9));
+        let e = DriverError::from(e);
+        assert_eq!(e.kind, driver::ErrorKind::InvalidConfig);
+        assert_eq!(
+            e.message,
+            "krunkit 1.1.9 is older than the required 1.2.1 (needed for the vsock forwarder)"
+        );
     }
 
     #[test]

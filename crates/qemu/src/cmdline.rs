@@ -76,14 +76,14 @@ pub fn choose_accel(
     arch: &str,
     env_value: Option<&str>,
     kvm_usable: bool,
-) -> Result<Accel, String> {
+) -> Result<Accel, UnknownAccel> {
     match env_value.map(str::trim).filter(|v| !v.is_empty()) {
         Some("tcg") => return Ok(Accel::Tcg),
         Some("kvm") => return Ok(Accel::Kvm),
         Some(other) => {
-            return Err(format!(
-                "{ACCEL_ENV}={other:?}: expected \"tcg\" or \"kvm\""
-            ))
+            return Err(UnknownAccel {
+                value: other.to_string(),
+            })
         }
         None => {}
     }
@@ -92,6 +92,13 @@ pub fn choose_accel(
     } else {
         Ok(Accel::Tcg)
     }
+}
+
+/// `$LIMA_QEMU_ACCEL` names an accelerator this driver does not know.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{ACCEL_ENV}={value:?}: expected \"tcg\" or \"kvm\"")]
+pub struct UnknownAccel {
+    pub value: String,
 }
 
 /// Whether `/dev/kvm` can be opened for read and write by us.
@@ -345,7 +352,10 @@ mod tests {
         assert_eq!(choose_accel(&host, None, false), Ok(Accel::Tcg));
         assert_eq!(choose_accel("s390x", None, true), Ok(Accel::Tcg));
         let e = choose_accel(&host, Some("hvf"), true).unwrap_err();
-        assert!(e.contains("LIMA_QEMU_ACCEL") && e.contains("hvf"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            r#"LIMA_QEMU_ACCEL="hvf": expected "tcg" or "kvm""#
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! `vmOpts.qemu.minimumVersion`, and (on this host) the qemu binary and UEFI firmware. Pure
 //! functions of the config and [`Host`].
 
+use driver::DriverError;
 use limatype::LimaYaml;
 
 #[derive(Clone, Debug)]
@@ -124,48 +125,48 @@ fn is_version(s: &str) -> bool {
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-pub fn accept(config: &LimaYaml, host: &Host) -> Result<(), String> {
+pub fn accept(config: &LimaYaml, host: &Host) -> driver::Result<()> {
     let arch = config.arch.as_deref().unwrap_or(&host.arch);
     if !limatype::ARCH_TYPES.contains(&arch) {
-        return Err(format!(
+        return Err(DriverError::invalid_config(format!(
             "field `arch` must be one of {}, got {arch:?}",
             limatype::ARCH_TYPES.join(", ")
-        ));
+        )));
     }
     if let Some(mt) = config.mount_type.as_deref() {
         if unsupported_mounts(config, host).iter().any(|u| u == mt) {
-            return Err(format!(
+            return Err(DriverError::invalid_config(format!(
                 "mount type {mt:?} is unsupported here (`mountTypesUnsupported`{})",
                 if host.os == "Windows" {
                     ", or qemu on Windows"
                 } else {
                     ""
                 }
-            ));
+            )));
         }
         let allowed = mount_types(&host.os);
         if !allowed.contains(&mt) {
-            return Err(format!(
+            return Err(DriverError::invalid_config(format!(
                 "field `mountType` must be one of {} for qemu on {}, got {mt:?}",
                 allowed.join(", "),
                 host.os
-            ));
+            )));
         }
     }
     let qemu = config.vm_opts.as_ref().and_then(|o| o.qemu.as_ref());
     if let Some(v) = qemu.and_then(|q| q.minimum_version.as_deref()) {
         if !is_version(v) {
-            return Err(format!(
+            return Err(DriverError::invalid_config(format!(
                 "field `vmOpts.qemu.minimumVersion` must be a version like \"8.2.1\", got {v:?}"
-            ));
+            )));
         }
     }
     if let Some(found) = host.qemu_found {
         let bin = crate::cmdline::qemu_binary(arch);
         if !found(&bin) {
-            return Err(format!(
+            return Err(DriverError::invalid_config(format!(
                 "{bin} is not installed (needed by qemu for arch {arch:?})"
-            ));
+            )));
         }
     }
     let firmware = config.firmware.as_ref();
@@ -188,9 +189,9 @@ pub fn accept(config: &LimaYaml, host: &Host) -> Result<(), String> {
     if arch != "x86_64" && arch != "riscv64" {
         if let Some(found) = host.firmware_found {
             if !found(arch) {
-                return Err(format!(
+                return Err(DriverError::invalid_config(format!(
                     "no UEFI firmware for {arch} found on this host (e.g. install qemu-efi-aarch64)"
-                ));
+                )));
             }
         }
     }
@@ -340,7 +341,7 @@ mod tests {
             os: "Darwin".into(),
             ..linux()
         };
-        let e = accept(&with("virtiofs"), &mac).unwrap_err();
+        let e = accept(&with("virtiofs"), &mac).unwrap_err().to_string();
         assert!(
             e.contains("must be one of reverse-sshfs, 9p for qemu on Darwin, got \"virtiofs\""),
             "{e}"
@@ -349,13 +350,13 @@ mod tests {
             os: "Windows".into(),
             ..linux()
         };
-        let e = accept(&with("9p"), &win).unwrap_err();
+        let e = accept(&with("9p"), &win).unwrap_err().to_string();
         assert!(e.contains("qemu on Windows"), "{e}");
-        let e = accept(&with("wsl2"), &linux()).unwrap_err();
+        let e = accept(&with("wsl2"), &linux()).unwrap_err().to_string();
         assert!(e.contains("got \"wsl2\""), "{e}");
         let mut c = with("9p");
         c.mount_types_unsupported = Some(vec!["9p".into()]);
-        let e = accept(&c, &linux()).unwrap_err();
+        let e = accept(&c, &linux()).unwrap_err().to_string();
         assert!(e.contains("mountTypesUnsupported"), "{e}");
     }
 
@@ -365,7 +366,9 @@ mod tests {
             qemu_found: Some(|_| false),
             ..linux()
         };
-        let e = accept(&LimaYaml::default(), &no_qemu).unwrap_err();
+        let e = accept(&LimaYaml::default(), &no_qemu)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("qemu-system-x86_64 is not installed"), "{e}");
         let only_x86 = Host {
             qemu_found: Some(|b| b == "qemu-system-x86_64"),
@@ -377,13 +380,13 @@ mod tests {
             arch: Some("aarch64".into()),
             ..Default::default()
         };
-        let e = accept(&arm, &only_x86).unwrap_err();
+        let e = accept(&arm, &only_x86).unwrap_err().to_string();
         assert!(e.contains("qemu-system-aarch64 is not installed"), "{e}");
         let no_fw = Host {
             qemu_found: Some(|_| true),
             ..only_x86
         };
-        let e = accept(&arm, &no_fw).unwrap_err();
+        let e = accept(&arm, &no_fw).unwrap_err().to_string();
         assert!(e.contains("no UEFI firmware for aarch64"), "{e}");
     }
 
@@ -396,7 +399,8 @@ mod tests {
             },
             &linux(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("field `arch`") && e.contains("\"mips\""), "{e}");
         let min = |v: &str| LimaYaml {
             vm_opts: Some(VmOpts {
@@ -409,7 +413,7 @@ mod tests {
             ..Default::default()
         };
         accept(&min("8.2.1"), &linux()).unwrap();
-        let e = accept(&min("eight"), &linux()).unwrap_err();
+        let e = accept(&min("eight"), &linux()).unwrap_err().to_string();
         assert!(e.contains("vmOpts.qemu.minimumVersion"), "{e}");
     }
 }

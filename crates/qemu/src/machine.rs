@@ -14,6 +14,8 @@ use crate::vm;
 pub enum MachineError {
     #[error("lima.yaml: {0}")]
     Config(String),
+    #[error("lima.yaml: {0}")]
+    Accel(#[from] cmdline::UnknownAccel),
     #[error(transparent)]
     Vm(#[from] vm::VmError),
     #[error("{path}: {source}")]
@@ -114,8 +116,7 @@ impl Machine {
             &arch,
             std::env::var(cmdline::ACCEL_ENV).ok().as_deref(),
             false,
-        )
-        .map_err(MachineError::Config)?;
+        )?;
         Ok(())
     }
 
@@ -148,7 +149,7 @@ impl Machine {
             std::env::var(cmdline::ACCEL_ENV).ok().as_deref(),
             cmdline::kvm_usable(),
         )
-        .map_err(MachineError::Config)
+        .map_err(MachineError::from)
     }
 
     pub fn spec(&self) -> Result<VmSpec> {

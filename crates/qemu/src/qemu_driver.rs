@@ -53,7 +53,7 @@ pub fn host_of(ctx: &ConfigContext) -> config::Host {
 pub fn to_driver_error(e: MachineError) -> DriverError {
     let msg = e.to_string();
     match e {
-        MachineError::Config(_) => DriverError::invalid_config(msg),
+        MachineError::Config(_) | MachineError::Accel(_) => DriverError::invalid_config(msg),
         MachineError::Vm(vm::VmError::UnsupportedFormat { .. }) => DriverError::invalid_config(msg),
         MachineError::Vm(vm::VmError::Spawn { .. }) => DriverError::unavailable(msg),
         MachineError::NotRunning => DriverError::failed_precondition(msg),
@@ -102,13 +102,12 @@ impl Driver for QemuDriver {
     }
 
     async fn accept_config(&self, config: &LimaYaml, ctx: &ConfigContext) -> Result<()> {
-        config::accept(config, &host_of(ctx)).map_err(DriverError::invalid_config)
+        config::accept(config, &host_of(ctx))
     }
 
     async fn validate(&self) -> Result<()> {
         let m = self.machine()?;
-        config::accept(&m.config, &host_of(&ConfigContext::current()))
-            .map_err(DriverError::invalid_config)?;
+        config::accept(&m.config, &host_of(&ConfigContext::current()))?;
         m.validate().map_err(to_driver_error)
     }
 

@@ -3,6 +3,7 @@
 //! Rosetta only on Apple silicon, no TPM, no Windows guests, no custom firmware.
 //! Pure functions of the config and [`Host`], so every rule is tested on any host.
 
+use driver::DriverError;
 use limatype::LimaYaml;
 
 pub use driver::Version;
@@ -67,20 +68,20 @@ pub fn fill(config: &mut LimaYaml, host: &Host) {
 }
 
 /// Whether vz can run `config` on `host`; the error says why not.
-pub fn accept(config: &LimaYaml, host: &Host) -> Result<(), String> {
+pub fn accept(config: &LimaYaml, host: &Host) -> driver::Result<()> {
     if host.os != "Darwin" {
-        return Err(format!(
+        return Err(DriverError::invalid_config(format!(
             "vz needs macOS {} or later (Virtualization.framework); this host is {}",
             major(MIN_MACOS),
             host.os
-        ));
+        )));
     }
     if let Some(v) = host.macos_version {
         if v < MIN_MACOS {
-            return Err(format!(
+            return Err(DriverError::invalid_config(format!(
                 "vz needs macOS {} or later; this host runs macOS {v}",
                 major(MIN_MACOS)
-            ));
+            )));
         }
         if host.arch == "x86_64" && v < MIN_MACOS_INTEL_NEW_KERNELS {
             tracing::warn!(
@@ -90,19 +91,21 @@ pub fn accept(config: &LimaYaml, host: &Host) -> Result<(), String> {
     }
     let arch = config.arch.as_deref().unwrap_or(&host.arch);
     if arch != host.arch {
-        return Err(format!(
+        return Err(DriverError::invalid_config(format!(
             "vz runs only the host's arch ({}); field `arch` is {arch:?} (use vmType qemu)",
             host.arch
-        ));
+        )));
     }
     if guest_os(config) == "Windows" {
-        return Err("Windows guests are only supported by vmType qemu".into());
+        return Err(DriverError::invalid_config(
+            "Windows guests are only supported by vmType qemu",
+        ));
     }
     if let Some(mt) = config.mount_type.as_deref() {
         if !MOUNT_TYPES.contains(&mt) {
-            return Err(format!(
+            return Err(DriverError::invalid_config(format!(
                 "field `mountType` must be \"virtiofs\" or \"reverse-sshfs\" for vz, got {mt:?}"
-            ));
+            )));
         }
         if config
             .mount_types_unsupported
@@ -111,13 +114,15 @@ pub fn accept(config: &LimaYaml, host: &Host) -> Result<(), String> {
             .iter()
             .any(|u| u == mt)
         {
-            return Err(format!(
+            return Err(DriverError::invalid_config(format!(
                 "field `mountType` {mt:?} is listed in `mountTypesUnsupported`"
-            ));
+            )));
         }
     }
     if config.tpm == Some(true) {
-        return Err("field `tpm` is not supported by vz".into());
+        return Err(DriverError::invalid_config(
+            "field `tpm` is not supported by vz",
+        ));
     }
     let firmware_images = config
         .firmware
@@ -128,7 +133,9 @@ pub fn accept(config: &LimaYaml, host: &Host) -> Result<(), String> {
         matches!(f.vm_type.as_deref(), None | Some("") | Some(crate::NAME))
             && f.arch.as_deref().is_none_or(|a| a == arch)
     }) {
-        return Err("field `firmware.images` is not supported by vz".into());
+        return Err(DriverError::invalid_config(
+            "field `firmware.images` is not supported by vz",
+        ));
     }
     let vz = config.vm_opts.as_ref().and_then(|o| o.vz.as_ref());
     if let Some(format) = vz.and_then(|v| v.disk_image_format.as_deref()) {
@@ -136,16 +143,16 @@ pub fn accept(config: &LimaYaml, host: &Host) -> Result<(), String> {
             "raw" => {}
             "asif" => {
                 if let Some(v) = host.macos_version.filter(|v| *v < MIN_MACOS_ASIF) {
-                    return Err(format!(
+                    return Err(DriverError::invalid_config(format!(
                         "field `vmOpts.vz.diskImageFormat` \"asif\" needs macOS {}; this host runs macOS {v}",
                         major(MIN_MACOS_ASIF)
-                    ));
+                    )));
                 }
             }
             other => {
-                return Err(format!(
+                return Err(DriverError::invalid_config(format!(
                     "field `vmOpts.vz.diskImageFormat` must be \"raw\" or \"asif\", got {other:?}"
-                ))
+                )))
             }
         }
     }
@@ -304,12 +311,14 @@ mod tests {
             arch: "x86_64".into(),
             macos_version: None,
         };
-        let e = accept(&filled(LimaYaml::default(), &linux), &linux).unwrap_err();
+        let e = accept(&filled(LimaYaml::default(), &linux), &linux)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("vz needs macOS 13 or later"), "{e}");
         assert!(e.contains("this host is Linux"), "{e}");
 
         let old = mac("aarch64", (12, 6));
-        let e = accept(&LimaYaml::default(), &old).unwrap_err();
+        let e = accept(&LimaYaml::default(), &old).unwrap_err().to_string();
         assert!(e.contains("this host runs macOS 12.6.0"), "{e}");
     }
 
@@ -329,7 +338,7 @@ mod tests {
     fn rules() {
         let host = mac("aarch64", (14, 0));
         let refuse = |c: LimaYaml, needle: &str| {
-            let e = accept(&filled(c, &host), &host).unwrap_err();
+            let e = accept(&filled(c, &host), &host).unwrap_err().to_string();
             assert!(e.contains(needle), "{e:?} should contain {needle:?}");
         };
         refuse(

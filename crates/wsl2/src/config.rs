@@ -2,6 +2,7 @@
 //! (the default and the only one), images that are root filesystem tar archives (not disk
 //! images), no TPM, no Windows guests. Pure functions of the config and [`Host`].
 
+use driver::DriverError;
 use limatype::LimaYaml;
 
 pub const MOUNT_TYPE: &str = "wsl2";
@@ -61,32 +62,36 @@ pub fn image_kind(location: &str) -> ImageKind {
     }
 }
 
-pub fn accept(config: &LimaYaml, host: &Host) -> Result<(), String> {
+pub fn accept(config: &LimaYaml, host: &Host) -> driver::Result<()> {
     if host.os != "Windows" {
-        return Err(format!(
+        return Err(DriverError::invalid_config(format!(
             "wsl2 needs Windows 10 or 11 with WSL 2; this host is {}",
             host.os
-        ));
+        )));
     }
     let arch = config.arch.as_deref().unwrap_or(&host.arch);
     if arch != host.arch {
-        return Err(format!(
+        return Err(DriverError::invalid_config(format!(
             "wsl2 runs only the host's arch ({}); field `arch` is {arch:?}",
             host.arch
-        ));
+        )));
     }
     if let Some(mt) = config.mount_type.as_deref() {
         if mt != MOUNT_TYPE {
-            return Err(format!(
+            return Err(DriverError::invalid_config(format!(
                 "field `mountType` must be \"{MOUNT_TYPE}\" for wsl2, got {mt:?}"
-            ));
+            )));
         }
     }
     if config.os.as_deref() == Some("Windows") {
-        return Err("Windows guests are only supported by vmType qemu".into());
+        return Err(DriverError::invalid_config(
+            "Windows guests are only supported by vmType qemu",
+        ));
     }
     if config.tpm == Some(true) {
-        return Err("field `tpm` is not supported by wsl2".into());
+        return Err(DriverError::invalid_config(
+            "field `tpm` is not supported by wsl2",
+        ));
     }
     let images = config.images.as_deref().unwrap_or_default();
     for (i, image) in images.iter().enumerate() {
@@ -97,19 +102,19 @@ pub fn accept(config: &LimaYaml, host: &Host) -> Result<(), String> {
         match image_kind(loc) {
             ImageKind::TarRootfs => {}
             ImageKind::DiskImage => {
-                return Err(format!(
+                return Err(DriverError::invalid_config(format!(
                     "field `images[{i}]`: {loc:?} is a VM disk image; wsl2 imports only root filesystem tar archives (.tar, .tar.gz, .tar.xz, ...)"
-                ))
+                )))
             }
             ImageKind::Squashfs => {
-                return Err(format!(
+                return Err(DriverError::invalid_config(format!(
                     "field `images[{i}]`: {loc:?} is a SquashFS image; wsl2 cannot import it, convert it to a tar archive"
-                ))
+                )))
             }
             ImageKind::Unknown => {
-                return Err(format!(
+                return Err(DriverError::invalid_config(format!(
                     "field `images[{i}]`: {loc:?} is not a tar archive; wsl2 needs a root filesystem tar archive (.tar, .tar.gz, .tar.xz, ...)"
-                ))
+                )))
             }
         }
     }
@@ -213,17 +218,23 @@ mod tests {
             os: "Linux".into(),
             arch: "x86_64".into(),
         };
-        let e = accept(&with_image("r.tar.gz"), &linux).unwrap_err();
+        let e = accept(&with_image("r.tar.gz"), &linux)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("this host is Linux"), "{e}");
     }
 
     #[test]
     fn accepts_tar_images_refuses_disk_images() {
         accept(&with_image("https://x/rootfs.tar.gz"), &windows()).unwrap();
-        let e = accept(&with_image("https://x/disk.qcow2"), &windows()).unwrap_err();
+        let e = accept(&with_image("https://x/disk.qcow2"), &windows())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`images[0]`"), "{e}");
         assert!(e.contains("VM disk image"), "{e}");
-        let e = accept(&with_image("x.squashfs"), &windows()).unwrap_err();
+        let e = accept(&with_image("x.squashfs"), &windows())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("SquashFS"), "{e}");
         // Entries for another arch are not this instance's business.
         let mut c = with_image("disk.qcow2");
@@ -235,7 +246,7 @@ mod tests {
     fn rules() {
         let refuse = |mut c: LimaYaml, needle: &str| {
             fill(&mut c);
-            let e = accept(&c, &windows()).unwrap_err();
+            let e = accept(&c, &windows()).unwrap_err().to_string();
             assert!(e.contains(needle), "{e:?} should contain {needle:?}");
         };
         refuse(

@@ -97,7 +97,7 @@ impl Driver for Wsl2Driver {
     }
 
     async fn accept_config(&self, config: &LimaYaml, ctx: &ConfigContext) -> Result<()> {
-        config::accept(config, &host_of(ctx)).map_err(DriverError::invalid_config)
+        config::accept(config, &host_of(ctx))
     }
 
     async fn validate(&self) -> Result<()> {
