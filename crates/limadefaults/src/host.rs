@@ -44,9 +44,7 @@ impl HostFacts {
         HostFacts {
             os: limatype::os_from_rust(std::env::consts::OS),
             arch: limatype::host_arch(),
-            cpus: std::thread::available_parallelism()
-                .map(|n| n.get() as u32)
-                .unwrap_or(1),
+            cpus: host_cpus(),
             memory_bytes: total_memory(),
             user_name,
             user_comment,
@@ -64,6 +62,13 @@ impl HostFacts {
                 .unwrap_or_else(|| "/tmp".into()),
         }
     }
+}
+
+/// CPUs available to this process (1 when unknown).
+pub(crate) fn host_cpus() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        .unwrap_or(1)
 }
 
 fn total_memory() -> u64 {

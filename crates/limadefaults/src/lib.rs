@@ -38,7 +38,18 @@ pub fn default_memory_bytes(host: &HostFacts) -> u64 {
 
 /// The `cpus` default: min(4, host CPUs).
 pub fn default_cpus(host: &HostFacts) -> i64 {
-    i64::from(host.cpus.clamp(1, 4))
+    default_cpus_for(host.cpus)
+}
+
+/// The `cpus` default for a host with `host_cpus` CPUs: min(4, host CPUs), at least 1.
+pub fn default_cpus_for(host_cpus: u32) -> i64 {
+    i64::from(host_cpus.clamp(1, 4))
+}
+
+/// The `cpus` default on the running host, for code handed a config that was not filled
+/// (without gathering every [`HostFacts`]).
+pub fn default_cpus_here() -> i64 {
+    default_cpus_for(host::host_cpus())
 }
 
 pub const DEFAULT_DISK: &str = "100GiB";

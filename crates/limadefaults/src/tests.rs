@@ -253,3 +253,11 @@ fn detect_reads_this_host() {
     // SAFETY: getuid cannot fail.
     assert_eq!(h.uid, unsafe { libc::getuid() });
 }
+
+#[test]
+fn cpus_default_is_min_4_host_cpus() {
+    assert_eq!(default_cpus_for(0), 1);
+    assert_eq!(default_cpus_for(2), 2);
+    assert_eq!(default_cpus_for(16), 4);
+    assert!((1..=4).contains(&default_cpus_here()));
+}

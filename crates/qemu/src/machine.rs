@@ -184,7 +184,12 @@ impl Machine {
             arch,
             accel,
             cpu_type,
-            cpus: self.config.cpus.unwrap_or(4).max(1) as u32,
+            // A filled config has `cpus`; an unfilled one gets limadefaults' value.
+            cpus: self
+                .config
+                .cpus
+                .unwrap_or_else(limadefaults::default_cpus_here)
+                .max(1) as u32,
             memory_mib: self.memory_mib()?,
             disk: self.dir.join(filenames::DIFF_DISK),
             cidata_iso: cidata.exists().then_some(cidata),
