@@ -130,6 +130,12 @@ pub const LAYERS: &[Layer] = &[
         owns: "the per-instance host agent",
     },
     Layer {
+        crate_name: "instance",
+        layer: (7, 2),
+        kind: Kind::Host,
+        owns: "one instance's flow: create, start, stop, delete, inspect",
+    },
+    Layer {
         crate_name: "limactl",
         layer: (8, 0),
         kind: Kind::Host,
@@ -154,6 +160,36 @@ pub const LAYERS: &[Layer] = &[
         owns: "cargo-fuzz targets",
     },
 ];
+
+/// The VM drivers (`Kind::Driver` rows), in table order: the one list every other place that
+/// names the drivers derives from or is checked against (`KNOWN_DRIVERS` of `cargo xtask
+/// build`; limactl's `driver-<name>` features and `registry::Internal` lines, checked by the
+/// tidy test).
+pub const DRIVERS: &[&str] = &driver_names::<{ count_drivers() }>();
+
+const fn count_drivers() -> usize {
+    let (mut i, mut n) = (0, 0);
+    while i < LAYERS.len() {
+        if matches!(LAYERS[i].kind, Kind::Driver) {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
+const fn driver_names<const N: usize>() -> [&'static str; N] {
+    let mut out = [""; N];
+    let (mut i, mut n) = (0, 0);
+    while i < LAYERS.len() {
+        if matches!(LAYERS[i].kind, Kind::Driver) {
+            out[n] = LAYERS[i].crate_name;
+            n += 1;
+        }
+        i += 1;
+    }
+    out
+}
 
 /// Crates that drivers must never reach, whatever their layer.
 pub const FORBIDDEN_FOR_DRIVERS: &[&str] = &["registry", "hostagent", "limactl"];

@@ -72,6 +72,14 @@ pub struct Info {
     pub vsock_port: u32,
     /// Virtio serial port name of the guest agent, empty when not over virtio-serial.
     pub virtio_port: String,
+    /// MAC address of the guest's user-mode NIC once configured (the cloud-init network
+    /// config matches it); empty when the driver has no such NIC.
+    #[serde(default)]
+    pub mac_address: String,
+    /// Files in the instance directory that explain a failed start (e.g. `qemu.stderr.log`),
+    /// shown by `limactl start` when the VM does not come up.
+    #[serde(default)]
+    pub log_files: Vec<String>,
 }
 
 /// The host a config is checked against. Passed explicitly so tests can pretend to be any host.

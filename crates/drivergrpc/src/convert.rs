@@ -127,6 +127,8 @@ pub fn info_to_pb(info: Info) -> pb::Info {
             .unwrap_or_default(),
         vsock_port: info.vsock_port,
         virtio_port: info.virtio_port,
+        mac_address: info.mac_address,
+        log_files: info.log_files,
     }
 }
 
@@ -140,6 +142,8 @@ pub fn info_from_pb(info: pb::Info) -> Info {
         instance_dir: (!info.instance_dir.is_empty()).then(|| PathBuf::from(info.instance_dir)),
         vsock_port: info.vsock_port,
         virtio_port: info.virtio_port,
+        mac_address: info.mac_address,
+        log_files: info.log_files,
     }
 }
 
@@ -216,6 +220,8 @@ mod tests {
             instance_dir: Some("/tmp/i".into()),
             vsock_port: 2222,
             virtio_port: "p".into(),
+            mac_address: "52:55:55:01:02:03".into(),
+            log_files: vec!["x.stderr.log".into()],
         };
         assert_eq!(info_from_pb(info_to_pb(info.clone())), info);
         assert_eq!(feature_names(&info.features), ["noCloudInit", "snapshots"]);

@@ -12,10 +12,49 @@ use crate::events::Status;
 use crate::requirements;
 use crate::server::{self, Hub};
 
-/// Writes the cidata seed into the instance dir (kept separate: it needs the user's key and
-/// the boot scripts, which the agent gathers).
+/// Writes the cidata seed into the instance dir, given the driver's boot scripts (the instance
+/// flow owns the seed's other inputs).
 pub type SeedWriter<'a> =
-    &'a (dyn Fn(&BTreeMap<String, Vec<u8>>, u16) -> Result<(), String> + Send + Sync);
+    &'a (dyn Fn(&BTreeMap<String, Vec<u8>>) -> Result<(), BoxError> + Send + Sync);
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why the host agent failed; each was also reported as an error event.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot listen for signals: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error("cannot serve {}: {source}", filenames::HOST_AGENT_SOCK)]
+    Serve {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("driver {call}: {error}")]
+    Driver {
+        call: &'static str,
+        #[source]
+        error: DriverError,
+    },
+    #[error("writing {}: {source}", filenames::CIDATA_ISO)]
+    Seed {
+        #[source]
+        source: BoxError,
+    },
+    #[error(transparent)]
+    Ssh(#[from] sshutil::SshError),
+    #[error(transparent)]
+    Requirement(Box<requirements::Unmet>),
+    #[error("the VM exited before it was ready: {0}")]
+    ExitedEarly(String),
+    #[error("the VM exited unexpectedly: {0}")]
+    Exited(String),
+    #[error("interrupted by {0} while starting")]
+    Interrupted(&'static str),
+}
+
+fn driver_call(call: &'static str) -> impl FnOnce(DriverError) -> AgentError {
+    move |error| AgentError::Driver { call, error }
+}
 
 pub struct Options {
     pub name: String,
@@ -45,19 +84,19 @@ pub fn free_local_port() -> std::io::Result<u16> {
 }
 
 /// Runs the instance through `vm` (internal or external alike, already configured for this
-/// instance) until SIGTERM/SIGINT or until the VM ends; returns an error text when it failed
-/// to come up (after having reported it as an event).
+/// instance) until SIGTERM/SIGINT or until the VM ends; an error (after it was reported as an
+/// event) when the VM failed to come up or ended on its own.
 pub async fn run(
     opts: Options,
     vm: &dyn Driver,
     write_seed: SeedWriter<'_>,
     hub: Hub,
-) -> Result<(), String> {
+) -> Result<(), AgentError> {
     let dir = opts.dir.clone();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| e.to_string())?;
+        .map_err(AgentError::Signals)?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| e.to_string())?;
+        .map_err(AgentError::Signals)?;
     let progress = |hub: &Hub, msg: String| {
         tracing::info!("{msg}");
         hub.emit(Status {
@@ -66,23 +105,18 @@ pub async fn run(
             ..Default::default()
         });
     };
-    let fail = |hub: &Hub, msg: String| {
-        tracing::error!("{msg}");
+    let fail = |hub: &Hub, e: AgentError| {
+        tracing::error!("{e}");
         hub.emit(Status {
-            errors: vec![msg.clone()],
+            errors: vec![e.to_string()],
             ssh_local_port: opts.ssh_local_port,
             ..Default::default()
         });
-        msg
+        e
     };
 
-    let _server =
-        server::serve(&dir.join(filenames::HOST_AGENT_SOCK), hub.clone()).map_err(|e| {
-            fail(
-                &hub,
-                format!("cannot serve {}: {e}", filenames::HOST_AGENT_SOCK),
-            )
-        })?;
+    let _server = server::serve(&dir.join(filenames::HOST_AGENT_SOCK), hub.clone())
+        .map_err(|source| fail(&hub, AgentError::Serve { source }))?;
 
     progress(
         &hub,
@@ -90,32 +124,31 @@ pub async fn run(
     );
     vm.validate()
         .await
-        .map_err(|e| fail(&hub, format!("driver validate: {e}")))?;
+        .map_err(|e| fail(&hub, driver_call("validate")(e)))?;
     vm.create()
         .await
-        .map_err(|e| fail(&hub, format!("driver create: {e}")))?;
+        .map_err(|e| fail(&hub, driver_call("create")(e)))?;
     let scripts = vm
         .boot_scripts()
         .await
-        .map_err(|e| fail(&hub, format!("driver boot scripts: {e}")))?;
-    write_seed(&scripts, opts.ssh_local_port)
-        .map_err(|e| fail(&hub, format!("writing {}: {e}", filenames::CIDATA_ISO)))?;
+        .map_err(|e| fail(&hub, driver_call("boot scripts")(e)))?;
+    write_seed(&scripts).map_err(|source| fail(&hub, AgentError::Seed { source }))?;
 
     let address = vm
         .ssh_address()
         .await
         .unwrap_or_else(|_| "127.0.0.1".to_string());
     let ssh_opts = sshutil::instance_opts(&dir, &opts.private_key, &opts.ssh_user)
-        .map_err(|e| fail(&hub, e.to_string()))?;
+        .map_err(|e| fail(&hub, e.into()))?;
     let ssh_config =
         sshutil::write_config(&dir, &opts.name, &address, opts.ssh_local_port, &ssh_opts)
-            .map_err(|e| fail(&hub, e.to_string()))?;
+            .map_err(|e| fail(&hub, e.into()))?;
 
     progress(&hub, "Starting the VM".to_string());
     let mut vm_errors = vm
         .start()
         .await
-        .map_err(|e| fail(&hub, format!("driver start: {e}")))?;
+        .map_err(|e| fail(&hub, driver_call("start")(e)))?;
     progress(
         &hub,
         format!(
@@ -127,9 +160,9 @@ pub async fn run(
     );
 
     if let Err(e) = vm.additional_setup_for_ssh().await {
-        let msg = fail(&hub, format!("driver setup for ssh: {e}"));
+        let e = fail(&hub, driver_call("setup for ssh")(e));
         shutdown(vm, &dir, &opts.name, &hub).await;
-        return Err(msg);
+        return Err(e);
     }
 
     let ssh_args = requirements::ssh_args(&ssh_config, &opts.name);
@@ -144,16 +177,16 @@ pub async fn run(
         |m| progress(&hub2, m),
     );
     tokio::pin!(wait);
-    let ready: Result<(), String> = tokio::select! {
-        r = &mut wait => r,
-        why = vm_errors.next() => Err(format!("the VM exited before it was ready: {}", exit_reason(why))),
-        _ = sigterm.recv() => Err("interrupted by SIGTERM while starting".into()),
-        _ = sigint.recv() => Err("interrupted by SIGINT while starting".into()),
+    let ready: Result<(), AgentError> = tokio::select! {
+        r = &mut wait => r.map_err(|e| AgentError::Requirement(Box::new(e))),
+        why = vm_errors.next() => Err(AgentError::ExitedEarly(exit_reason(why))),
+        _ = sigterm.recv() => Err(AgentError::Interrupted("SIGTERM")),
+        _ = sigint.recv() => Err(AgentError::Interrupted("SIGINT")),
     };
     if let Err(e) = ready {
-        let msg = fail(&hub, e);
+        let e = fail(&hub, e);
         shutdown(vm, &dir, &opts.name, &hub).await;
-        return Err(msg);
+        return Err(e);
     }
     hub.emit(Status {
         running: true,
@@ -165,17 +198,17 @@ pub async fn run(
 
     let reason = tokio::select! {
         why = vm_errors.next() => {
-            let msg = format!("the VM exited unexpectedly: {}", exit_reason(why));
-            tracing::error!("{msg}");
-            hub.emit(Status { errors: vec![msg.clone()], ..Default::default() });
-            Some(msg)
+            let e = AgentError::Exited(exit_reason(why));
+            tracing::error!("{e}");
+            hub.emit(Status { errors: vec![e.to_string()], ..Default::default() });
+            Some(e)
         }
         _ = sigterm.recv() => None,
         _ = sigint.recv() => None,
     };
     shutdown(vm, &dir, &opts.name, &hub).await;
     match reason {
-        Some(msg) => Err(msg),
+        Some(e) => Err(e),
         None => Ok(()),
     }
 }
@@ -190,17 +223,8 @@ async fn shutdown(vm: &dyn Driver, dir: &Path, name: &str, hub: &Hub) {
         tracing::warn!("driver stop: {e}");
     }
     // End the ssh connection sharing, then remove our socket and pid file.
-    let cfg = dir.join(filenames::SSH_CONFIG);
-    if dir.join(filenames::SSH_SOCK).exists() {
-        let _ = tokio::process::Command::new("ssh")
-            .args(["-O", "exit"])
-            .args(sshutil::args_from_config(&cfg, name))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .await;
-    }
+    let (d, n) = (dir.to_path_buf(), name.to_string());
+    let _ = tokio::task::spawn_blocking(move || sshutil::stop_master(&d, &n)).await;
     for f in [
         filenames::HOST_AGENT_SOCK,
         filenames::SSH_SOCK,

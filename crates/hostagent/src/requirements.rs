@@ -10,6 +10,37 @@ use tokio::io::AsyncWriteExt;
 /// Written by the boot scripts when they have all run.
 pub const BOOT_DONE_FILE: &str = "/run/lima-boot-done";
 
+/// Why a requirement script did not pass.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    #[error("cannot run ssh: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Wait(#[source] std::io::Error),
+    /// The script (or ssh) exited non-zero, with ssh's stderr.
+    #[error("{status}: {stderr}")]
+    Failed {
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+}
+
+/// A requirement not met by the deadline: which one, its hint and the last error.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "failed to satisfy the essential requirement {index} of {count} {description:?}: {hint} (last error: {last})"
+)]
+pub struct Unmet {
+    pub index: usize,
+    pub count: usize,
+    pub description: &'static str,
+    pub hint: &'static str,
+    #[source]
+    pub last: ScriptError,
+}
+
 #[derive(Debug, Clone)]
 pub struct Requirement {
     pub description: &'static str,
@@ -41,7 +72,7 @@ pub async fn run_script(
     ssh_args: &[String],
     script: &str,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ScriptError> {
     let mut child = tokio::process::Command::new("ssh")
         .args(ssh_args)
         .args(["--", "/bin/sh"])
@@ -50,7 +81,7 @@ pub async fn run_script(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run ssh: {e}"))?;
+        .map_err(ScriptError::Spawn)?;
     let mut stdin = child.stdin.take().expect("piped");
     let script = script.to_string();
     let feed = async move {
@@ -62,14 +93,13 @@ pub async fn run_script(
         child.wait_with_output().await
     };
     match tokio::time::timeout(timeout, run).await {
-        Err(_) => Err(format!("no answer within {timeout:?}")),
-        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(ScriptError::Timeout(timeout)),
+        Ok(Err(e)) => Err(ScriptError::Wait(e)),
         Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => Err(format!(
-            "{}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
+        Ok(Ok(out)) => Err(ScriptError::Failed {
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }),
     }
 }
 
@@ -88,7 +118,7 @@ pub async fn wait_all(
     deadline: Instant,
     poll: Duration,
     mut progress: impl FnMut(String),
-) -> Result<(), String> {
+) -> Result<(), Unmet> {
     let n = reqs.len();
     for (i, r) in reqs.iter().enumerate() {
         progress(format!(
@@ -102,12 +132,13 @@ pub async fn wait_all(
                 Err(e) => e,
             };
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "failed to satisfy the essential requirement {} of {n} {:?}: {} (last error: {err})",
-                    i + 1,
-                    r.description,
-                    r.debug_hint
-                ));
+                return Err(Unmet {
+                    index: i + 1,
+                    count: n,
+                    description: r.description,
+                    hint: r.debug_hint,
+                    last: err,
+                });
             }
             tracing::debug!("requirement {:?} not met yet: {err}", r.description);
             tokio::time::sleep(poll).await;
@@ -152,7 +183,8 @@ mod tests {
             |s| steps.push(s),
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("requirement 1 of 2 \"ssh\""), "{e}");
         assert!(e.contains("refused"), "{e}");
         assert_eq!(steps.len(), 1, "{steps:?}");

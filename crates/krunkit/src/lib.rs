@@ -74,6 +74,7 @@ pub fn info_for(instance: Option<&InstanceConfig>) -> Info {
         instance_dir: instance.map(|i| i.dir.clone()),
         vsock_port: config::VSOCK_PORT,
         virtio_port: String::new(),
+        ..Default::default()
     }
 }
 

@@ -2,7 +2,7 @@
 //! default; `cargo xtask build --external a,b` turns some off and ships them as
 //! `libexec/lima/lima-driver-<name>` instead) plus external ones the registry discovers.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 /// The internal drivers, by feature.
 pub fn internal() -> Vec<registry::Internal> {
@@ -10,19 +10,19 @@ pub fn internal() -> Vec<registry::Internal> {
     let mut v: Vec<registry::Internal> = Vec::new();
     #[cfg(feature = "driver-qemu")]
     v.push(registry::Internal::new(qemu::NAME, || {
-        Arc::new(qemu::QemuDriver::new())
+        std::sync::Arc::new(qemu::QemuDriver::new())
     }));
     #[cfg(feature = "driver-vz")]
     v.push(registry::Internal::new(vz::NAME, || {
-        Arc::new(vz::VzDriver::new())
+        std::sync::Arc::new(vz::VzDriver::new())
     }));
     #[cfg(feature = "driver-wsl2")]
     v.push(registry::Internal::new(wsl2::NAME, || {
-        Arc::new(wsl2::Wsl2Driver::new())
+        std::sync::Arc::new(wsl2::Wsl2Driver::new())
     }));
     #[cfg(feature = "driver-krunkit")]
     v.push(registry::Internal::new(krunkit::NAME, || {
-        Arc::new(krunkit::KrunkitDriver::new())
+        std::sync::Arc::new(krunkit::KrunkitDriver::new())
     }));
     v
 }

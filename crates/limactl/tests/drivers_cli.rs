@@ -89,3 +89,100 @@ fn info_reports_every_driver_and_a_broken_one_alone() {
         "vmTypes and vmTypesEx agree"
     );
 }
+
+/// The `lima-driver-testfake` test-fixture executable, built now if needed (cargo rebuilds
+/// only when its sources changed).
+fn testfake_driver() -> std::path::PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "drivergrpc",
+            "--features",
+            "conformance",
+        ])
+        .args(["--bin", "lima-driver-testfake"])
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building lima-driver-testfake failed");
+    let exe = Path::new(LIMACTL).with_file_name("lima-driver-testfake");
+    assert!(exe.exists(), "{} is missing", exe.display());
+    exe
+}
+
+/// A driver that is not one of ours works by name: listed, accepted by `create` (which
+/// records it), shown by `list` with the values the VM would run with; an unknown name fails
+/// with exit 1 and the registry's list of drivers.
+#[test]
+fn third_party_driver_works_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let drivers = tmp.path().join("drivers");
+    std::fs::create_dir(&drivers).unwrap();
+    let starts = tmp.path().join("starts.log");
+    script(
+        &drivers,
+        "lima-driver-testfake",
+        &format!(
+            "echo $$ >> '{}'\nexec '{}' \"$@\"",
+            starts.display(),
+            testfake_driver().display()
+        ),
+    );
+    let home = tmp.path().join("home");
+    let out = limactl(&home, &drivers, "", &["create", "--list-drivers"]);
+    assert!(out.lines().any(|l| l == "testfake (external)"), "{out}");
+
+    // No cpus, memory or disk: list must show the filled defaults, not 0.
+    let yaml = tmp.path().join("fake.yaml");
+    std::fs::write(
+        &yaml,
+        "vmType: testfake\nimages:\n- location: /nonexistent/image.img\n",
+    )
+    .unwrap();
+    limactl(
+        &home,
+        &drivers,
+        "",
+        &["create", "--name", "fake1", &yaml.display().to_string()],
+    );
+    let created_starts = std::fs::read_to_string(&starts).unwrap().lines().count();
+    assert_eq!(created_starts, 1, "create starts the driver once");
+
+    let out = limactl(&home, &drivers, "", &["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(v["name"], "fake1", "{v}");
+    assert_eq!(v["vmType"], "testfake", "{v}");
+    assert_eq!(v["status"], "Stopped", "{v}");
+    assert!(v["cpus"].as_i64().unwrap() > 0, "{v}");
+    assert!(v["memory"].as_i64().unwrap() > 0, "{v}");
+    assert!(v["disk"].as_i64().unwrap() > 0, "{v}");
+    let listed_starts = std::fs::read_to_string(&starts).unwrap().lines().count();
+    assert_eq!(listed_starts, created_starts, "list starts no driver");
+
+    std::fs::write(
+        &yaml,
+        "vmType: nosuch\nimages:\n- location: /nonexistent/image.img\n",
+    )
+    .unwrap();
+    let out = Command::new(LIMACTL)
+        .args(["create", "--name", "nosuch1", &yaml.display().to_string()])
+        .env("LIMA_HOME", &home)
+        .env("LIMA_DRIVERS_PATH", &drivers)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("unknown vmType \"nosuch\""), "{err}");
+    assert!(
+        err.contains("testfake"),
+        "the error lists the drivers found: {err}"
+    );
+    assert!(
+        !home.join("nosuch1").exists(),
+        "a refused create leaves nothing behind"
+    );
+}

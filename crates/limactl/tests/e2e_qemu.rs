@@ -157,8 +157,15 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// The full lifecycle on one instance: start, shell, list, refuse delete, stop, start again,
-/// qemu killed behind our back and recovered, delete; nothing left running.
-fn lifecycle(env: &Env, yaml: &Path, name: &str, recover_from_kill: bool) {
+/// qemu killed behind our back and recovered, delete; nothing left running. `driver_starts`
+/// counts the driver processes started so far (an external driver's; `None` for internal).
+fn lifecycle(
+    env: &Env,
+    yaml: &Path,
+    name: &str,
+    recover_from_kill: bool,
+    driver_starts: Option<&dyn Fn() -> usize>,
+) {
     let yaml = yaml.to_str().unwrap();
     // Two starts of one instance at once: one starts it, the other fails clearly.
     let first = env.spawn(&["start", "--name", name, "--tty=false", yaml]);
@@ -176,6 +183,15 @@ fn lifecycle(env: &Env, yaml: &Path, name: &str, recover_from_kill: bool) {
     eprintln!("first start: {}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the first start failed");
     assert_eq!(env.status_str(name), "Running");
+    if let Some(count) = driver_starts {
+        // create + prepare in limactl share one driver process; the host agent has its own.
+        // The refused concurrent start and `list` start none.
+        assert!(
+            count() <= 2,
+            "first start started the driver {} times",
+            count()
+        );
+    }
 
     let uname = env.ok(&["shell", name, "uname", "-a"]);
     assert!(uname.starts_with("Linux "), "uname -a printed {uname:?}");
@@ -221,6 +237,7 @@ fn lifecycle(env: &Env, yaml: &Path, name: &str, recover_from_kill: bool) {
 
     let ha = env.pid(name, "ha.pid").unwrap();
     let qemu = env.pid(name, "qemu.pid").unwrap();
+    let starts_before = driver_starts.map(|c| c());
     env.ok(&["stop", name]);
     assert_eq!(env.status_str(name), "Stopped");
     assert!(
@@ -230,6 +247,14 @@ fn lifecycle(env: &Env, yaml: &Path, name: &str, recover_from_kill: bool) {
 
     env.ok(&["start", name]);
     assert_eq!(env.status_str(name), "Running");
+    if let (Some(count), Some(before)) = (driver_starts, starts_before) {
+        // `stop` starts none; `start` one in limactl and one in the host agent.
+        let cycle = count() - before;
+        assert!(
+            cycle <= 2,
+            "a stop/start cycle started the driver {cycle} times"
+        );
+    }
 
     if recover_from_kill {
         let qemu = env.pid(name, "qemu.pid").unwrap();
@@ -260,7 +285,7 @@ fn lifecycle(env: &Env, yaml: &Path, name: &str, recover_from_kill: bool) {
 fn e2e_qemu_internal_driver() {
     let Some(yaml) = local_image() else { return };
     let env = Env::new();
-    lifecycle(&env, &yaml, "e2e-int", true);
+    lifecycle(&env, &yaml, "e2e-int", true, None);
 }
 
 /// The `lima-driver-qemu` executable of this build: beside limactl when the workspace was
@@ -313,11 +338,14 @@ fn e2e_qemu_external_driver() {
         "qemu is not external: {drivers}"
     );
     assert!(!starts.exists(), "listing drivers must not start one");
-    lifecycle(&env, &yaml, "e2e-ext", true);
-    let n = std::fs::read_to_string(&starts)
-        .unwrap_or_default()
-        .lines()
-        .count();
+    let count = || {
+        std::fs::read_to_string(&starts)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    lifecycle(&env, &yaml, "e2e-ext", true, Some(&count));
+    let n = count();
     // At least one driver process per host agent (first start, restart, recovery).
     assert!(n >= 3, "the external driver was started {n} times");
 }

@@ -63,6 +63,11 @@ pub fn to_driver_error(e: MachineError) -> DriverError {
 
 pub fn info_for(dir: Option<PathBuf>) -> Info {
     Info {
+        mac_address: dir
+            .as_deref()
+            .map(crate::cmdline::mac_address)
+            .unwrap_or_default(),
+        log_files: vec![vm::QEMU_LOG.to_string()],
         name: crate::NAME.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         vm_type: crate::NAME.into(),

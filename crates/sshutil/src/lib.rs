@@ -207,6 +207,26 @@ pub fn args_from_config(config: &Path, inst_name: &str) -> Vec<String> {
     ]
 }
 
+/// Ends the instance's SSH connection sharing (`ssh -O exit` on its control socket, when
+/// there is one) and removes the socket. Errors are ignored: the master may be gone already.
+pub fn stop_master(inst_dir: &Path, inst_name: &str) {
+    let sock = inst_dir.join(filenames::SSH_SOCK);
+    if !sock.exists() {
+        return;
+    }
+    let _ = std::process::Command::new("ssh")
+        .args(["-O", "exit"])
+        .args(args_from_config(
+            &inst_dir.join(filenames::SSH_CONFIG),
+            inst_name,
+        ))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    let _ = std::fs::remove_file(sock);
+}
+
 /// `ssh` arguments without any config file: `-F /dev/null -o K=V ... -p PORT ADDRESS`.
 pub fn args_from_opts(opts: &[String], address: &str, port: u16) -> Vec<String> {
     let mut args = vec!["-F".to_string(), "/dev/null".to_string()];

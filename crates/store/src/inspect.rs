@@ -6,22 +6,15 @@ use limatype::{filenames, Instance, LimaYaml, Status};
 
 use crate::{instance_dir, read_pid_file, Result, StoreError};
 
-/// Reads `lima.yaml` of an instance. Its values are shown as written; a loader that fills
-/// defaults can be passed to [`inspect_with`].
-pub fn load_instance_yaml(path: &Path) -> std::result::Result<LimaYaml, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
+/// Reads an instance's `lima.yaml` into the values it runs with (the caller's loader fills the
+/// defaults; the store does not know them). Its error makes the instance `Broken`.
+pub type YamlLoader<'a> =
+    &'a dyn Fn(&Path) -> std::result::Result<LimaYaml, Box<dyn std::error::Error + Send + Sync>>;
 
-/// What an instance is and whether it runs, from its directory: `lima.yaml`, pid files
-/// (checked with `kill(pid, 0)`), `ssh.config`. Starts no process and connects to nothing.
-pub fn inspect(name: &str) -> Result<Instance> {
-    inspect_with(name, &load_instance_yaml)
-}
-
-pub type YamlLoader<'a> = &'a dyn Fn(&Path) -> std::result::Result<LimaYaml, String>;
-
-pub fn inspect_with(name: &str, load: YamlLoader) -> Result<Instance> {
+/// What an instance is and whether it runs, from its directory: `lima.yaml` (through `load`),
+/// pid files (checked with `kill(pid, 0)`), `ssh.config`. Starts no process and connects to
+/// nothing.
+pub fn inspect(name: &str, load: YamlLoader) -> Result<Instance> {
     let dir = instance_dir(name)?;
     let yaml_path = dir.join(filenames::LIMA_YAML);
     if !yaml_path.exists() {
@@ -38,7 +31,7 @@ pub fn inspect_with(name: &str, load: YamlLoader) -> Result<Instance> {
     };
     match load(&yaml_path) {
         Ok(y) => {
-            inst.vm_type = y.vm_type.clone().unwrap_or_else(|| "qemu".into());
+            inst.vm_type = y.vm_type.clone().unwrap_or_default();
             inst.arch = y.arch.clone().unwrap_or_else(limatype::host_arch);
             inst.cpus = y.cpus.unwrap_or(0);
             inst.memory = size_field(y.memory.as_deref());
@@ -51,7 +44,7 @@ pub fn inspect_with(name: &str, load: YamlLoader) -> Result<Instance> {
         }
         Err(e) => {
             inst.status = Status::Broken;
-            inst.errors.push(e);
+            inst.errors.push(format!("{}: {e}", yaml_path.display()));
             return Ok(inst);
         }
     }
@@ -123,6 +116,11 @@ fn size_field(value: Option<&str>) -> i64 {
 mod tests {
     use super::*;
 
+    /// The file as written, no defaults.
+    fn raw(path: &Path) -> std::result::Result<LimaYaml, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(serde_yaml::from_str(&std::fs::read_to_string(path)?)?)
+    }
+
     fn with_home<T>(f: impl FnOnce(&Path) -> T) -> T {
         let home = tempfile::tempdir().unwrap();
         // Each test runs in its own process under nextest, so the variable is ours alone.
@@ -140,33 +138,36 @@ mod tests {
                 "vmType: qemu\narch: x86_64\ncpus: 2\nmemory: 2GiB\ndisk: 10GiB\n",
             )
             .unwrap();
-            let i = inspect("vm1").unwrap();
+            let i = inspect("vm1", &raw).unwrap();
             assert_eq!(i.status, Status::Stopped);
             assert_eq!((i.cpus, i.memory, i.disk), (2, 2 << 30, 10 << 30));
 
             let me = std::process::id();
             crate::write_pid_file(&dir.join("ha.pid"), me).unwrap();
-            let i = inspect("vm1").unwrap();
+            let i = inspect("vm1", &raw).unwrap();
             assert_eq!(i.status, Status::Broken);
             assert!(i.errors[0].contains("driver is not"), "{:?}", i.errors);
 
             crate::write_pid_file(&dir.join("qemu.pid"), me).unwrap();
             std::fs::write(dir.join("ssh.config"), "Host lima-vm1\n  Port 41234\n").unwrap();
-            let i = inspect("vm1").unwrap();
+            let i = inspect("vm1", &raw).unwrap();
             assert_eq!(i.status, Status::Running);
             assert_eq!(i.ssh_local_port, 41234);
             let json = serde_json::to_string(&i).unwrap();
             assert!(json.contains("\"status\":\"Running\""), "{json}");
 
             std::fs::remove_file(dir.join("ha.pid")).unwrap();
-            let i = inspect("vm1").unwrap();
+            let i = inspect("vm1", &raw).unwrap();
             assert_eq!(i.status, Status::Broken);
             assert!(i.errors[0].contains("host agent is not"), "{:?}", i.errors);
 
             assert_eq!(crate::instance_names().unwrap(), vec!["vm1".to_string()]);
-            assert!(matches!(inspect("nope"), Err(StoreError::NotFound(_))));
             assert!(matches!(
-                inspect("../etc"),
+                inspect("nope", &raw),
+                Err(StoreError::NotFound(_))
+            ));
+            assert!(matches!(
+                inspect("../etc", &raw),
                 Err(StoreError::InvalidName { .. })
             ));
         })
@@ -178,7 +179,7 @@ mod tests {
             let dir = home.join("bad");
             crate::ensure_private_dir(&dir).unwrap();
             std::fs::write(dir.join("lima.yaml"), "cpus: [\n").unwrap();
-            let i = inspect("bad").unwrap();
+            let i = inspect("bad", &raw).unwrap();
             assert_eq!(i.status, Status::Broken);
             assert!(i.errors[0].contains("lima.yaml"), "{:?}", i.errors);
         })

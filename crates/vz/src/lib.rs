@@ -87,6 +87,7 @@ pub fn info_for(config: Option<&InstanceConfig>) -> Info {
         instance_dir: config.map(|i| i.dir.clone()),
         vsock_port: VSOCK_PORT,
         virtio_port: String::new(),
+        ..Default::default()
     }
 }
 

@@ -77,6 +77,7 @@ pub fn info_for(instance: Option<&InstanceConfig>) -> Info {
         instance_dir: instance.map(|i| i.dir.clone()),
         vsock_port: 0,
         virtio_port: String::new(),
+        ..Default::default()
     }
 }
 

@@ -75,6 +75,7 @@ impl Driver for TestFake {
             instance_dir: st.instance.as_ref().map(|i| i.dir.clone()),
             vsock_port: 0,
             virtio_port: String::new(),
+            ..Default::default()
         })
     }
 

@@ -34,7 +34,7 @@ pub fn run(args: ListArgs) -> Result<()> {
     };
     let mut insts = vec![];
     for n in &names {
-        insts.push(super::instutil::inspect(n)?);
+        insts.push(instance::ops::inspect(n)?);
     }
     if args.quiet {
         for i in &insts {

@@ -1,13 +1,22 @@
+//! One module per `limactl` subcommand: clap arguments and printing over the `instance` flow.
+
 pub mod create;
 pub mod delete;
 pub mod hostagent;
 pub mod info;
-pub mod instutil;
 pub mod list;
 pub mod prune;
 pub mod shell;
 pub mod start;
-pub mod startutil;
 pub mod stop;
 pub mod template;
-pub mod wiring;
+
+/// A runtime for one command's async work (driver calls, following the host agent).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Runtime::new()?)
+}
+
+/// Prints a progress line of the instance flow to stderr.
+pub fn say(line: &str) {
+    eprintln!("{line}");
+}

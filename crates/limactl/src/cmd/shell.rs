@@ -8,8 +8,6 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use limatype::{filenames, Status};
 
-use super::instutil;
-
 #[derive(Args)]
 pub struct ShellArgs {
     /// Instance name.
@@ -24,7 +22,7 @@ pub struct ShellArgs {
 
 /// Returns the exit code to exit with.
 pub fn run(args: ShellArgs) -> Result<i32> {
-    let inst = instutil::inspect(&args.name)?;
+    let inst = instance::ops::inspect(&args.name)?;
     if inst.status != Status::Running {
         bail!(
             "instance {:?} is {}, not running; run `limactl start {}`",

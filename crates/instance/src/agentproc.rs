@@ -1,5 +1,6 @@
-//! Starting an instance's host agent in the background and following its events until the
-//! instance is running or has failed.
+//! The host agent as seen from `limactl`: spawning `limactl hostagent NAME` in the background
+//! with the instance lock, and following its events (`ha.stdout.log`) until the instance is
+//! running or has failed.
 
 use std::io::{BufRead, Seek};
 use std::os::unix::process::CommandExt;
@@ -7,13 +8,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
 use hostagent::events::Event;
 use limatype::filenames;
 
-/// Spawns `limactl hostagent NAME` detached (own session, stdin closed, output to
-/// `ha.stdout.log` / `ha.stderr.log`), handing it the instance lock. Returns its pid.
-pub fn spawn_hostagent(dir: &Path, name: &str, lock: &store::InstanceLock) -> Result<u32> {
+use crate::error::io;
+use crate::{InstanceError, Result};
+
+/// Spawns `<this executable> hostagent NAME` detached (own session, stdin closed, output to
+/// `ha.stdout.log` / `ha.stderr.log`), handing it the instance lock. Returns its pid. The
+/// executable is limactl, whose `hostagent` command calls [`crate::run_host_agent`].
+pub fn spawn(dir: &Path, name: &str, lock: &store::InstanceLock) -> Result<u32> {
     let open = |f: &str| {
         let p = dir.join(f);
         std::fs::OpenOptions::new()
@@ -21,11 +25,11 @@ pub fn spawn_hostagent(dir: &Path, name: &str, lock: &store::InstanceLock) -> Re
             .write(true)
             .truncate(true)
             .open(&p)
-            .with_context(|| format!("creating {}", p.display()))
+            .map_err(io("creating", p))
     };
     let stdout = open(filenames::HOST_AGENT_STDOUT_LOG)?;
     let stderr = open(filenames::HOST_AGENT_STDERR_LOG)?;
-    let exe = std::env::current_exe().context("finding the limactl executable")?;
+    let exe = std::env::current_exe().map_err(InstanceError::SpawnAgent)?;
     let fd = lock.inheritable_fd()?;
     let mut cmd = Command::new(exe);
     cmd.arg("hostagent")
@@ -45,31 +49,38 @@ pub fn spawn_hostagent(dir: &Path, name: &str, lock: &store::InstanceLock) -> Re
             Ok(())
         });
     }
-    let child = cmd.spawn().context("starting the host agent")?;
+    let child = cmd.spawn().map_err(InstanceError::SpawnAgent)?;
     Ok(child.id())
 }
 
 /// How a start ended.
+#[derive(Debug, PartialEq)]
 pub enum Outcome {
     Running { ssh_local_port: u16 },
     Failed(String),
+    TimedOut,
 }
 
-/// Follows `ha.stdout.log` from the beginning, printing progress, until the host agent reports
-/// the instance running, reports errors, exits, or `timeout` passes.
-pub fn follow(dir: &Path, ha_pid: u32, timeout: Duration) -> Result<Outcome> {
+/// Follows `ha.stdout.log` from the beginning, handing each progress line to `say`, until the
+/// host agent reports the instance running, reports errors, exits, or `timeout` passes.
+pub async fn follow(
+    dir: &Path,
+    ha_pid: u32,
+    timeout: Duration,
+    say: &(dyn Fn(&str) + Sync),
+) -> Result<Outcome> {
     let log = dir.join(filenames::HOST_AGENT_STDOUT_LOG);
     let deadline = Instant::now() + timeout;
     let mut pos = 0u64;
     let mut partial = String::new();
     let mut exited_checks = 0;
     loop {
-        let mut f =
-            std::fs::File::open(&log).with_context(|| format!("opening {}", log.display()))?;
-        f.seek(std::io::SeekFrom::Start(pos))?;
+        let mut f = std::fs::File::open(&log).map_err(io("opening", &log))?;
+        f.seek(std::io::SeekFrom::Start(pos))
+            .map_err(io("reading", &log))?;
         let mut reader = std::io::BufReader::new(f);
         let mut line = String::new();
-        while reader.read_line(&mut line)? > 0 {
+        while reader.read_line(&mut line).map_err(io("reading", &log))? > 0 {
             pos += line.len() as u64;
             if !line.ends_with('\n') {
                 partial.push_str(&line);
@@ -82,7 +93,7 @@ pub fn follow(dir: &Path, ha_pid: u32, timeout: Duration) -> Result<Outcome> {
                 continue;
             };
             if let Some(p) = &ev.status.progress {
-                eprintln!("{} {p}", short_time(&ev.time));
+                say(&format!("{} {p}", short_time(&ev.time)));
             }
             if !ev.status.errors.is_empty() {
                 return Ok(Outcome::Failed(ev.status.errors.join("\n")));
@@ -106,9 +117,9 @@ pub fn follow(dir: &Path, ha_pid: u32, timeout: Duration) -> Result<Outcome> {
             }
         }
         if Instant::now() > deadline {
-            bail!("the instance did not become ready within {timeout:?}");
+            return Ok(Outcome::TimedOut);
         }
-        std::thread::sleep(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -1,0 +1,117 @@
+//! What can go wrong in an instance's flow, with the instance, the file or the driver call
+//! named in each message.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use limatype::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error(transparent)]
+    Load(#[from] limaload::LoadError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
+    #[error(transparent)]
+    Ssh(#[from] sshutil::SshError),
+    /// A driver call failed; `driver` is how the driver is described (`qemu (internal)`).
+    #[error("{driver} driver: {call}: {error}")]
+    Driver {
+        driver: String,
+        call: &'static str,
+        error: driver::DriverError,
+    },
+    #[error("{what} {location}: {source}")]
+    Fetch {
+        what: &'static str,
+        location: String,
+        #[source]
+        source: downloader::DownloadError,
+    },
+    #[error("field `images` has no entry for arch {arch:?} ({count} entries)")]
+    NoImage { arch: String, count: usize },
+    #[error("writing {}: {source}", limatype::filenames::CIDATA_ISO)]
+    Seed {
+        #[source]
+        source: cidata::CidataError,
+    },
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("instance {0:?} does not exist, run `limactl create {0}` to create a new instance")]
+    NotFound(String),
+    #[error("instance {0:?} already exists")]
+    Exists(String),
+    #[error(
+        "instance {name:?} already exists; run `limactl start {name}` or choose another --name"
+    )]
+    ExistsChooseName { name: String },
+    #[error("cannot name an instance after {locator:?}; use --name: {source}")]
+    UnnamedLocator {
+        locator: String,
+        #[source]
+        source: store::StoreError,
+    },
+    #[error(
+        "instance {name:?} is being started or stopped by another process (status {status}); \
+         wait for it, or run `limactl stop -f {name}`"
+    )]
+    Busy { name: String, status: Status },
+    #[error("instance {0:?} is not running")]
+    NotRunning(String),
+    #[error("instance {name:?} is {status}: {errors}; use `limactl stop -f {name}`")]
+    NoHostAgent {
+        name: String,
+        status: Status,
+        errors: String,
+    },
+    #[error(
+        "the host agent of {name:?} did not exit within {timeout:?}; use `limactl stop -f {name}`\n{logs}"
+    )]
+    StopTimeout {
+        name: String,
+        timeout: Duration,
+        logs: String,
+    },
+    #[error(
+        "instance {name:?} is {status} (not stopped); run `limactl stop {name}` first or use `limactl delete -f {name}`"
+    )]
+    NotStopped { name: String, status: Status },
+    #[error("instance {0:?} is protected (remove the `protected` file to allow deleting it)")]
+    Protected(String),
+    #[error("cannot delete {name:?} now: {source}")]
+    DeleteLocked {
+        name: String,
+        #[source]
+        source: store::StoreError,
+    },
+    #[error("starting the host agent: {0}")]
+    SpawnAgent(#[source] std::io::Error),
+    #[error("starting instance {name:?}: {why}\n{logs}")]
+    StartFailed {
+        name: String,
+        why: String,
+        logs: String,
+    },
+    #[error("starting instance {name:?}: the instance did not become ready within {timeout:?}")]
+    StartTimeout { name: String, timeout: Duration },
+    #[error(transparent)]
+    Agent(#[from] hostagent::agent::AgentError),
+}
+
+pub type Result<T, E = InstanceError> = std::result::Result<T, E>;
+
+/// An `Io` error maker for `map_err`.
+pub(crate) fn io(
+    what: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> InstanceError {
+    let path = path.into();
+    move |source| InstanceError::Io { what, path, source }
+}

@@ -1,0 +1,18 @@
+//! `instance` — layer 7.2: the one flow of an instance, from `lima.yaml` to a running VM and
+//! back. It owns create / start / stop / delete / inspect: the config is loaded, filled and
+//! validated once per process ([`load`]), the driver is resolved once per process through the
+//! `registry` and reached only through the `driver` trait, called in the trait's order
+//! (validate → create → create_disk → start), and the host agent is spawned and followed
+//! ([`agentproc`]). The host agent process itself opens the instance through this crate too
+//! ([`run_host_agent`]). `limactl`'s commands are thin clap code over it.
+
+pub mod agentproc;
+mod disks;
+mod error;
+pub mod load;
+mod open;
+pub mod ops;
+pub mod target;
+
+pub use error::{InstanceError, Result};
+pub use open::{create, open, run_host_agent, Opened, SshPort};

@@ -1,0 +1,245 @@
+//! An instance opened for work: its config loaded once, its driver resolved once (internal or
+//! external alike) and bound to it with `configure`. Every driver call of the flow goes through
+//! [`Opened`], in the trait's order.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use driver::{ConfigContext, DriverError, DynDriver, Info, InstanceConfig, LimaYaml};
+use limatype::filenames;
+use registry::Registry;
+
+use crate::error::io;
+use crate::{disks, load, InstanceError, Result};
+
+/// An instance with its driver bound.
+pub struct Opened {
+    pub name: String,
+    pub dir: PathBuf,
+    /// Filled by the defaults and by the driver's `fill_config`, validated and accepted.
+    pub config: LimaYaml,
+    pub driver: DynDriver,
+    /// `qemu (internal)`, `qemu (external: PATH)`.
+    pub driver_description: String,
+    /// The driver's Info once bound (MAC address, log files, ...).
+    pub info: Info,
+    /// The host port the driver forwards to the guest's SSH (0: not chosen, see [`SshPort`]).
+    pub ssh_local_port: u16,
+}
+
+/// Creates the instance directory (0700) with its `lima.yaml` from `locator`, after the config
+/// was loaded, validated and accepted by the driver that will run it; returns it opened, so the
+/// caller can go on with the same driver (an external driver is started once).
+pub async fn create(reg: &Registry, name: &str, locator: &str) -> Result<Opened> {
+    store::validate_instance_name(name)?;
+    let (text, config) = load::load_locator(locator, name)?;
+    let resolved = reg.resolve(&config, &ConfigContext::current()).await?;
+    let dir = store::instance_dir(name)?;
+    if dir.join(filenames::LIMA_YAML).exists() {
+        return Err(InstanceError::Exists(name.to_string()));
+    }
+    store::ensure_private_dir(&store::lima_home()?)?;
+    store::ensure_private_dir(&dir)?;
+    let lock = store::InstanceLock::try_acquire(&dir, name)?;
+    let text = match config.vm_type {
+        Some(_) => text,
+        None => load::record_vm_type(&text, &resolved.name).unwrap_or(text),
+    };
+    store::write_private_file(&dir.join(filenames::LIMA_YAML), text.as_bytes())?;
+    store::write_private_file(
+        &dir.join(filenames::LIMA_VERSION),
+        format!("{}\n", limatype::LIMA_COMPAT_VERSION).as_bytes(),
+    )?;
+    drop(lock);
+    bind(resolved, name, dir, 0).await
+}
+
+/// How [`open`] sets the SSH port the driver forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SshPort {
+    /// Not known yet (0): enough for preparing disks.
+    Unchosen,
+    /// `ssh.localPort`, or a free port on 127.0.0.1 when that is 0: the host agent's choice.
+    Choose,
+}
+
+/// Opens an existing instance: its `lima.yaml` loaded and filled once, its driver resolved
+/// and bound.
+pub async fn open(reg: &Registry, name: &str, port: SshPort) -> Result<Opened> {
+    let dir = store::instance_dir(name)?;
+    if !dir.join(filenames::LIMA_YAML).exists() {
+        return Err(InstanceError::NotFound(name.to_string()));
+    }
+    let config = load::load_instance(&dir, name)?;
+    let ssh_local_port = match port {
+        SshPort::Unchosen => 0,
+        SshPort::Choose => match config.ssh.as_ref().and_then(|s| s.local_port).unwrap_or(0) {
+            // limavalidate has checked the range.
+            p @ 1..=65535 => p as u16,
+            _ => hostagent::agent::free_local_port()
+                .map_err(io("finding a free port on", "127.0.0.1"))?,
+        },
+    };
+    let resolved = reg.resolve(&config, &ConfigContext::current()).await?;
+    bind(resolved, name, dir, ssh_local_port).await
+}
+
+async fn bind(
+    resolved: registry::Resolved,
+    name: &str,
+    dir: PathBuf,
+    ssh_local_port: u16,
+) -> Result<Opened> {
+    let driver_description = match &resolved.location {
+        registry::Location::Internal => format!("{} (internal)", resolved.name),
+        registry::Location::External(p) => {
+            format!("{} (external: {})", resolved.name, p.display())
+        }
+    };
+    let fail = |call| {
+        let driver = driver_description.clone();
+        move |error| InstanceError::Driver {
+            driver,
+            call,
+            error,
+        }
+    };
+    resolved
+        .driver
+        .configure(InstanceConfig {
+            name: name.to_string(),
+            dir: dir.clone(),
+            config: resolved.config.clone(),
+            ssh_local_port,
+        })
+        .await
+        .map_err(fail("configure"))?;
+    let info = resolved.driver.info().await.map_err(fail("info"))?;
+    Ok(Opened {
+        name: name.to_string(),
+        dir,
+        config: resolved.config,
+        driver: resolved.driver,
+        driver_description,
+        info,
+        ssh_local_port,
+    })
+}
+
+impl Opened {
+    /// Maps a failed driver call to an error naming the driver and the call.
+    pub fn call_failed(&self, call: &'static str) -> impl FnOnce(DriverError) -> InstanceError {
+        let driver = self.driver_description.clone();
+        move |error| InstanceError::Driver {
+            driver,
+            call,
+            error,
+        }
+    }
+
+    /// The trait's order up to the disks: `validate` → `create` → (image fetched into the
+    /// instance directory) → `create_disk`. Fetching and `create_disk` happen once, until the
+    /// `diffdisk` exists.
+    pub async fn prepare(&self) -> Result<()> {
+        self.driver
+            .validate()
+            .await
+            .map_err(self.call_failed("validate"))?;
+        self.driver
+            .create()
+            .await
+            .map_err(self.call_failed("create"))?;
+        if self.dir.join(filenames::DIFF_DISK).exists() {
+            return Ok(());
+        }
+        let (dir, config) = (self.dir.clone(), self.config.clone());
+        tokio::task::spawn_blocking(move || disks::fetch_image(&dir, &config))
+            .await
+            .expect("the image fetch does not panic")?;
+        self.driver
+            .create_disk()
+            .await
+            .map_err(self.call_failed("create_disk"))
+    }
+
+    /// Writes `cidata.iso` for this boot: the user's key, the driver's boot scripts and a
+    /// fresh instance id (so cloud-init runs its per-instance steps again).
+    pub fn write_seed(&self, scripts: &BTreeMap<String, Vec<u8>>, pubkey: &str) -> Result<()> {
+        let keys = [pubkey.trim().to_string()];
+        let seed = cidata::build_seed(&cidata::SeedInput {
+            instance_name: &self.name,
+            instance_id: cidata::fresh_instance_id(),
+            config: &self.config,
+            ssh_public_keys: &keys,
+            boot_scripts: scripts,
+            guest_agent: None,
+            nic_mac: (!self.info.mac_address.is_empty()).then(|| self.info.mac_address.clone()),
+        })
+        .and_then(|seed| seed.write_iso(&self.dir.join(filenames::CIDATA_ISO)));
+        seed.map_err(|source| InstanceError::Seed { source })
+    }
+}
+
+/// The host agent process of instance `name` (`limactl hostagent NAME`, spawned by
+/// [`crate::agentproc::spawn`]): keeps the lock handed over by `limactl start`, opens the
+/// instance (one driver process for the agent's whole life), and runs it until stopped.
+pub async fn run_host_agent(reg: &Registry, name: &str) -> Result<()> {
+    store::adopt_inherited_lock();
+    let dir = store::instance_dir(name)?;
+    let pid_path = dir.join(filenames::HOST_AGENT_PID);
+    store::write_pid_file(&pid_path, std::process::id())?;
+    let result = agent_main(reg, name, &dir).await;
+    let _ = std::fs::remove_file(&pid_path);
+    result
+}
+
+async fn agent_main(reg: &Registry, name: &str, dir: &Path) -> Result<()> {
+    let log_path = dir.join(filenames::HOST_AGENT_STDOUT_LOG);
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&log_path)
+        .map_err(io("opening", &log_path))?;
+    let hub = hostagent::server::Hub::new(Some(log));
+    let inst = match open(reg, name, SshPort::Choose).await {
+        Ok(i) => i,
+        Err(e) => {
+            // `limactl start` follows the events: tell it why, not only our stderr.
+            hub.emit(hostagent::events::Status {
+                errors: vec![e.to_string()],
+                ..Default::default()
+            });
+            return Err(e);
+        }
+    };
+    // The same account the seed creates in the guest.
+    let user = cidata::guest_user(&inst.config).name;
+    let key = sshutil::ensure_user_key_in(&store::config_dir()?)?;
+    let pubkey = key.public_key()?;
+    let opts = hostagent::agent::Options {
+        name: name.to_string(),
+        dir: dir.to_path_buf(),
+        ssh_local_port: inst.ssh_local_port,
+        ssh_user: user,
+        private_key: key.private.clone(),
+        ready_timeout: ready_timeout(),
+        driver_description: inst.driver_description.clone(),
+    };
+    let seed = |scripts: &BTreeMap<String, Vec<u8>>| {
+        inst.write_seed(scripts, &pubkey)
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+    };
+    hostagent::agent::run(opts, inst.driver.as_ref(), &seed, hub).await?;
+    Ok(())
+}
+
+/// How long the guest may take to become ready (`LIMA_READY_TIMEOUT` seconds, default 600).
+fn ready_timeout() -> Duration {
+    Duration::from_secs(
+        std::env::var("LIMA_READY_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(600),
+    )
+}
