@@ -21,6 +21,7 @@ mod host;
 mod tmpl;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use limatype::{
     Audio, CaCertificates, Containerd, File, Firmware, HostResolver, LimaYaml, Mount, Network,
@@ -138,6 +139,14 @@ fn compat_at_least(major: u64, minor: u64) -> bool {
     have >= (major, minor)
 }
 
+/// A config (y) between `_config/default.yaml` (d) and `_config/override.yaml` (o).
+#[derive(Clone, Copy)]
+struct Layers<'a> {
+    y: &'a LimaYaml,
+    d: &'a LimaYaml,
+    o: &'a LimaYaml,
+}
+
 /// First `Some` of o, y, d.
 fn layered<T>(
     y: &LimaYaml,
@@ -199,7 +208,33 @@ struct Templates<'a> {
     param: BTreeMap<String, String>,
 }
 
-impl Templates<'_> {
+impl<'a> Templates<'a> {
+    /// The expansions for an instance; expands `user.home` (which may use `{{.User}}`).
+    fn new(
+        host: &'a HostFacts,
+        name: &'a str,
+        inst_dir: &Path,
+        user: &mut User,
+        param: BTreeMap<String, String>,
+    ) -> Self {
+        let home = user.home.clone().unwrap_or_default();
+        let mut t = Templates {
+            host,
+            name,
+            dir: inst_dir.display().to_string(),
+            user: (
+                user.uid.unwrap_or_default().to_string(),
+                user.name.clone().unwrap_or_default(),
+                home.clone(),
+            ),
+            param,
+        };
+        let home = t.guest(&home);
+        t.user.2 = home.clone();
+        user.home = Some(home);
+        t
+    }
+
     fn param(&self, var: &str) -> Option<String> {
         self.param.get(var.strip_prefix("Param.")?).cloned()
     }
@@ -244,9 +279,12 @@ pub fn fill(
     instance_name: &str,
 ) -> LimaYaml {
     let empty = LimaYaml::default();
-    let y = config;
-    let d = defaults.unwrap_or(&empty);
-    let o = overrides.unwrap_or(&empty);
+    let l = Layers {
+        y: config,
+        d: defaults.unwrap_or(&empty),
+        o: overrides.unwrap_or(&empty),
+    };
+    let Layers { y, d, o } = l;
     let inst_dir = host.lima_home.join(instance_name);
     let file_path = inst_dir.join(limatype::filenames::LIMA_YAML);
     let mut out = LimaYaml {
@@ -264,10 +302,53 @@ pub fn fill(
     out.arch = Some(arch.clone());
     out.vm_type = layered(y, d, o, |c| c.vm_type.clone());
 
-    // User (before anything that expands {{.User}}/{{.Home}}).
+    // The user first: everything after may expand {{.User}} and {{.Home}}.
+    let mut user = fill_user(l, host, &os);
+    let param = merged_map([d.param.as_ref(), y.param.as_ref(), o.param.as_ref()]);
+    let t = Templates::new(host, instance_name, &inst_dir, &mut user, param.clone());
+    out.user = Some(user);
+
+    fill_images(&mut out, l, &arch);
+    fill_resources(&mut out, l, host);
+    fill_devices(&mut out, l, &arch);
+    out.timezone =
+        Some(layered(y, d, o, |c| c.timezone.clone()).unwrap_or_else(|| host.timezone.clone()));
+    fill_ssh(&mut out, l);
+    fill_host_resolver(&mut out, l);
+    fill_provision(&mut out, l, &t, &os);
+    fill_containerd(&mut out, l, &os, &arch);
+    fill_probes(&mut out, l, &t);
+    fill_port_forwards(&mut out, l, &t, &inst_dir);
+    fill_copy_to_host(&mut out, l, &t);
+    out.propagate_proxy_env = Some(layered(y, d, o, |c| c.propagate_proxy_env).unwrap_or(true));
+    out.networks = non_empty(fill_networks(
+        [
+            d.networks.as_ref(),
+            y.networks.as_ref(),
+            o.networks.as_ref(),
+        ],
+        &host.machine_id,
+        &file_path.display().to_string(),
+    ));
+    fill_mount_fields(&mut out, l, &t);
+    fill_dns_env_and_opts(&mut out, l, param);
+    fill_ca_certs(&mut out, l);
+    out.nested_virtualization =
+        Some(layered(y, d, o, |c| c.nested_virtualization).unwrap_or(false));
+    out.plain = Some(layered(y, d, o, |c| c.plain).unwrap_or(false));
+    out.tpm = Some(layered(y, d, o, |c| c.tpm).unwrap_or(false));
+    if out.plain == Some(true) {
+        apply_plain(&mut out);
+    }
+    out
+}
+
+/// `user`, its `home` still unexpanded (see [`Templates::new`]).
+fn fill_user(l: Layers, host: &HostFacts, os: &str) -> User {
+    let Layers { y, d, o } = l;
     let user_field =
         |get: fn(&User) -> Option<String>| layered(y, d, o, |c| c.user.as_ref().and_then(get));
-    let user_name = user_field(|u| u.name.clone()).unwrap_or_else(|| guest_user_name(host));
+    let name = user_field(|u| u.name.clone()).unwrap_or_else(|| guest_user_name(host));
     let comment = user_field(|u| u.comment.clone()).unwrap_or_else(|| host.user_comment.clone());
     let home = user_field(|u| u.home.clone()).unwrap_or_else(|| {
         if os == "Darwin" {
@@ -280,7 +361,7 @@ pub fn fill(
         }
     });
     let shell = user_field(|u| u.shell.clone()).unwrap_or_else(|| {
-        match os.as_str() {
+        match os {
             "FreeBSD" => "/bin/sh",
             "Darwin" => "/bin/zsh",
             "Windows" => "cmd.exe",
@@ -300,28 +381,22 @@ pub fn fill(
         c.user.as_ref().and_then(|u| u.passwordless_sudo)
     })
     .unwrap_or(os != "Darwin");
-    let param = merged_map([d.param.as_ref(), y.param.as_ref(), o.param.as_ref()]);
-    let mut t = Templates {
-        host,
-        name: instance_name,
-        dir: inst_dir.display().to_string(),
-        user: (uid.to_string(), user_name.clone(), home.clone()),
-        param: param.clone(),
-    };
-    let home = t.guest(&home);
-    t.user.2 = home.clone();
-    out.user = Some(User {
-        name: Some(user_name),
+    User {
+        name: Some(name),
         comment: Some(comment),
         home: Some(home),
         shell: Some(shell),
         uid: Some(uid),
         passwordless_sudo: Some(passwordless_sudo),
-    });
+    }
+}
 
+/// `images`: o, y, d; each entry (and its kernel/initrd) gets the arch.
+fn fill_images(out: &mut LimaYaml, l: Layers, arch: &str) {
+    let Layers { y, d, o } = l;
     let mut images = concat([o.images.as_ref(), y.images.as_ref(), d.images.as_ref()]);
     for img in &mut images {
-        let a = img.arch.get_or_insert_with(|| arch.clone()).clone();
+        let a = img.arch.get_or_insert_with(|| arch.to_string()).clone();
         if let Some(k) = &mut img.kernel {
             k.arch.get_or_insert_with(|| a.clone());
         }
@@ -330,7 +405,11 @@ pub fn fill(
         }
     }
     out.images = non_empty(images);
+}
 
+/// `cpus`, `memory`, `disk` and `additionalDisks`.
+fn fill_resources(out: &mut LimaYaml, l: Layers, host: &HostFacts) {
+    let Layers { y, d, o } = l;
     out.cpus = Some(
         layered(y, d, o, |c| c.cpus)
             .filter(|c| *c != 0)
@@ -351,7 +430,11 @@ pub fn fill(
         y.additional_disks.as_ref(),
         d.additional_disks.as_ref(),
     ]));
+}
 
+/// `audio`, `video` and `firmware`.
+fn fill_devices(out: &mut LimaYaml, l: Layers, arch: &str) {
+    let Layers { y, d, o } = l;
     out.audio = Some(Audio {
         device: Some(
             layered(y, d, o, |c| c.audio.as_ref().and_then(|a| a.device.clone()))
@@ -383,7 +466,7 @@ pub fn fill(
     }
     let mut fw_images = concat([fw(o), fw(y), fw(d)]);
     for f in &mut fw_images {
-        f.arch.get_or_insert_with(|| arch.clone());
+        f.arch.get_or_insert_with(|| arch.to_string());
     }
     out.firmware = Some(Firmware {
         legacy_bios: Some(
@@ -391,10 +474,11 @@ pub fn fill(
         ),
         images: non_empty(fw_images),
     });
+}
 
-    out.timezone =
-        Some(layered(y, d, o, |c| c.timezone.clone()).unwrap_or_else(|| host.timezone.clone()));
-
+/// `ssh` (`overVsock` is the driver's).
+fn fill_ssh(out: &mut LimaYaml, l: Layers) {
+    let Layers { y, d, o } = l;
     let ssh = |get: fn(&Ssh) -> Option<bool>| layered(y, d, o, |c| c.ssh.as_ref().and_then(get));
     out.ssh = Some(Ssh {
         local_port: Some(
@@ -407,7 +491,11 @@ pub fn fill(
         // Driver-dependent default.
         over_vsock: ssh(|s| s.over_vsock),
     });
+}
 
+/// `hostResolver`: `hosts` merged d, y, o.
+fn fill_host_resolver(out: &mut LimaYaml, l: Layers) {
+    let Layers { y, d, o } = l;
     fn hr(c: &LimaYaml) -> Option<&BTreeMap<String, String>> {
         c.host_resolver.as_ref().and_then(|h| h.hosts.as_ref())
     }
@@ -420,8 +508,11 @@ pub fn fill(
         ipv6: Some(hrb(|h| h.ipv6).unwrap_or(false)),
         hosts: (!hosts.is_empty()).then_some(hosts),
     });
+}
 
-    // Provision.
+/// `provision` (templates expanded for the guest user), `guestInstallPrefix`, `upgradePackages`.
+fn fill_provision(out: &mut LimaYaml, l: Layers, t: &Templates, os: &str) {
+    let Layers { y, d, o } = l;
     let mut provision = concat([
         o.provision.as_ref(),
         y.provision.as_ref(),
@@ -458,7 +549,11 @@ pub fn fill(
             .unwrap_or_else(|| DEFAULT_GUEST_INSTALL_PREFIX.into()),
     );
     out.upgrade_packages = Some(layered(y, d, o, |c| c.upgrade_packages).unwrap_or(false));
+}
 
+/// `containerd`: user containerd by default on Linux x86_64/aarch64.
+fn fill_containerd(out: &mut LimaYaml, l: Layers, os: &str, arch: &str) {
+    let Layers { y, d, o } = l;
     let cd = |get: fn(&Containerd) -> Option<bool>| {
         layered(y, d, o, |c| c.containerd.as_ref().and_then(get))
     };
@@ -470,7 +565,7 @@ pub fn fill(
         archives = default_containerd_archives();
     }
     for a in &mut archives {
-        a.arch.get_or_insert_with(|| arch.clone());
+        a.arch.get_or_insert_with(|| arch.to_string());
     }
     out.containerd = Some(Containerd {
         system: Some(cd(|c| c.system).unwrap_or(false)),
@@ -479,7 +574,11 @@ pub fn fill(
         ),
         archives: Some(archives),
     });
+}
 
+/// `probes`: readiness by default, numbered descriptions.
+fn fill_probes(out: &mut LimaYaml, l: Layers, t: &Templates) {
+    let Layers { y, d, o } = l;
     let mut probes = concat([o.probes.as_ref(), y.probes.as_ref(), d.probes.as_ref()]);
     let n = probes.len();
     for (i, p) in probes.iter_mut().enumerate() {
@@ -490,7 +589,11 @@ pub fn fill(
         p.script = Some(t.guest(p.script.as_deref().unwrap_or_default()));
     }
     out.probes = non_empty(probes);
+}
 
+/// `portForwards`, each rule through [`fill_port_forward`].
+fn fill_port_forwards(out: &mut LimaYaml, l: Layers, t: &Templates, inst_dir: &Path) {
+    let Layers { y, d, o } = l;
     let mut forwards = concat([
         o.port_forwards.as_ref(),
         y.port_forwards.as_ref(),
@@ -500,7 +603,11 @@ pub fn fill(
         fill_port_forward(rule, &t, &inst_dir);
     }
     out.port_forwards = non_empty(forwards);
+}
 
+/// `copyToHost`: guest paths expanded for the guest, host paths for the host.
+fn fill_copy_to_host(out: &mut LimaYaml, l: Layers, t: &Templates) {
+    let Layers { y, d, o } = l;
     let mut copies = concat([
         o.copy_to_host.as_ref(),
         y.copy_to_host.as_ref(),
@@ -511,19 +618,11 @@ pub fn fill(
         c.host = c.host.as_deref().map(|h| t.host(h));
     }
     out.copy_to_host = non_empty(copies);
+}
 
-    out.propagate_proxy_env = Some(layered(y, d, o, |c| c.propagate_proxy_env).unwrap_or(true));
-
-    out.networks = non_empty(fill_networks(
-        [
-            d.networks.as_ref(),
-            y.networks.as_ref(),
-            o.networks.as_ref(),
-        ],
-        &host.machine_id,
-        &file_path.display().to_string(),
-    ));
-
+/// `mounts`, `mountType`, `mountTypesUnsupported`, `mountInotify`.
+fn fill_mount_fields(out: &mut LimaYaml, l: Layers, t: &Templates) {
+    let Layers { y, d, o } = l;
     out.mount_types_unsupported = non_empty(concat([
         o.mount_types_unsupported.as_ref(),
         y.mount_types_unsupported.as_ref(),
@@ -535,7 +634,11 @@ pub fn fill(
         [d.mounts.as_ref(), y.mounts.as_ref(), o.mounts.as_ref()],
         &t,
     ));
+}
 
+/// `dns`, `env`, `param`, `vmOpts` and `osOpts`.
+fn fill_dns_env_and_opts(out: &mut LimaYaml, l: Layers, param: BTreeMap<String, String>) {
+    let Layers { y, d, o } = l;
     out.dns = [o.dns.as_ref(), y.dns.as_ref(), d.dns.as_ref()]
         .into_iter()
         .flatten()
@@ -551,7 +654,11 @@ pub fn fill(
     out.vm_opts = (vm_opts != limatype::VmOpts::default()).then_some(vm_opts);
     let os_opts = merge_os_opts([d.os_opts.as_ref(), y.os_opts.as_ref(), o.os_opts.as_ref()]);
     out.os_opts = (os_opts != limatype::OsOpts::default()).then_some(os_opts);
+}
 
+/// `caCerts`: files and certs unique over d, y, o.
+fn fill_ca_certs(out: &mut LimaYaml, l: Layers) {
+    let Layers { y, d, o } = l;
     fn cc(c: &LimaYaml, get: fn(&CaCertificates) -> Option<&Vec<String>>) -> Option<&Vec<String>> {
         c.ca_certs.as_ref().and_then(get)
     }
@@ -580,14 +687,11 @@ pub fn fill(
             cc(o, |x| x.certs.as_ref()),
         ])),
     });
+}
 
-    out.nested_virtualization =
-        Some(layered(y, d, o, |c| c.nested_virtualization).unwrap_or(false));
-    out.plain = Some(layered(y, d, o, |c| c.plain).unwrap_or(false));
-    out.tpm = Some(layered(y, d, o, |c| c.tpm).unwrap_or(false));
-
+/// Plain mode: no mounts, no containerd, no automatic port forwards, no timezone.
+fn apply_plain(out: &mut LimaYaml) {
     if out.plain == Some(true) {
-        // Plain mode: no mounts, no containerd, no automatic port forwards, no timezone.
         out.port_forwards = out
             .port_forwards
             .take()
@@ -600,10 +704,9 @@ pub fn fill(
         }
         out.timezone = Some(String::new());
     }
-    out
 }
 
-fn fill_port_forward(rule: &mut PortForward, t: &Templates, inst_dir: &std::path::Path) {
+fn fill_port_forward(rule: &mut PortForward, t: &Templates, inst_dir: &Path) {
     rule.proto.get_or_insert_with(|| "any".into());
     if rule.guest_ip.is_none() {
         rule.guest_ip = Some(if rule.guest_ip_must_be_zero == Some(true) {

@@ -152,8 +152,35 @@ fn valid_identifier(s: &str) -> bool {
 /// well-formed driver name: which drivers exist is the registry's business. Returns every
 /// problem found.
 pub fn validate(y: &LimaYaml) -> Vec<Problem> {
-    let mut p = Problems::default();
+    let mut problems = Problems::default();
+    let p = &mut problems;
+    let os = y.os.as_deref().unwrap_or("Linux");
+    let arch = y.arch.as_deref().unwrap_or_default();
+    // The order of the groups is the order problems are reported in.
+    validate_base_and_version(p, y);
+    validate_platform(p, y, os, arch);
+    validate_user(p, y, os);
+    validate_images(p, y);
+    validate_resources(p, y);
+    validate_additional_disks(p, y);
+    validate_mounts(p, y, os);
+    validate_ssh(p, y);
+    validate_mount_type(p, y);
+    validate_provision(p, y, os);
+    validate_containerd(p, y);
+    validate_probes(p, y);
+    validate_port_forwards(p, y);
+    validate_copy_to_host(p, y);
+    validate_dns(p, y);
+    validate_networks(p, y);
+    validate_param(p, y);
+    validate_sudo(p, y, os);
+    validate_devices_and_timezone(p, y, arch);
+    problems.0
+}
 
+/// `base` must be embedded; `minimumLimaVersion` must not exceed ours.
+fn validate_base_and_version(p: &mut Problems, y: &LimaYaml) {
     if y.base.as_ref().is_some_and(|b| !b.is_empty()) {
         p.add("base", "must be resolved (embedded) before validation");
     }
@@ -174,9 +201,10 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             }
         }
     }
+}
 
-    let os = y.os.as_deref().unwrap_or("Linux");
-    let arch = y.arch.as_deref().unwrap_or_default();
+/// `os`, `arch` and `vmType` (only its form: the registry knows which drivers exist).
+fn validate_platform(p: &mut Problems, y: &LimaYaml, os: &str, arch: &str) {
     if !limatype::OS_TYPES.contains(&os) {
         p.add(
             "os",
@@ -210,7 +238,10 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             );
         }
     }
+}
 
+/// `user`: shell, name, uid and home.
+fn validate_user(p: &mut Problems, y: &LimaYaml, os: &str) {
     if let Some(shell) = y.user.as_ref().and_then(|u| u.shell.as_deref()) {
         if os == "Windows" {
             let base = shell
@@ -256,7 +287,10 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             }
         }
     }
+}
 
+/// `images` and their kernels and initrds.
+fn validate_images(p: &mut Problems, y: &LimaYaml) {
     match &y.images {
         None => p.add("images", "must be set"),
         Some(v) if v.is_empty() => p.add("images", "must be set"),
@@ -264,7 +298,7 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             for (i, img) in images.iter().enumerate() {
                 let f = format!("images[{i}]");
                 check_file(
-                    &mut p,
+                    p,
                     &f,
                     &img.location,
                     img.arch.as_deref(),
@@ -272,7 +306,7 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
                 );
                 if let Some(k) = &img.kernel {
                     check_file(
-                        &mut p,
+                        p,
                         &format!("{f}.kernel"),
                         &k.location,
                         k.arch.as_deref(),
@@ -290,7 +324,7 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
                 }
                 if let Some(k) = &img.initrd {
                     check_file(
-                        &mut p,
+                        p,
                         &format!("{f}.initrd"),
                         &k.location,
                         k.arch.as_deref(),
@@ -309,7 +343,10 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             }
         }
     }
+}
 
+/// `cpus`, `memory` and `disk`.
+fn validate_resources(p: &mut Problems, y: &LimaYaml) {
     if let Some(c) = y.cpus {
         if c < 1 {
             p.add("cpus", format!("must be at least 1, got {c}"));
@@ -324,7 +361,10 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             }
         }
     }
+}
 
+/// `additionalDisks`: valid, unique names.
+fn validate_additional_disks(p: &mut Problems, y: &LimaYaml) {
     let mut disk_names = BTreeMap::new();
     for (i, d) in y.additional_disks.iter().flatten().enumerate() {
         if !valid_identifier(&d.name) {
@@ -337,7 +377,10 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             );
         }
     }
+}
 
+/// `mounts`: locations, mount points and their 9p/virtiofs options.
+fn validate_mounts(p: &mut Problems, y: &LimaYaml, os: &str) {
     let home = y
         .user
         .as_ref()
@@ -410,13 +453,19 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             }
         }
     }
+}
 
+/// `ssh.localPort` (0 means "pick one").
+fn validate_ssh(p: &mut Problems, y: &LimaYaml) {
     if let Some(port) = y.ssh.as_ref().and_then(|s| s.local_port) {
         if port != 0 {
-            check_port(&mut p, "ssh.localPort", port);
+            check_port(p, "ssh.localPort", port);
         }
     }
+}
 
+/// `mountType` and `mountTypesUnsupported`.
+fn validate_mount_type(p: &mut Problems, y: &LimaYaml) {
     if let Some(mt) = y.mount_type.as_deref() {
         if !limatype::MOUNT_TYPES.contains(&mt) {
             p.add(
@@ -431,9 +480,10 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             );
         }
     }
+}
 
-    validate_provision(&mut p, y, os);
-
+/// `containerd.archives`, when containerd is enabled.
+fn validate_containerd(p: &mut Problems, y: &LimaYaml) {
     let containerd = y.containerd.as_ref();
     if containerd.is_some_and(|c| c.user == Some(true) || c.system == Some(true)) {
         let archives = containerd.and_then(|c| c.archives.as_ref());
@@ -445,7 +495,7 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
         }
         for (i, a) in archives.into_iter().flatten().enumerate() {
             check_file(
-                &mut p,
+                p,
                 &format!("containerd.archives[{i}]"),
                 &a.location,
                 a.arch.as_deref(),
@@ -453,7 +503,10 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             );
         }
     }
+}
 
+/// `probes`: embedded scripts and known modes.
+fn validate_probes(p: &mut Problems, y: &LimaYaml) {
     for (i, probe) in y.probes.iter().flatten().enumerate() {
         let f = format!("probes[{i}]");
         if probe.file.is_some() {
@@ -476,9 +529,10 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             }
         }
     }
+}
 
-    validate_port_forwards(&mut p, y);
-
+/// `copyToHost`: absolute paths.
+fn validate_copy_to_host(p: &mut Problems, y: &LimaYaml) {
     for (i, c) in y.copy_to_host.iter().flatten().enumerate() {
         let f = format!("copyToHost[{i}]");
         for (key, value) in [("guest", &c.guest), ("host", &c.host)] {
@@ -492,7 +546,10 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             }
         }
     }
+}
 
+/// `dns` and `hostResolver`.
+fn validate_dns(p: &mut Problems, y: &LimaYaml) {
     if y.host_resolver
         .as_ref()
         .is_some_and(|h| h.enabled == Some(true))
@@ -508,9 +565,10 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             );
         }
     }
+}
 
-    validate_networks(&mut p, y);
-
+/// `param`: names and printable values.
+fn validate_param(p: &mut Problems, y: &LimaYaml) {
     for (name, value) in y.param.iter().flatten() {
         let mut chars = name.chars();
         let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -528,7 +586,10 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             );
         }
     }
+}
 
+/// `user.passwordlessSudo` against the guest OS, the driver and `plain`.
+fn validate_sudo(p: &mut Problems, y: &LimaYaml, os: &str) {
     let sudo = y.user.as_ref().and_then(|u| u.passwordless_sudo);
     if os == "Darwin" && sudo == Some(true) {
         p.add(
@@ -545,6 +606,10 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
     if sudo == Some(false) && os != "Darwin" && y.plain != Some(true) {
         p.add("user.passwordlessSudo", "`false` requires `plain: true`");
     }
+}
+
+/// `tpm`, `audio.interface` and `timezone`.
+fn validate_devices_and_timezone(p: &mut Problems, y: &LimaYaml, arch: &str) {
     if y.tpm == Some(true) && !["x86_64", "aarch64", "armv7l", "riscv64"].contains(&arch) {
         p.add("tpm", format!("is not supported on arch {arch:?}"));
     }
@@ -564,7 +629,6 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
             );
         }
     }
-    p.0
 }
 
 fn validate_provision(p: &mut Problems, y: &LimaYaml, os: &str) {
