@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 /// Every driver this workspace has: crate `crates/<name>`, limactl feature `driver-<name>`,
-/// executable `lima-driver-<name>`.
-pub const KNOWN_DRIVERS: &[&str] = &["qemu", "vz", "wsl2", "krunkit"];
+/// executable `lima-driver-<name>`. Derived from the layer table's `Kind::Driver` rows.
+pub const KNOWN_DRIVERS: &[&str] = crate::layers::DRIVERS;
 
 #[derive(clap::Args)]
 pub struct BuildArgs {

@@ -10,6 +10,8 @@ mod demo;
 mod layer_rules;
 mod layers;
 mod local_image;
+#[cfg(test)]
+mod tidy;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
