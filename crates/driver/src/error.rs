@@ -111,11 +111,6 @@ impl DriverError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
     }
-
-    /// The error a driver returns for a call it does not implement, naming driver and call.
-    pub fn not_implemented(driver: &str, call: &str) -> Self {
-        Self::unsupported(format!("driver {driver:?} does not support {call}"))
-    }
 }
 
 pub type Result<T, E = DriverError> = std::result::Result<T, E>;

@@ -2,7 +2,6 @@
 //! The driver-trait methods delegate here.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use limatype::{filenames, ByteSize, Image, LimaYaml};
@@ -37,7 +36,6 @@ pub struct Machine {
     pub ssh_address: String,
     pub ssh_local_port: u16,
     running: tokio::sync::Mutex<Option<vm::Running>>,
-    exit_status: Mutex<Option<String>>,
 }
 
 impl Machine {
@@ -49,7 +47,6 @@ impl Machine {
             ssh_address: "127.0.0.1".into(),
             ssh_local_port,
             running: tokio::sync::Mutex::new(None),
-            exit_status: Mutex::new(None),
         }
     }
 
@@ -134,11 +131,7 @@ impl Machine {
                 base.display()
             )));
         }
-        let format = vm::image_format(&base).await?;
-        if format != "qcow2" && format != "raw" {
-            return Err(vm::VmError::UnsupportedFormat { path: base, format }.into());
-        }
-        vm::create_diffdisk(&self.dir, &format, self.disk_bytes()?).await?;
+        vm::create_diffdisk(&self.dir, self.disk_bytes()?).await?;
         Ok(())
     }
 
@@ -224,7 +217,6 @@ impl Machine {
                 };
                 if let Ok(Some(st)) = r.child.try_wait() {
                     let s = st.to_string();
-                    *self.exit_status.lock().unwrap() = Some(s.clone());
                     *guard = None;
                     vm::cleanup(&self.dir);
                     return Ok(s);

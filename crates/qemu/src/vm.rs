@@ -86,37 +86,19 @@ pub async fn virtual_size(path: &Path) -> Result<u64> {
     Ok(v["virtual-size"].as_u64().unwrap_or(0))
 }
 
-/// `basedisk` = the image (qcow2 or raw, copied as is), `diffdisk` = a qcow2 overlay backed by
-/// it, grown to `disk_bytes` (never shrunk below the image). Does nothing if `diffdisk` exists.
-pub async fn create_disks(inst_dir: &Path, image: &Path, disk_bytes: u64) -> Result<()> {
+/// `diffdisk`: a qcow2 overlay on the existing `basedisk` (qcow2 or raw; other formats are
+/// refused), grown to `disk_bytes` (never shrunk below the base). Does nothing if `diffdisk`
+/// exists.
+pub async fn create_diffdisk(inst_dir: &Path, disk_bytes: u64) -> Result<()> {
     let diff = inst_dir.join(filenames::DIFF_DISK);
     if diff.exists() {
         return Ok(());
     }
-    let format = image_format(image).await?;
+    let base = inst_dir.join(filenames::BASE_DISK);
+    let format = image_format(&base).await?;
     if format != "qcow2" && format != "raw" {
-        return Err(VmError::UnsupportedFormat {
-            path: image.to_path_buf(),
-            format,
-        });
+        return Err(VmError::UnsupportedFormat { path: base, format });
     }
-    let base = inst_dir.join(filenames::BASE_DISK);
-    let tmp = inst_dir.join("basedisk.tmp");
-    tokio::fs::copy(image, &tmp).await.map_err(io_err(image))?;
-    tokio::fs::rename(&tmp, &base)
-        .await
-        .map_err(io_err(&base))?;
-    create_diffdisk(inst_dir, &format, disk_bytes).await
-}
-
-/// `diffdisk`: a qcow2 overlay on the existing `basedisk` (of `format`), grown to
-/// `disk_bytes` (never shrunk below the base). Does nothing if `diffdisk` exists.
-pub async fn create_diffdisk(inst_dir: &Path, format: &str, disk_bytes: u64) -> Result<()> {
-    let diff = inst_dir.join(filenames::DIFF_DISK);
-    if diff.exists() {
-        return Ok(());
-    }
-    let base = inst_dir.join(filenames::BASE_DISK);
     let size = disk_bytes.max(virtual_size(&base).await?);
     let diff_tmp = inst_dir.join("diffdisk.tmp");
     // A relative backing path keeps the instance dir movable.
@@ -128,7 +110,7 @@ pub async fn create_diffdisk(inst_dir: &Path, format: &str, disk_bytes: u64) -> 
             "-f",
             "qcow2",
             "-F",
-            format,
+            &format,
             "-b",
             filenames::BASE_DISK,
             &diff_tmp.display().to_string(),
@@ -285,6 +267,14 @@ pub fn cleanup(inst_dir: &Path) {
 mod tests {
     use super::*;
 
+    /// An instance dir under `dir` with `image` downloaded as its basedisk, then its disks.
+    async fn disks_from(dir: &Path, inst: &str, image: &Path, disk_bytes: u64) -> Result<PathBuf> {
+        let inst = dir.join(inst);
+        std::fs::create_dir_all(&inst).unwrap();
+        std::fs::copy(image, inst.join(filenames::BASE_DISK)).unwrap();
+        create_diffdisk(&inst, disk_bytes).await.map(|()| inst)
+    }
+
     #[tokio::test]
     async fn disks_from_qcow2_and_raw_images() {
         for fmt in ["qcow2", "raw"] {
@@ -296,9 +286,7 @@ mod tests {
             )
             .await
             .unwrap();
-            let inst = dir.path().join("inst");
-            std::fs::create_dir(&inst).unwrap();
-            create_disks(&inst, &img, 1 << 30).await.unwrap();
+            let inst = disks_from(dir.path(), "inst", &img, 1 << 30).await.unwrap();
             assert_eq!(image_format(&inst.join("basedisk")).await.unwrap(), fmt);
             let diff = inst.join("diffdisk");
             assert_eq!(image_format(&diff).await.unwrap(), "qcow2");
@@ -314,7 +302,7 @@ mod tests {
                 "{info}"
             );
             // Idempotent: a second call keeps the existing disk.
-            create_disks(&inst, &img, 2 << 30).await.unwrap();
+            create_diffdisk(&inst, 2 << 30).await.unwrap();
             assert_eq!(virtual_size(&diff).await.unwrap(), 1 << 30);
         }
     }
@@ -329,9 +317,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let inst = dir.path().join("inst");
-        std::fs::create_dir(&inst).unwrap();
-        create_disks(&inst, &img, 1 << 30).await.unwrap();
+        let inst = disks_from(dir.path(), "inst", &img, 1 << 30).await.unwrap();
         assert_eq!(virtual_size(&inst.join("diffdisk")).await.unwrap(), 2 << 30);
 
         let vmdk = dir.path().join("x.vmdk");
@@ -341,13 +327,11 @@ mod tests {
         )
         .await
         .unwrap();
-        let inst2 = dir.path().join("inst2");
-        std::fs::create_dir(&inst2).unwrap();
-        let e = create_disks(&inst2, &vmdk, 1 << 30)
+        let e = disks_from(dir.path(), "inst2", &vmdk, 1 << 30)
             .await
             .unwrap_err()
             .to_string();
-        assert!(e.contains("vmdk") && e.contains("x.vmdk"), "{e}");
+        assert!(e.contains("vmdk") && e.contains("basedisk"), "{e}");
     }
 
     #[tokio::test]

@@ -229,7 +229,20 @@ fn outcome<T: Debug>(r: &Result<T>, dir: &str) -> String {
         Ok(v) => format!("ok {v:?}"),
         Err(e) => format!("err[{}] {}", e.kind, e.message),
     };
-    text.replace(dir, "$DIR")
+    mask_mac(&text.replace(dir, "$DIR"))
+}
+
+/// Info's MAC address derives from the instance directory, which differs between the two
+/// forms: a non-empty one is written `$MAC`.
+fn mask_mac(text: &str) -> String {
+    const FIELD: &str = "mac_address: \"";
+    let Some(start) = text.find(FIELD).map(|i| i + FIELD.len()) else {
+        return text.to_string();
+    };
+    match text[start..].find('"') {
+        Some(0) | None => text.to_string(),
+        Some(len) => format!("{}$MAC{}", &text[..start], &text[start + len..]),
+    }
 }
 
 async fn transcript(
