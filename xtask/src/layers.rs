@@ -113,7 +113,7 @@ pub const LAYERS: &[Layer] = &[
     },
     Layer {
         crate_name: "sshutil",
-        layer: (7, 0),
+        layer: (7, 1),
         kind: Kind::Host,
         owns: "SSH keys, ssh.config and the OpenSSH client",
     },
@@ -125,13 +125,13 @@ pub const LAYERS: &[Layer] = &[
     },
     Layer {
         crate_name: "hostagent",
-        layer: (7, 1),
+        layer: (7, 2),
         kind: Kind::Host,
         owns: "the per-instance host agent",
     },
     Layer {
         crate_name: "instance",
-        layer: (7, 2),
+        layer: (7, 3),
         kind: Kind::Host,
         owns: "one instance's flow: create, start, stop, delete, inspect",
     },

@@ -23,6 +23,8 @@ pub enum SshError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     #[error("control socket path {0} is too long for a unix socket (>= 108 bytes); use a shorter LIMA_HOME")]
     PathTooLong(PathBuf),
 }
@@ -57,7 +59,7 @@ pub fn ensure_user_key_in(config: &Path) -> Result<UserKey> {
     if key.private.exists() && key.public.exists() {
         return Ok(key);
     }
-    ensure_private_dir(config)?;
+    store::ensure_private_dir(config)?;
     let _lock = lock_dir(config)?;
     if key.private.exists() && key.public.exists() {
         return Ok(key);
@@ -89,16 +91,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SshError + '_ {
     }
 }
 
-fn ensure_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_err(dir))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(dir))
-}
-
 /// A blocking flock on `DIR/.keygen.lock`, released when the file is dropped.
 fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     use std::os::fd::AsRawFd;
@@ -114,23 +106,6 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
         return Err(io_err(&path)(std::io::Error::last_os_error()));
     }
     Ok(f)
-}
-
-/// Writes `data` with mode 0600 (through a temp file, then rename).
-fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(data).map_err(io_err(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
 /// Options shared by every connection to an instance (`KEY=VALUE`, as for `ssh -o`).
@@ -191,7 +166,7 @@ pub fn write_config(
     opts: &[String],
 ) -> Result<PathBuf> {
     let path = inst_dir.join(filenames::SSH_CONFIG);
-    write_private_file(
+    store::write_private_file(
         &path,
         format_config(inst_name, address, port, opts).as_bytes(),
     )?;

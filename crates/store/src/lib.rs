@@ -98,6 +98,8 @@ pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
         .open(&tmp)
         .map_err(io_err(&tmp))?;
     f.write_all(data).map_err(io_err(&tmp))?;
+    // On disk before the rename: a crash must leave the old file or the new one, whole.
+    f.sync_all().map_err(io_err(&tmp))?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }
