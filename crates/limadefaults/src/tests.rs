@@ -1,3 +1,4 @@
+//! Unit tests of the defaults: precedence, host facts, per-field filling.
 use super::*;
 use std::path::PathBuf;
 

@@ -1,3 +1,4 @@
+//! Parsing lima.yaml into limatype: fields, unknown keys and round trips.
 use limatype::LimaYaml;
 
 #[test]

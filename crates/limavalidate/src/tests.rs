@@ -1,3 +1,4 @@
+//! Unit tests of validation: each rule with a value it accepts and one it refuses.
 use super::*;
 
 fn size(s: &str) -> Option<u64> {

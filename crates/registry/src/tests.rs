@@ -1,3 +1,4 @@
+//! Unit tests of the registry: discovery, precedence, resolution and its errors.
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
