@@ -73,15 +73,11 @@ pub fn run(args: Args) -> Result<()> {
 
     run_step(&DENY)?;
 
-    // HOOK: the offline local guest image is built here, before the tests that boot it.
-    // `cargo xtask local-image` comes from the image work; until that subcommand exists this
-    // step is skipped (see `local_image_available`).
+    // The offline local guest image, before the tests that boot it.
     if args.skip_image {
         eprintln!("==> ci: local guest image: skipped (--skip-image)");
-    } else if local_image_available() {
-        run_step(&LOCAL_IMAGE)?;
     } else {
-        eprintln!("==> ci: local guest image: skipped (no `cargo xtask local-image` yet)");
+        run_step(&LOCAL_IMAGE)?;
     }
 
     run_step(&TESTS)?;
@@ -113,12 +109,4 @@ fn fail(what: &str, command: &str) -> ! {
 
 fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
-}
-
-/// Whether this xtask has a `local-image` subcommand (another part of the project adds it).
-fn local_image_available() -> bool {
-    use clap::CommandFactory;
-    crate::Cli::command()
-        .get_subcommands()
-        .any(|c| c.get_name() == "local-image")
 }
