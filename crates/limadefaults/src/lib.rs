@@ -600,7 +600,7 @@ fn fill_port_forwards(out: &mut LimaYaml, l: Layers, t: &Templates, inst_dir: &P
         d.port_forwards.as_ref(),
     ]);
     for rule in &mut forwards {
-        fill_port_forward(rule, &t, &inst_dir);
+        fill_port_forward(rule, t, inst_dir);
     }
     out.port_forwards = non_empty(forwards);
 }
@@ -632,7 +632,7 @@ fn fill_mount_fields(out: &mut LimaYaml, l: Layers, t: &Templates) {
     out.mount_inotify = Some(layered(y, d, o, |c| c.mount_inotify).unwrap_or(false));
     out.mounts = non_empty(fill_mounts(
         [d.mounts.as_ref(), y.mounts.as_ref(), o.mounts.as_ref()],
-        &t,
+        t,
     ));
 }
 
