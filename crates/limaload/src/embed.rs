@@ -50,7 +50,7 @@ pub(crate) fn parse(src: &Source) -> Result<(limatype::LimaYaml, Value), LoadErr
     let value = if src.text.trim().is_empty() {
         Value::Null
     } else {
-        serde_yaml::from_str::<Value>(&src.text)
+        crate::from_yaml_text::<Value>(&src.text)
             .map_err(|e| fail(with_field_from_line(src, crate::parse_diagnostic(src, &e))))?
     };
     let value = match value {
@@ -70,7 +70,7 @@ pub(crate) fn parse(src: &Source) -> Result<(limatype::LimaYaml, Value), LoadErr
             }));
         }
     };
-    let typed = limatype::LimaYaml::from_yaml(&src.text).map_err(|e| {
+    let typed = typed_config(&src.text, &value).map_err(|e| {
         let mut d = crate::parse_diagnostic(src, &e);
         if d.field.is_empty() {
             // Some errors (custom deserializers) carry no path: find the top-level key that
@@ -92,6 +92,36 @@ pub(crate) fn parse(src: &Source) -> Result<(limatype::LimaYaml, Value), LoadErr
         fail(with_field_from_line(src, d))
     })?;
     Ok((typed, value))
+}
+
+/// The typed config of a file whose generic `value` parsed. YAML merge keys (`<<: *anchor`)
+/// are resolved by Lima's YAML library but are a plain `<<` field to serde's struct
+/// deserializer: such files are parsed from the merged value (without line numbers).
+fn typed_config(text: &str, value: &Value) -> Result<limatype::LimaYaml, crate::ParseError> {
+    if !has_merge_key(value) {
+        return if text.trim().is_empty() {
+            Ok(limatype::LimaYaml::default())
+        } else {
+            crate::from_yaml_text(text)
+        };
+    }
+    let mut merged = value.clone();
+    merged.apply_merge().map_err(|error| crate::ParseError {
+        path: ".".into(),
+        error,
+    })?;
+    Ok(serde_path_to_error::deserialize(merged)?)
+}
+
+fn has_merge_key(value: &Value) -> bool {
+    match value {
+        Value::Mapping(m) => m
+            .iter()
+            .any(|(k, v)| k.as_str() == Some("<<") || has_merge_key(v)),
+        Value::Sequence(s) => s.iter().any(has_merge_key),
+        Value::Tagged(t) => has_merge_key(&t.value),
+        _ => false,
+    }
 }
 
 /// Names the field by the line when nothing better is known.
@@ -297,7 +327,8 @@ fn absolutize(
     src: &Source,
 ) -> Result<(), LoadError> {
     let fix = |loc: &str, field: &str| {
-        absolute_locator(loc, &src.locator).map_err(|m| LoadError(vec![diag(src, field, m)]))
+        absolute_locator(loc, &src.locator)
+            .map_err(|e| LoadError(vec![diag(src, field, e.to_string())]))
     };
     if let Some(bases) = &typed.base {
         let mut fixed = Vec::new();

@@ -18,7 +18,7 @@ use limavalidate::LineIndex;
 pub use embed::use_abs_locators;
 pub use locator::{
     absolute_locator, find_template, instance_name, list_templates, read, resolve_custom_scheme,
-    template_dirs, template_name, Source, MAX_TEMPLATE_BYTES,
+    template_dirs, template_name, LocatorError, Source, MAX_TEMPLATE_BYTES,
 };
 
 /// One problem, printed as `FILE:LINE: FIELD: message` (parts that are unknown are left out).
@@ -116,78 +116,65 @@ pub struct Loaded {
     pub config: LimaYaml,
 }
 
-/// Turns a serde_yaml error into a diagnostic naming the field and line.
-pub(crate) fn parse_diagnostic(src: &Source, e: &serde_yaml::Error) -> Diagnostic {
-    let line = e.location().map(|l| l.line());
-    let mut message = e.to_string();
+/// A YAML parse failure: the field path the deserializer had reached (from
+/// `serde_path_to_error`, `.` for the document) and serde_yaml's error.
+pub(crate) struct ParseError {
+    pub path: String,
+    pub error: serde_yaml::Error,
+}
+
+impl<E: Into<serde_yaml::Error>> From<serde_path_to_error::Error<E>> for ParseError {
+    fn from(e: serde_path_to_error::Error<E>) -> Self {
+        ParseError {
+            path: e.path().to_string(),
+            error: e.into_inner().into(),
+        }
+    }
+}
+
+/// Deserializes YAML text, tracking the field path of a failure.
+pub(crate) fn from_yaml_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ParseError> {
+    Ok(serde_path_to_error::deserialize(
+        serde_yaml::Deserializer::from_str(text),
+    )?)
+}
+
+/// `a.b[2].c`, then `a.b[2]`, `a.b`, `a`.
+fn self_and_ancestors(path: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(path).filter(|p| !p.is_empty()), |p| {
+        p.rfind(['.', '[']).map(|cut| &p[..cut])
+    })
+}
+
+/// Turns a parse failure into a diagnostic naming the field and line.
+pub(crate) fn parse_diagnostic(src: &Source, e: &ParseError) -> Diagnostic {
+    let mut line = e.error.location().map(|l| l.line());
+    let mut field = if e.path == "." {
+        String::new()
+    } else {
+        e.path.clone()
+    };
+    let mut message = e.error.to_string();
     // serde_yaml appends " at line L column C"; the line is reported separately.
     if let Some(pos) = message.rfind(" at line ") {
         message.truncate(pos);
     }
-    let mut field = String::new();
-    // serde_yaml prefixes nested errors with the path: `portForwards[0].guestPort: invalid ...`.
-    if let Some((path, rest)) = message.split_once(": ") {
-        if !path.is_empty()
-            && !path.contains(' ')
-            && path
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._[]".contains(c))
-        {
-            field = path.to_string();
-            message = rest.to_string();
-        }
+    // serde_yaml prefixes nested errors with the field or its parent, which is said already.
+    if let Some(rest) =
+        self_and_ancestors(&field).find_map(|p| message.strip_prefix(&format!("{p}: ")))
+    {
+        message = rest.to_string();
     }
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some((key, _)) = rest.split_once('`') {
-            field = if field.is_empty() || field == "." {
-                key.to_string()
-            } else {
-                format!("{field}.{key}")
-            };
-        }
-    }
-    let mut line = line;
-    let duplicate = message
-        .strip_prefix("duplicate field `")
-        .and_then(|r| r.split_once('`'))
-        .or_else(|| {
-            message
-                .strip_prefix("duplicate entry with key \"")
-                .and_then(|r| r.split_once('"'))
-        })
-        .map(|(key, _)| key.to_string());
-    if let Some(key) = duplicate {
-        let key = key.as_str();
-        {
-            field = if field.is_empty() || field == "." {
-                key.to_string()
-            } else {
-                format!("{field}.{key}")
-            };
-            // serde_yaml points at the mapping; the second occurrence is the mistake.
-            let second = src
-                .text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| {
-                    let t = l.trim_start().trim_start_matches("- ");
-                    t.strip_prefix(key)
-                        .is_some_and(|r| r.trim_start().starts_with(':'))
-                })
-                .map(|(i, _)| i + 1)
-                .find(|l| line.is_none_or(|start| *l >= start))
-                .and_then(|first| {
-                    src.text.lines().enumerate().skip(first).find_map(|(i, l)| {
-                        let t = l.trim_start().trim_start_matches("- ");
-                        t.strip_prefix(key)
-                            .is_some_and(|r| r.trim_start().starts_with(':'))
-                            .then_some(i + 1)
-                    })
-                });
-            if second.is_some() {
-                line = second;
-            }
-        }
+    // A repeated key fails the mapping holding it; the line index knows the key and where it
+    // repeats (the repeat is the mistake).
+    let lines = LineIndex::from_yaml(&src.text);
+    let repeat = lines.duplicate_keys().iter().find(|(key_path, _)| {
+        let parent = key_path.rfind('.').map_or("", |cut| &key_path[..cut]);
+        parent == field
+    });
+    if let Some((key_path, repeat_line)) = repeat {
+        field = key_path.clone();
+        line = Some(*repeat_line);
     }
     Diagnostic {
         file: src.display.clone(),
@@ -499,11 +486,6 @@ pub fn load_text(text: &str, display: &str, opts: &LoadOptions) -> Result<Loaded
     let embedded = embed_source(src, opts)?;
     let config = fill_and_validate(&embedded, opts)?;
     Ok(Loaded { embedded, config })
-}
-
-/// `$LIMA_HOME`, or `~/.lima`.
-pub fn lima_home() -> PathBuf {
-    HostFacts::detect().lima_home
 }
 
 #[cfg(test)]

@@ -9,6 +9,77 @@ use crate::Diagnostic;
 /// Lima's limit on the size of one template (and of stdin).
 pub const MAX_TEMPLATE_BYTES: u64 = 4 << 20;
 
+/// Why a locator could not be resolved or read. The texts are what `FILE: message`
+/// diagnostics show.
+#[derive(Debug, thiserror::Error)]
+pub enum LocatorError {
+    #[error("template name is empty")]
+    EmptyTemplateName,
+    #[error("template name {0:?} must not contain \"..\"")]
+    TemplateNameTraversal(String),
+    #[error("template name {0:?} must be relative")]
+    TemplateNameAbsolute(String),
+    #[error("template {name:?} not found in {}", join_dirs(.dirs))]
+    TemplateNotFound { name: String, dirs: Vec<PathBuf> },
+    #[error("cannot open: {0}")]
+    Open(#[source] std::io::Error),
+    #[error("is a directory")]
+    IsDirectory,
+    #[error("reading {what}: {source}")]
+    Read {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} is larger than the {} MiB limit for a template", MAX_TEMPLATE_BYTES >> 20)]
+    TooLarge { what: &'static str },
+    #[error("{what} is not UTF-8 text (invalid byte at offset {offset}); is it a YAML file?")]
+    NotUtf8 { what: &'static str, offset: usize },
+    #[error("fetching: {0}")]
+    Http(#[source] Box<ureq::Error>),
+    #[error("URL plugins loop: {}", .0.join(" -> "))]
+    PluginLoop(Vec<String>),
+    #[error("running {}: {source}", plugin.display())]
+    PluginSpawn {
+        plugin: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} {arg} failed ({status}): {stderr}", plugin.display())]
+    PluginFailed {
+        plugin: PathBuf,
+        arg: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("{} {arg} printed no locator", plugin.display())]
+    PluginNoLocator { plugin: PathBuf, arg: String },
+    #[error("a file:// URL needs an absolute path")]
+    FileUrlNotAbsolute,
+    #[error(
+        "unsupported locator scheme {0:?}: no `limactl-url-{0}` plugin in $PATH or libexec/lima \
+         (else use a path, -, file://, http(s):// or template:; `github:` is not supported yet)"
+    )]
+    UnsupportedScheme(String),
+    #[error("{0}")]
+    Absolute(#[source] std::io::Error),
+    #[error("locator is empty")]
+    EmptyLocator,
+    #[error("cannot expand ~: HOME is not set")]
+    NoHome,
+    #[error("relative locator {0:?} must not contain \"..\" path segments")]
+    RelativeTraversal(String),
+    #[error("relative locator {0:?} cannot be used in a config read from stdin")]
+    RelativeFromStdin(String),
+}
+
+fn join_dirs(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// One config read from a locator.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -88,15 +159,15 @@ pub fn template_name(locator: &str) -> Option<&str> {
 
 /// Finds template `name` in `dirs`. Refuses names that could leave the template
 /// directories (`..` segments, absolute paths).
-pub fn find_template(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, String> {
+pub fn find_template(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, LocatorError> {
     if name.is_empty() {
-        return Err("template name is empty".into());
+        return Err(LocatorError::EmptyTemplateName);
     }
     if name.split(['/', '\\']).any(|seg| seg == "..") || name.contains('\0') {
-        return Err(format!("template name {name:?} must not contain \"..\""));
+        return Err(LocatorError::TemplateNameTraversal(name.into()));
     }
     if name.starts_with('/') || name.starts_with('\\') {
-        return Err(format!("template name {name:?} must be relative"));
+        return Err(LocatorError::TemplateNameAbsolute(name.into()));
     }
     // As Lima: add `.yaml` unless the name has an extension (`ubuntu-24.04` has none).
     let ext = Path::new(name).extension().and_then(|e| e.to_str());
@@ -112,47 +183,39 @@ pub fn find_template(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, String> {
             return Ok(path);
         }
     }
-    Err(format!(
-        "template {name:?} not found in {}",
-        dirs.iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(":")
-    ))
+    Err(LocatorError::TemplateNotFound {
+        name: name.into(),
+        dirs: dirs.to_vec(),
+    })
 }
 
-fn read_limited(mut r: impl Read, what: &str) -> Result<String, String> {
+fn read_limited(mut r: impl Read, what: &'static str) -> Result<String, LocatorError> {
     let mut buf = Vec::new();
     r.by_ref()
         .take(MAX_TEMPLATE_BYTES + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| format!("reading {what}: {e}"))?;
+        .map_err(|source| LocatorError::Read { what, source })?;
     if buf.len() as u64 > MAX_TEMPLATE_BYTES {
-        return Err(format!(
-            "{what} is larger than the {} MiB limit for a template",
-            MAX_TEMPLATE_BYTES >> 20
-        ));
+        return Err(LocatorError::TooLarge { what });
     }
-    String::from_utf8(buf).map_err(|e| {
-        format!(
-            "{what} is not UTF-8 text (invalid byte at offset {}); is it a YAML file?",
-            e.utf8_error().valid_up_to()
-        )
+    String::from_utf8(buf).map_err(|e| LocatorError::NotUtf8 {
+        what,
+        offset: e.utf8_error().valid_up_to(),
     })
 }
 
-fn read_file(path: &Path) -> Result<String, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+fn read_file(path: &Path) -> Result<String, LocatorError> {
+    let f = std::fs::File::open(path).map_err(LocatorError::Open)?;
     if f.metadata().is_ok_and(|m| m.is_dir()) {
-        return Err("is a directory".into());
+        return Err(LocatorError::IsDirectory);
     }
     read_limited(f, "file")
 }
 
-fn read_http(url: &str) -> Result<String, String> {
+fn read_http(url: &str) -> Result<String, LocatorError> {
     let resp = ureq::get(url)
         .call()
-        .map_err(|e| format!("fetching: {e}"))?;
+        .map_err(|e| LocatorError::Http(Box::new(e)))?;
     read_limited(resp.into_body().into_reader(), "response")
 }
 
@@ -195,7 +258,10 @@ fn is_executable(_: &std::fs::Metadata) -> bool {
 /// Resolves custom URL schemes (`dev:webapp`) through `limactl-url-<scheme>` plugins: the
 /// plugin gets what follows the colon and prints a locator, which may itself use a custom
 /// scheme. Locators without one come back unchanged; a loop is an error.
-pub fn resolve_custom_scheme(locator: &str, plugin_dirs: &[PathBuf]) -> Result<String, String> {
+pub fn resolve_custom_scheme(
+    locator: &str,
+    plugin_dirs: &[PathBuf],
+) -> Result<String, LocatorError> {
     let mut current = locator.to_string();
     let mut seen = vec![];
     loop {
@@ -207,25 +273,31 @@ pub fn resolve_custom_scheme(locator: &str, plugin_dirs: &[PathBuf]) -> Result<S
         };
         if seen.contains(&current) {
             seen.push(current);
-            return Err(format!("URL plugins loop: {}", seen.join(" -> ")));
+            return Err(LocatorError::PluginLoop(seen));
         }
         let arg = &current[scheme.len() + 1..];
         let out = std::process::Command::new(&plugin)
             .arg(arg)
             .stdin(std::process::Stdio::null())
             .output()
-            .map_err(|e| format!("running {}: {e}", plugin.display()))?;
+            .map_err(|source| LocatorError::PluginSpawn {
+                plugin: plugin.clone(),
+                source,
+            })?;
         if !out.status.success() {
-            return Err(format!(
-                "{} {arg} failed ({}): {}",
-                plugin.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(LocatorError::PluginFailed {
+                plugin,
+                arg: arg.into(),
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().into(),
+            });
         }
         let next = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if next.is_empty() {
-            return Err(format!("{} {arg} printed no locator", plugin.display()));
+            return Err(LocatorError::PluginNoLocator {
+                plugin,
+                arg: arg.into(),
+            });
         }
         seen.push(std::mem::replace(&mut current, next));
     }
@@ -233,11 +305,11 @@ pub fn resolve_custom_scheme(locator: &str, plugin_dirs: &[PathBuf]) -> Result<S
 
 /// Reads a locator. `template_dirs` is where `template:` names are looked up.
 pub fn read(locator: &str, template_dirs: &[PathBuf]) -> Result<Source, Diagnostic> {
-    let fail = |display: &str, message: String| Diagnostic {
+    let fail = |display: &str, e: LocatorError| Diagnostic {
         file: display.to_string(),
         line: None,
         field: String::new(),
-        message,
+        message: e.to_string(),
     };
     let resolved = resolve_custom_scheme(locator, &plugin_dirs()).map_err(|m| fail(locator, m))?;
     let locator = resolved.as_str();
@@ -269,21 +341,19 @@ pub fn read(locator: &str, template_dirs: &[PathBuf]) -> Result<Source, Diagnost
     }
     let path = match locator.strip_prefix("file://") {
         Some(p) if !p.starts_with('/') => {
-            return Err(fail(locator, "a file:// URL needs an absolute path".into()))
+            return Err(fail(locator, LocatorError::FileUrlNotAbsolute))
         }
         Some(p) => PathBuf::from(p),
         None if url_scheme(locator).is_some() => {
+            let scheme = url_scheme(locator).unwrap_or_default();
             return Err(fail(
                 locator,
-                format!(
-                    "unsupported locator scheme {scheme:?}: no `limactl-url-{scheme}` plugin in \
-                     $PATH or libexec/lima (else use a path, -, file://, http(s):// or template:; \
-                     `github:` is not supported yet)",
-                    scheme = url_scheme(locator).unwrap_or_default()
-                ),
-            ))
+                LocatorError::UnsupportedScheme(scheme.into()),
+            ));
         }
-        None => std::path::absolute(locator).map_err(|e| fail(locator, e.to_string()))?,
+        None => {
+            std::path::absolute(locator).map_err(|e| fail(locator, LocatorError::Absolute(e)))?
+        }
     };
     let display = if locator.starts_with("file://") {
         path.display().to_string()
@@ -320,9 +390,9 @@ pub fn instance_name(locator: &str) -> Option<String> {
 /// Makes a `base:`/`file:` locator found in the template at `parent` absolute, as Lima does:
 /// URLs stay; relative paths are joined to the parent's directory (or template directory);
 /// `..` segments are refused.
-pub fn absolute_locator(locator: &str, parent: &str) -> Result<String, String> {
+pub fn absolute_locator(locator: &str, parent: &str) -> Result<String, LocatorError> {
     if locator.is_empty() {
-        return Err("locator is empty".into());
+        return Err(LocatorError::EmptyLocator);
     }
     if is_url(locator) {
         return Ok(locator.into());
@@ -331,18 +401,14 @@ pub fn absolute_locator(locator: &str, parent: &str) -> Result<String, String> {
         return Ok(locator.into());
     }
     if let Some(rest) = locator.strip_prefix("~/") {
-        let home = std::env::var("HOME").map_err(|_| "cannot expand ~: HOME is not set")?;
+        let home = std::env::var("HOME").map_err(|_| LocatorError::NoHome)?;
         return Ok(format!("{}/{rest}", home.trim_end_matches('/')));
     }
     if locator.split(['/', '\\']).any(|s| s == "..") {
-        return Err(format!(
-            "relative locator {locator:?} must not contain \"..\" path segments"
-        ));
+        return Err(LocatorError::RelativeTraversal(locator.into()));
     }
     if parent == "-" {
-        return Err(format!(
-            "relative locator {locator:?} cannot be used in a config read from stdin"
-        ));
+        return Err(LocatorError::RelativeFromStdin(locator.into()));
     }
     if let Some(name) = template_name(parent) {
         let dir = name.rsplit_once('/').map(|(d, _)| d).unwrap_or("");

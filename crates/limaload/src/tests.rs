@@ -1,3 +1,4 @@
+//! Unit tests of the loader: locators, templates, base composition and diagnostics.
 use super::*;
 use std::fs;
 
@@ -375,9 +376,13 @@ fn custom_url_schemes_go_through_limactl_url_plugins() {
     ] {
         assert_eq!(locator::resolve_custom_scheme(plain, &dirs).unwrap(), plain);
     }
-    let err = locator::resolve_custom_scheme("loop:x", &dirs).unwrap_err();
+    let err = locator::resolve_custom_scheme("loop:x", &dirs)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("loop:x -> loop:x"), "{err}");
-    let err = locator::resolve_custom_scheme("broken:x", &dirs).unwrap_err();
+    let err = locator::resolve_custom_scheme("broken:x", &dirs)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("no such bucket") && err.contains("exit status: 3"),
         "{err}"

@@ -1,7 +1,7 @@
 //! Field path -> line number, built from the YAML text with yaml-rust2's marked event parser
 //! (serde_yaml keeps no spans). Paths look like `portForwards[2].guestPortRange`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
@@ -10,12 +10,15 @@ use yaml_rust2::scanner::Marker;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LineIndex {
     lines: BTreeMap<String, usize>,
+    /// Repeated mapping keys: the key's path and the line of the repeat.
+    duplicates: Vec<(String, usize)>,
 }
 
 enum Frame {
     Map {
         path: String,
         key: Option<String>,
+        seen: BTreeSet<String>,
     },
     Seq {
         path: String,
@@ -28,6 +31,7 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     lines: BTreeMap<String, usize>,
+    duplicates: Vec<(String, usize)>,
     documents: usize,
 }
 
@@ -45,10 +49,13 @@ impl Builder {
         match self.stack.last_mut() {
             None => Some(String::new()),
             Some(Frame::ComplexKey) => Some("?".into()),
-            Some(Frame::Map { path, key }) => match key {
+            Some(Frame::Map { path, key, seen }) => match key {
                 None => {
                     let k = key_text.unwrap_or("?").to_string();
                     let full = join(path, &k);
+                    if !seen.insert(k.clone()) {
+                        self.duplicates.push((full.clone(), line));
+                    }
                     self.lines.entry(full).or_insert(line);
                     *key = Some(k);
                     None
@@ -102,14 +109,18 @@ impl MarkedEventReceiver for Builder {
                     self.lines.entry(path.clone()).or_insert(line);
                 }
                 self.stack.push(if is_map {
-                    Frame::Map { path, key: None }
+                    Frame::Map {
+                        path,
+                        key: None,
+                        seen: BTreeSet::new(),
+                    }
                 } else {
                     Frame::Seq { path, index: 0 }
                 });
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 if let Some(Frame::ComplexKey) = self.stack.pop() {
-                    if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
+                    if let Some(Frame::Map { path, key, .. }) = self.stack.last_mut() {
                         let full = join(path, "?");
                         self.lines.entry(full).or_insert(line);
                         *key = Some("?".into());
@@ -130,13 +141,21 @@ impl LineIndex {
         let mut builder = Builder {
             stack: Vec::new(),
             lines: BTreeMap::new(),
+            duplicates: Vec::new(),
             documents: 0,
         };
         let mut parser = Parser::new_from_str(text);
         let _ = parser.load(&mut builder, false);
         LineIndex {
             lines: builder.lines,
+            duplicates: builder.duplicates,
         }
+    }
+
+    /// Keys repeated in a mapping, in file order: the path of the key and the line where it
+    /// appears again (serde only says which mapping holds a repeat).
+    pub fn duplicate_keys(&self) -> &[(String, usize)] {
+        &self.duplicates
     }
 
     /// The line of exactly this path.
@@ -214,6 +233,17 @@ after: x
         assert_eq!(idx.nearest("nothing.here"), None);
         assert_eq!(idx.path_at(6), Some("portForwards[1].hostIP"));
         assert_eq!(idx.path_at(1), None);
+    }
+
+    #[test]
+    fn finds_repeated_keys() {
+        let idx = LineIndex::from_yaml("cpus: 1\nenv:\n  A: 1\n  A: 2\ncpus: 2\n");
+        assert_eq!(
+            idx.duplicate_keys(),
+            [("env.A".to_string(), 4), ("cpus".to_string(), 5)]
+        );
+        assert_eq!(idx.line("cpus"), Some(1));
+        assert!(LineIndex::from_yaml(TEXT).duplicate_keys().is_empty());
     }
 
     #[test]
