@@ -631,6 +631,7 @@ fn validate_devices_and_timezone(p: &mut Problems, y: &LimaYaml, arch: &str) {
     }
 }
 
+/// `provision`: embedded scripts, known modes, and per step the fields its mode allows.
 fn validate_provision(p: &mut Problems, y: &LimaYaml, os: &str) {
     for (i, prov) in y.provision.iter().flatten().enumerate() {
         let f = format!("provision[{i}]");
@@ -651,222 +652,301 @@ fn validate_provision(p: &mut Problems, y: &LimaYaml, os: &str) {
             );
             continue;
         }
-        if mode != "dependency" && prov.skip_default_dependency_resolution.is_some() {
+        check_provision_step(p, &f, prov, mode, os);
+    }
+}
+
+/// One provision step whose mode is known: the fields its mode allows and requires.
+fn check_provision_step(
+    p: &mut Problems,
+    f: &str,
+    prov: &limatype::Provision,
+    mode: &str,
+    os: &str,
+) {
+    if mode != "dependency" && prov.skip_default_dependency_resolution.is_some() {
+        p.add(
+            format!("{f}.skipDefaultDependencyResolution"),
+            "can only be set when mode is \"dependency\"",
+        );
+    }
+    if os == "Windows" && ["ansible", "boot", "yq"].contains(&mode) {
+        p.add(
+            format!("{f}.mode"),
+            format!("{mode:?} is not supported on Windows guests"),
+        );
+    }
+    if mode == "data" || mode == "yq" {
+        check_provision_file_step(p, f, prov, mode);
+    } else {
+        check_provision_script_step(p, f, prov, mode);
+    }
+    if prov.playbook.as_deref().is_some_and(|pb| !pb.is_empty()) {
+        if mode != "ansible" {
             p.add(
-                format!("{f}.skipDefaultDependencyResolution"),
-                "can only be set when mode is \"dependency\"",
+                format!("{f}.playbook"),
+                "can only be set when mode is \"ansible\"",
             );
         }
-        if os == "Windows" && ["ansible", "boot", "yq"].contains(&mode) {
+        if prov.script.as_deref().is_some_and(|s| !s.is_empty()) {
             p.add(
-                format!("{f}.mode"),
-                format!("{mode:?} is not supported on Windows guests"),
+                format!("{f}.script"),
+                "must be empty when `playbook` is set",
             );
-        }
-        if mode == "data" || mode == "yq" {
-            match prov.path.as_deref() {
-                None => p.add(
-                    format!("{f}.path"),
-                    format!("must be set when mode is {mode:?}"),
-                ),
-                Some(path) if !is_abs(path) => p.add(
-                    format!("{f}.path"),
-                    format!("must be an absolute path, got {path:?}"),
-                ),
-                _ => {}
-            }
-            if mode == "data" && prov.content.is_none() {
-                p.add(format!("{f}.content"), "must be set when mode is \"data\"");
-            }
-            if mode == "yq" && prov.expression.is_none() {
-                p.add(format!("{f}.expression"), "must be set when mode is \"yq\"");
-            }
-            if let Some(perm) = prov.permissions.as_deref() {
-                if perm.is_empty() || i64::from_str_radix(perm, 8).is_err() {
-                    p.add(
-                        format!("{f}.permissions"),
-                        format!("must be an octal number, got {perm:?}"),
-                    );
-                }
-            }
-            if mode == "data" && prov.format.is_some() {
-                p.add(format!("{f}.format"), "can only be set when mode is \"yq\"");
-            }
-        } else {
-            if prov.script.as_deref().unwrap_or_default().is_empty() && mode != "ansible" {
-                p.add(format!("{f}.script"), "must not be empty");
-            }
-            for (key, set) in [
-                ("content", prov.content.is_some()),
-                ("overwrite", prov.overwrite.is_some()),
-                ("owner", prov.owner.is_some()),
-            ] {
-                if set {
-                    p.add(
-                        format!("{f}.{key}"),
-                        "can only be set when mode is \"data\"",
-                    );
-                }
-            }
-            for (key, set) in [
-                ("path", prov.path.is_some()),
-                ("permissions", prov.permissions.is_some()),
-            ] {
-                if set {
-                    p.add(
-                        format!("{f}.{key}"),
-                        "can only be set when mode is \"data\" or \"yq\"",
-                    );
-                }
-            }
-            if prov.format.is_some() {
-                p.add(format!("{f}.format"), "can only be set when mode is \"yq\"");
-            }
-        }
-        if prov.playbook.as_deref().is_some_and(|pb| !pb.is_empty()) {
-            if mode != "ansible" {
-                p.add(
-                    format!("{f}.playbook"),
-                    "can only be set when mode is \"ansible\"",
-                );
-            }
-            if prov.script.as_deref().is_some_and(|s| !s.is_empty()) {
-                p.add(
-                    format!("{f}.script"),
-                    "must be empty when `playbook` is set",
-                );
-            }
         }
     }
 }
 
+/// A `data` or `yq` step: an absolute `path`, `content` or `expression`, octal `permissions`.
+fn check_provision_file_step(p: &mut Problems, f: &str, prov: &limatype::Provision, mode: &str) {
+    match prov.path.as_deref() {
+        None => p.add(
+            format!("{f}.path"),
+            format!("must be set when mode is {mode:?}"),
+        ),
+        Some(path) if !is_abs(path) => p.add(
+            format!("{f}.path"),
+            format!("must be an absolute path, got {path:?}"),
+        ),
+        _ => {}
+    }
+    if mode == "data" && prov.content.is_none() {
+        p.add(format!("{f}.content"), "must be set when mode is \"data\"");
+    }
+    if mode == "yq" && prov.expression.is_none() {
+        p.add(format!("{f}.expression"), "must be set when mode is \"yq\"");
+    }
+    if let Some(perm) = prov.permissions.as_deref() {
+        if perm.is_empty() || i64::from_str_radix(perm, 8).is_err() {
+            p.add(
+                format!("{f}.permissions"),
+                format!("must be an octal number, got {perm:?}"),
+            );
+        }
+    }
+    if mode == "data" && prov.format.is_some() {
+        p.add(format!("{f}.format"), "can only be set when mode is \"yq\"");
+    }
+}
+
+/// A script step (`system`, `user`, `boot`, `dependency`, `ansible`): a script, and none of the
+/// file-step fields.
+fn check_provision_script_step(p: &mut Problems, f: &str, prov: &limatype::Provision, mode: &str) {
+    if prov.script.as_deref().unwrap_or_default().is_empty() && mode != "ansible" {
+        p.add(format!("{f}.script"), "must not be empty");
+    }
+    for (key, set) in [
+        ("content", prov.content.is_some()),
+        ("overwrite", prov.overwrite.is_some()),
+        ("owner", prov.owner.is_some()),
+    ] {
+        if set {
+            p.add(
+                format!("{f}.{key}"),
+                "can only be set when mode is \"data\"",
+            );
+        }
+    }
+    for (key, set) in [
+        ("path", prov.path.is_some()),
+        ("permissions", prov.permissions.is_some()),
+    ] {
+        if set {
+            p.add(
+                format!("{f}.{key}"),
+                "can only be set when mode is \"data\" or \"yq\"",
+            );
+        }
+    }
+    if prov.format.is_some() {
+        p.add(format!("{f}.format"), "can only be set when mode is \"yq\"");
+    }
+}
+
+/// `portForwards`, rule by rule.
 fn validate_port_forwards(p: &mut Problems, y: &LimaYaml) {
     for (i, rule) in y.port_forwards.iter().flatten().enumerate() {
         let f = format!("portForwards[{i}]");
-        let guest_socket = rule.guest_socket.as_deref().unwrap_or_default();
-        let host_socket = rule.host_socket.as_deref().unwrap_or_default();
+        let e = Ends::of(rule);
+        check_forward_ips(p, &f, rule);
+        check_forward_ports(p, &f, rule, e);
+        check_forward_sockets(p, &f, e);
+        check_forward_proto_and_reverse(p, &f, rule, e);
+    }
+}
+
+/// Both ends of a port forward as the checks see them: sockets ("" = none) and port ranges.
+#[derive(Clone, Copy)]
+struct Ends<'a> {
+    guest_socket: &'a str,
+    host_socket: &'a str,
+    guest_range: [i64; 2],
+    host_range: [i64; 2],
+}
+
+impl<'a> Ends<'a> {
+    fn of(rule: &'a limatype::PortForward) -> Self {
         let guest_range = rule.guest_port_range.unwrap_or([1, 65535]);
-        let host_range = rule.host_port_range.unwrap_or(guest_range);
-        for (key, ip) in [("guestIP", &rule.guest_ip), ("hostIP", &rule.host_ip)] {
-            if let Some(ip) = ip {
-                if ip.parse::<std::net::IpAddr>().is_err() {
-                    p.add(
-                        format!("{f}.{key}"),
-                        format!("must be an IP address, got {ip:?}"),
-                    );
-                }
-            }
-        }
-        if rule.guest_ip_must_be_zero == Some(true)
-            && rule.guest_ip.as_deref().is_some_and(|ip| ip != "0.0.0.0")
-        {
-            p.add(
-                format!("{f}.guestIPMustBeZero"),
-                "can only be true when `guestIP` is 0.0.0.0",
-            );
-        }
-        if let Some(port) = rule.guest_port.filter(|p| *p != 0) {
-            if !guest_socket.is_empty() {
-                p.add(
-                    format!("{f}.guestPort"),
-                    "must be unset when `guestSocket` is set",
-                );
-            }
-            if port != guest_range[0] {
-                p.add(format!("{f}.guestPort"), "must match `guestPortRange[0]`");
-            }
-            check_port(p, &format!("{f}.guestPort"), port);
-        }
-        if let Some(port) = rule.host_port.filter(|p| *p != 0) {
-            if !host_socket.is_empty() {
-                p.add(
-                    format!("{f}.hostPort"),
-                    "must be unset when `hostSocket` is set",
-                );
-            }
-            if port != host_range[0] {
-                p.add(format!("{f}.hostPort"), "must match `hostPortRange[0]`");
-            }
-            check_port(p, &format!("{f}.hostPort"), port);
-        }
-        for j in 0..2 {
-            check_port(p, &format!("{f}.guestPortRange[{j}]"), guest_range[j]);
-            if host_socket.is_empty() {
-                check_port(p, &format!("{f}.hostPortRange[{j}]"), host_range[j]);
-            }
-        }
-        if guest_range[0] > guest_range[1] {
-            p.add(
-                format!("{f}.guestPortRange"),
-                format!("is reversed: {} > {}", guest_range[0], guest_range[1]),
-            );
-        }
-        if host_socket.is_empty() && host_range[0] > host_range[1] {
-            p.add(
-                format!("{f}.hostPortRange"),
-                format!("is reversed: {} > {}", host_range[0], host_range[1]),
-            );
-        }
-        if !guest_socket.is_empty() {
-            if !is_abs(guest_socket) {
-                p.add(
-                    format!("{f}.guestSocket"),
-                    format!("must be an absolute path, got {guest_socket:?}"),
-                );
-            }
-            if host_socket.is_empty() && host_range[1] != host_range[0] {
-                p.add(
-                    format!("{f}.guestSocket"),
-                    "can only be mapped to a single port or socket, not a range",
-                );
-            }
-        }
-        if !host_socket.is_empty() {
-            if !is_abs(host_socket) {
-                p.add(
-                    format!("{f}.hostSocket"),
-                    format!("must be an absolute path, got {host_socket:?}"),
-                );
-            }
-            if guest_socket.is_empty() && guest_range[1] != guest_range[0] {
-                p.add(
-                    format!("{f}.hostSocket"),
-                    "can only be mapped from a single port or socket, not a range",
-                );
-            }
-            // UNIX_PATH_MAX: 108 on Linux, 104 on macOS.
-            let max = if cfg!(target_os = "linux") { 108 } else { 104 };
-            if host_socket.len() >= max {
-                p.add(
-                    format!("{f}.hostSocket"),
-                    format!("must be shorter than {max} bytes, is {}", host_socket.len()),
-                );
-            }
-        } else if guest_range[1].wrapping_sub(guest_range[0])
-            != host_range[1].wrapping_sub(host_range[0])
-        {
-            p.add(
-                format!("{f}.hostPortRange"),
-                "must span as many ports as `guestPortRange`",
-            );
-        }
-        if let Some(proto) = rule.proto.as_deref() {
-            if !limatype::PORT_PROTOS.contains(&proto) {
-                p.add(
-                    format!("{f}.proto"),
-                    format!("must be \"tcp\", \"udp\" or \"any\", got {proto:?}"),
-                );
-            }
-        }
-        if rule.reverse == Some(true) && (guest_socket.is_empty() || host_socket.is_empty()) {
-            p.add(
-                format!("{f}.reverse"),
-                "requires both `guestSocket` and `hostSocket`",
-            );
+        Ends {
+            guest_socket: rule.guest_socket.as_deref().unwrap_or_default(),
+            host_socket: rule.host_socket.as_deref().unwrap_or_default(),
+            guest_range,
+            host_range: rule.host_port_range.unwrap_or(guest_range),
         }
     }
 }
 
+/// `guestIP`, `hostIP` and `guestIPMustBeZero`.
+fn check_forward_ips(p: &mut Problems, f: &str, rule: &limatype::PortForward) {
+    for (key, ip) in [("guestIP", &rule.guest_ip), ("hostIP", &rule.host_ip)] {
+        if let Some(ip) = ip {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                p.add(
+                    format!("{f}.{key}"),
+                    format!("must be an IP address, got {ip:?}"),
+                );
+            }
+        }
+    }
+    if rule.guest_ip_must_be_zero == Some(true)
+        && rule.guest_ip.as_deref().is_some_and(|ip| ip != "0.0.0.0")
+    {
+        p.add(
+            format!("{f}.guestIPMustBeZero"),
+            "can only be true when `guestIP` is 0.0.0.0",
+        );
+    }
+}
+
+/// `guestPort`/`hostPort` against the ranges, and the ranges themselves.
+fn check_forward_ports(p: &mut Problems, f: &str, rule: &limatype::PortForward, e: Ends) {
+    let Ends {
+        guest_socket,
+        host_socket,
+        guest_range,
+        host_range,
+    } = e;
+    if let Some(port) = rule.guest_port.filter(|p| *p != 0) {
+        if !guest_socket.is_empty() {
+            p.add(
+                format!("{f}.guestPort"),
+                "must be unset when `guestSocket` is set",
+            );
+        }
+        if port != guest_range[0] {
+            p.add(format!("{f}.guestPort"), "must match `guestPortRange[0]`");
+        }
+        check_port(p, &format!("{f}.guestPort"), port);
+    }
+    if let Some(port) = rule.host_port.filter(|p| *p != 0) {
+        if !host_socket.is_empty() {
+            p.add(
+                format!("{f}.hostPort"),
+                "must be unset when `hostSocket` is set",
+            );
+        }
+        if port != host_range[0] {
+            p.add(format!("{f}.hostPort"), "must match `hostPortRange[0]`");
+        }
+        check_port(p, &format!("{f}.hostPort"), port);
+    }
+    for j in 0..2 {
+        check_port(p, &format!("{f}.guestPortRange[{j}]"), guest_range[j]);
+        if host_socket.is_empty() {
+            check_port(p, &format!("{f}.hostPortRange[{j}]"), host_range[j]);
+        }
+    }
+    if guest_range[0] > guest_range[1] {
+        p.add(
+            format!("{f}.guestPortRange"),
+            format!("is reversed: {} > {}", guest_range[0], guest_range[1]),
+        );
+    }
+    if host_socket.is_empty() && host_range[0] > host_range[1] {
+        p.add(
+            format!("{f}.hostPortRange"),
+            format!("is reversed: {} > {}", host_range[0], host_range[1]),
+        );
+    }
+}
+
+/// `guestSocket` and `hostSocket`: absolute, short enough, and mapped one to one.
+fn check_forward_sockets(p: &mut Problems, f: &str, e: Ends) {
+    let Ends {
+        guest_socket,
+        host_socket,
+        guest_range,
+        host_range,
+    } = e;
+    if !guest_socket.is_empty() {
+        if !is_abs(guest_socket) {
+            p.add(
+                format!("{f}.guestSocket"),
+                format!("must be an absolute path, got {guest_socket:?}"),
+            );
+        }
+        if host_socket.is_empty() && host_range[1] != host_range[0] {
+            p.add(
+                format!("{f}.guestSocket"),
+                "can only be mapped to a single port or socket, not a range",
+            );
+        }
+    }
+    if !host_socket.is_empty() {
+        if !is_abs(host_socket) {
+            p.add(
+                format!("{f}.hostSocket"),
+                format!("must be an absolute path, got {host_socket:?}"),
+            );
+        }
+        if guest_socket.is_empty() && guest_range[1] != guest_range[0] {
+            p.add(
+                format!("{f}.hostSocket"),
+                "can only be mapped from a single port or socket, not a range",
+            );
+        }
+        // UNIX_PATH_MAX: 108 on Linux, 104 on macOS.
+        let max = if cfg!(target_os = "linux") { 108 } else { 104 };
+        if host_socket.len() >= max {
+            p.add(
+                format!("{f}.hostSocket"),
+                format!("must be shorter than {max} bytes, is {}", host_socket.len()),
+            );
+        }
+    } else if guest_range[1].wrapping_sub(guest_range[0])
+        != host_range[1].wrapping_sub(host_range[0])
+    {
+        p.add(
+            format!("{f}.hostPortRange"),
+            "must span as many ports as `guestPortRange`",
+        );
+    }
+}
+
+/// `proto`, and `reverse` (which needs sockets at both ends).
+fn check_forward_proto_and_reverse(
+    p: &mut Problems,
+    f: &str,
+    rule: &limatype::PortForward,
+    e: Ends,
+) {
+    if let Some(proto) = rule.proto.as_deref() {
+        if !limatype::PORT_PROTOS.contains(&proto) {
+            p.add(
+                format!("{f}.proto"),
+                format!("must be \"tcp\", \"udp\" or \"any\", got {proto:?}"),
+            );
+        }
+    }
+    if rule.reverse == Some(true) && (e.guest_socket.is_empty() || e.host_socket.is_empty()) {
+        p.add(
+            format!("{f}.reverse"),
+            "requires both `guestSocket` and `hostSocket`",
+        );
+    }
+}
+
+/// `networks`: one of `lima`/`socket`/`vzNAT`, MAC addresses, unique interface names.
 fn validate_networks(p: &mut Problems, y: &LimaYaml) {
     let mut interfaces = BTreeMap::new();
     for (i, nw) in y.networks.iter().flatten().enumerate() {
