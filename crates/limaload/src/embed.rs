@@ -98,7 +98,7 @@ pub(crate) fn parse(src: &Source) -> Result<(limatype::LimaYaml, Value), LoadErr
 /// are resolved by Lima's YAML library but are a plain `<<` field to serde's struct
 /// deserializer: such files are parsed from the merged value (without line numbers).
 fn typed_config(text: &str, value: &Value) -> Result<limatype::LimaYaml, crate::ParseError> {
-    if !has_merge_key(value) {
+    if !limatype::has_merge_key(value) {
         return if text.trim().is_empty() {
             Ok(limatype::LimaYaml::default())
         } else {
@@ -111,17 +111,6 @@ fn typed_config(text: &str, value: &Value) -> Result<limatype::LimaYaml, crate::
         error,
     })?;
     Ok(serde_path_to_error::deserialize(merged)?)
-}
-
-fn has_merge_key(value: &Value) -> bool {
-    match value {
-        Value::Mapping(m) => m
-            .iter()
-            .any(|(k, v)| k.as_str() == Some("<<") || has_merge_key(v)),
-        Value::Sequence(s) => s.iter().any(has_merge_key),
-        Value::Tagged(t) => has_merge_key(&t.value),
-        _ => false,
-    }
 }
 
 /// Names the field by the line when nothing better is known.

@@ -546,6 +546,19 @@ pub struct CaCertificates {
     pub certs: Option<Vec<String>>,
 }
 
+/// Whether a parsed YAML document uses a merge key (`<<`) anywhere.
+pub fn has_merge_key(value: &serde_yaml::Value) -> bool {
+    use serde_yaml::Value;
+    match value {
+        Value::Mapping(m) => m
+            .iter()
+            .any(|(k, v)| k.as_str() == Some("<<") || has_merge_key(v)),
+        Value::Sequence(s) => s.iter().any(has_merge_key),
+        Value::Tagged(t) => has_merge_key(&t.value),
+        _ => false,
+    }
+}
+
 impl LimaYaml {
     /// Parses a lima.yaml document. Unknown keys and wrong types are errors naming the field
     /// and its line (serde_yaml's location).
@@ -553,20 +566,18 @@ impl LimaYaml {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        match serde_yaml::from_str(text) {
-            Ok(y) => Ok(y),
-            Err(err) if err.to_string().contains("unknown field `<<`") => Self::merged(text),
-            Err(err) => Err(err),
+        // YAML merge keys (`<<: *anchor`) are resolved by Lima's YAML library, but serde_yaml's
+        // struct deserializer sees `<<` as a field: resolve them on a generic value first.
+        // Errors on that path have no line numbers, so it is taken only when needed.
+        if text.contains("<<") {
+            if let Ok(mut value) = serde_yaml::from_str::<serde_yaml::Value>(text) {
+                if has_merge_key(&value) {
+                    value.apply_merge()?;
+                    return serde_yaml::from_value(value);
+                }
+            }
         }
-    }
-
-    /// YAML merge keys (`<<: *anchor`) are resolved by Lima's YAML library, but serde_yaml's
-    /// struct deserializer sees `<<` as a field. Resolve them on a generic value and parse
-    /// that; errors on this path have no line numbers, so it is only the fallback.
-    fn merged(text: &str) -> Result<Self, serde_yaml::Error> {
-        let mut value: serde_yaml::Value = serde_yaml::from_str(text)?;
-        value.apply_merge()?;
-        serde_yaml::from_value(value)
+        serde_yaml::from_str(text)
     }
 
     pub fn to_yaml(&self) -> String {
