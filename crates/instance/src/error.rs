@@ -49,6 +49,11 @@ pub enum InstanceError {
     #[error("instance {0:?} already exists")]
     Exists(String),
     #[error(
+        "{} exists without lima.yaml and holds other files; run `limactl delete {name}` to remove it",
+        dir.display()
+    )]
+    NotEmpty { name: String, dir: PathBuf },
+    #[error(
         "instance {name:?} already exists; run `limactl start {name}` or choose another --name"
     )]
     ExistsChooseName { name: String },

@@ -39,9 +39,18 @@ pub async fn create(reg: &Registry, name: &str, locator: &str) -> Result<Opened>
     if dir.join(filenames::LIMA_YAML).exists() {
         return Err(InstanceError::Exists(name.to_string()));
     }
-    store::ensure_private_dir(&store::lima_home()?)?;
+    store::ensure_lima_home()?;
     store::ensure_private_dir(&dir)?;
     let lock = store::InstanceLock::try_acquire(&dir, name)?;
+    // A directory left by a create that was killed holds only its lock and temp files: take
+    // it over. Anything else there is not ours to overwrite.
+    if !store::is_leftover_of_create(&dir)? {
+        return Err(InstanceError::NotEmpty {
+            name: name.to_string(),
+            dir,
+        });
+    }
+    store::remove_stale_runtime_files(&dir)?;
     let text = match config.vm_type {
         Some(_) => text,
         None => load::record_vm_type(&text, &resolved.name).unwrap_or(text),

@@ -26,6 +26,10 @@ pub fn inspect(name: &str) -> Result<Instance> {
     };
     match store::inspect(name, &loader) {
         Err(store::StoreError::NotFound(_)) => Err(InstanceError::NotFound(name.to_string())),
+        // Deleted while we read it (its files went one by one): it does not exist any more.
+        Ok(_) if !store::instance_dir(name)?.is_dir() => {
+            Err(InstanceError::NotFound(name.to_string()))
+        }
         other => Ok(other?),
     }
 }
@@ -234,7 +238,10 @@ pub async fn delete(reg: &Registry, name: &str, force: bool, say: &dyn Fn(&str))
             source,
         }
     })?;
+    let has_config = dir.join(filenames::LIMA_YAML).exists();
     match open(reg, name, SshPort::Unchosen).await {
+        // A directory a killed create left has no config and no driver to ask.
+        Err(InstanceError::NotFound(_)) if !has_config => {}
         Ok(opened) => {
             if let Err(e) = opened.driver.delete().await {
                 say(&format!("warning: {}", opened.call_failed("delete")(e)));
@@ -244,7 +251,10 @@ pub async fn delete(reg: &Registry, name: &str, force: bool, say: &dyn Fn(&str))
             "warning: not asking the driver to delete {name:?}: {e}"
         )),
     }
-    std::fs::remove_dir_all(dir).map_err(crate::error::io("removing", dir))?;
+    // Out of sight in one step (a rename), then removed: `list` never sees half an instance.
+    let doomed = dir.with_file_name(format!(".deleting-{name}-{}", std::process::id()));
+    std::fs::rename(dir, &doomed).map_err(crate::error::io("moving away", dir))?;
+    std::fs::remove_dir_all(&doomed).map_err(crate::error::io("removing", &doomed))?;
     say(&format!("Deleted {name:?} ({})", dir.display()));
     Ok(())
 }

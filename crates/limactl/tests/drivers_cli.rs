@@ -6,6 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
 const LIMACTL: &str = env!("CARGO_BIN_EXE_limactl");
 
 fn script(dir: &Path, name: &str, body: &str) {
@@ -90,30 +92,6 @@ fn info_reports_every_driver_and_a_broken_one_alone() {
     );
 }
 
-/// The `lima-driver-testfake` test-fixture executable, built now if needed (cargo rebuilds
-/// only when its sources changed).
-fn testfake_driver() -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "drivergrpc",
-            "--features",
-            "conformance",
-        ])
-        .args(["--bin", "lima-driver-testfake"])
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(status.success(), "building lima-driver-testfake failed");
-    let exe = Path::new(LIMACTL).with_file_name("lima-driver-testfake");
-    assert!(exe.exists(), "{} is missing", exe.display());
-    exe
-}
-
 /// A driver that is not one of ours works by name: listed, accepted by `create` (which
 /// records it), shown by `list` with the values the VM would run with; an unknown name fails
 /// with exit 1 and the registry's list of drivers.
@@ -129,7 +107,7 @@ fn third_party_driver_works_by_name() {
         &format!(
             "echo $$ >> '{}'\nexec '{}' \"$@\"",
             starts.display(),
-            testfake_driver().display()
+            common::testfake_driver().display()
         ),
     );
     let home = tmp.path().join("home");

@@ -188,9 +188,10 @@ pub fn tail_lines(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The pid in `qemu.pid`; never 0, 1 or negative (kill(-1) would signal every process).
 fn qemu_pid(inst_dir: &Path) -> Option<i32> {
     let s = std::fs::read_to_string(inst_dir.join(filenames::QEMU_PID)).ok()?;
-    s.trim().parse().ok()
+    s.trim().parse().ok().filter(|&pid: &i32| pid > 1)
 }
 
 fn alive(pid: i32) -> bool {
@@ -332,6 +333,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("vmdk") && e.contains("basedisk"), "{e}");
+    }
+
+    #[test]
+    fn pid_file_never_names_init_or_every_process() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, want) in [
+            ("-1", None),
+            ("0", None),
+            ("1", None),
+            ("4242\n", Some(4242)),
+        ] {
+            std::fs::write(dir.path().join(filenames::QEMU_PID), text).unwrap();
+            assert_eq!(qemu_pid(dir.path()), want, "{text:?}");
+        }
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use limatype::{filenames, Instance, LimaYaml, Status};
 
-use crate::{instance_dir, read_pid_file, Result, StoreError};
+use crate::{instance_dir, read_instance_pid_file, Result, StoreError};
 
 /// Reads an instance's `lima.yaml` into the values it runs with (the caller's loader fills the
 /// defaults; the store does not know them). Its error makes the instance `Broken`.
@@ -17,8 +17,21 @@ pub type YamlLoader<'a> =
 pub fn inspect(name: &str, load: YamlLoader) -> Result<Instance> {
     let dir = instance_dir(name)?;
     let yaml_path = dir.join(filenames::LIMA_YAML);
-    if !yaml_path.exists() {
+    if !dir.is_dir() {
         return Err(StoreError::NotFound(name.to_string()));
+    }
+    if !yaml_path.exists() {
+        // Left by a create that was killed (or by hand): shown, never hidden.
+        return Ok(Instance {
+            name: name.to_string(),
+            dir: dir.display().to_string(),
+            status: Status::Broken,
+            errors: vec![format!(
+                "{} is missing (was a create interrupted?); `limactl delete {name}` removes the directory",
+                yaml_path.display()
+            )],
+            ..Default::default()
+        });
     }
     let mut inst = Instance {
         name: name.to_string(),
@@ -65,7 +78,7 @@ pub fn driver_pid_file(vm_type: &str) -> String {
 }
 
 fn status_from_pid_files(dir: &Path, inst: &mut Instance) {
-    let mut pid = |file: &str| match read_pid_file(&dir.join(file)) {
+    let mut pid = |file: &str| match read_instance_pid_file(&dir.join(file), dir) {
         Ok(p) => p.unwrap_or(0) as i64,
         Err(e) => {
             inst.errors.push(e.to_string());
@@ -142,7 +155,13 @@ mod tests {
             assert_eq!(i.status, Status::Stopped);
             assert_eq!((i.cpus, i.memory, i.disk), (2, 2 << 30, 10 << 30));
 
-            let me = std::process::id();
+            // A process of the instance (it runs in its directory), as the host agent does.
+            let mut agent = std::process::Command::new("sleep")
+                .arg("30")
+                .current_dir(&dir)
+                .spawn()
+                .unwrap();
+            let me = agent.id();
             crate::write_pid_file(&dir.join("ha.pid"), me).unwrap();
             let i = inspect("vm1", &raw).unwrap();
             assert_eq!(i.status, Status::Broken);
@@ -160,6 +179,8 @@ mod tests {
             let i = inspect("vm1", &raw).unwrap();
             assert_eq!(i.status, Status::Broken);
             assert!(i.errors[0].contains("host agent is not"), "{:?}", i.errors);
+            agent.kill().unwrap();
+            agent.wait().unwrap();
 
             assert_eq!(crate::instance_names().unwrap(), vec!["vm1".to_string()]);
             assert!(matches!(

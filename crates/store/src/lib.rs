@@ -75,6 +75,36 @@ pub fn config_dir() -> Result<PathBuf> {
     Ok(lima_home()?.join(filenames::CONFIG_DIR))
 }
 
+/// `$LIMA_HOME`, created owner-only (0700) when missing, as upstream does. One that exists is
+/// the user's: it is left as it is (never chmod-ed: `LIMA_HOME=/tmp` keeps its sticky and
+/// world bits), with a warning when others may write to it.
+pub fn ensure_lima_home() -> Result<PathBuf> {
+    let home = lima_home()?;
+    match std::fs::metadata(&home) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode();
+            if mode & 0o022 != 0 {
+                tracing::warn!(
+                    "{} is writable by {} (mode {:o}); instances there are only as private as it is",
+                    home.display(),
+                    if mode & 0o002 != 0 { "everyone" } else { "its group" },
+                    mode & 0o7777
+                );
+            }
+            Ok(home)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&home)
+                .map_err(io_err(&home))?;
+            Ok(home)
+        }
+        Err(e) => Err(io_err(&home)(e)),
+    }
+}
+
 /// Creates `dir` (and parents) if missing and makes it owner-only (0700).
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
@@ -101,7 +131,12 @@ pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
     // On disk before the rename: a crash must leave the old file or the new one, whole.
     f.sync_all().map_err(io_err(&tmp))?;
     drop(f);
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    // And the rename itself (best effort: some file systems refuse to sync a directory).
+    if let Some(dir) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 /// Lima's identifier rule: ASCII letters and digits, with single `.`, `_` or `-` between
@@ -150,7 +185,8 @@ pub fn instance_exists(name: &str) -> Result<bool> {
 }
 
 /// Names of the instances in `$LIMA_HOME`, sorted. Directories starting with `_` or `.` are
-/// Lima's own; a directory without `lima.yaml` is not an instance.
+/// Lima's own. A directory without `lima.yaml` (a create that was killed) is listed too: it
+/// inspects as `Broken`, and `delete` removes it.
 pub fn instance_names() -> Result<Vec<String>> {
     let home = lima_home()?;
     let rd = match std::fs::read_dir(&home) {
@@ -167,13 +203,26 @@ pub fn instance_names() -> Result<Vec<String>> {
         if name.starts_with('_') || name.starts_with('.') {
             continue;
         }
-        if validate_instance_name(&name).is_ok() && entry.path().join(filenames::LIMA_YAML).exists()
-        {
+        if validate_instance_name(&name).is_ok() && entry.path().is_dir() {
             names.push(name);
         }
     }
     names.sort();
     Ok(names)
+}
+
+/// Whether `dir` holds nothing but what an interrupted `create` leaves (its lock file and
+/// temp files), so a new create may take it over.
+pub fn is_leftover_of_create(dir: &Path) -> Result<bool> {
+    let rd = std::fs::read_dir(dir).map_err(io_err(dir))?;
+    for entry in rd {
+        let name = entry.map_err(io_err(dir))?.file_name();
+        let name = name.to_string_lossy();
+        if name != LOCK_FILE && !name.ends_with(".tmp") {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Removes pid files and sockets left by a previous run (after a crash or kill -9).

@@ -34,7 +34,11 @@ pub fn run(args: ListArgs) -> Result<()> {
     };
     let mut insts = vec![];
     for n in &names {
-        insts.push(instance::ops::inspect(n)?);
+        match instance::ops::inspect(n) {
+            // Deleted since the directory was read: not an instance any more.
+            Err(instance::InstanceError::NotFound(_)) if args.names.is_empty() => continue,
+            other => insts.push(other?),
+        }
     }
     if args.quiet {
         for i in &insts {
