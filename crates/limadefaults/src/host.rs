@@ -71,7 +71,8 @@ pub(crate) fn host_cpus() -> u32 {
         .unwrap_or(1)
 }
 
-fn total_memory() -> u64 {
+/// Physical memory in bytes (0 when unknown).
+pub(crate) fn total_memory() -> u64 {
     // SAFETY: sysconf has no preconditions; negative results mean "unknown".
     let (pages, size) = unsafe {
         (

@@ -34,7 +34,18 @@ pub use tmpl::expand as expand_template;
 
 /// The `memory` default: min(4 GiB, half the host memory).
 pub fn default_memory_bytes(host: &HostFacts) -> u64 {
-    (4u64 << 30).min(host.memory_bytes / 2)
+    default_memory_bytes_for(host.memory_bytes)
+}
+
+/// The `memory` default for a host with `host_memory` bytes: min(4 GiB, half of it).
+pub fn default_memory_bytes_for(host_memory: u64) -> u64 {
+    (4u64 << 30).min(host_memory / 2)
+}
+
+/// The `memory` default on the running host, as written in a config (`4GiB`), for code
+/// handed a config that was not filled.
+pub fn default_memory_here() -> String {
+    limatype::ByteSize(default_memory_bytes_for(host::total_memory())).to_string()
 }
 
 /// The `cpus` default: min(4, host CPUs).

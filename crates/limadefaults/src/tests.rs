@@ -262,3 +262,11 @@ fn cpus_default_is_min_4_host_cpus() {
     assert_eq!(default_cpus_for(16), 4);
     assert!((1..=4).contains(&default_cpus_here()));
 }
+
+#[test]
+fn memory_default_is_min_4gib_half_host() {
+    assert_eq!(default_memory_bytes_for(16 << 30), 4 << 30);
+    assert_eq!(default_memory_bytes_for(2 << 30), 1 << 30);
+    let here: limatype::ByteSize = default_memory_here().parse().unwrap();
+    assert!(here.bytes() <= 4 << 30);
+}
