@@ -262,7 +262,11 @@ pub fn write_tarball(root: &Path, tarball: &Path) -> Result<()> {
             tar.append_data(&mut header, &rel, std::io::empty())?;
         } else {
             header.set_entry_type(tar::EntryType::Regular);
-            header.set_mode(if is_executable(&meta) { 0o755 } else { 0o644 });
+            header.set_mode(if osutil::is_executable(&meta) {
+                0o755
+            } else {
+                0o644
+            });
             header.set_size(meta.len());
             let f = std::fs::File::open(&path)?;
             tar.append_data(&mut header, &rel, f)
@@ -289,17 +293,6 @@ fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(unix)]
-fn is_executable(meta: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode() & 0o111 != 0
-}
-
-#[cfg(not(unix))]
-fn is_executable(_meta: &std::fs::Metadata) -> bool {
-    false
 }
 
 #[cfg(test)]

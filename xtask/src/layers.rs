@@ -34,6 +34,12 @@ pub const LAYERS: &[Layer] = &[
         owns: "lima.yaml and instance types, well-known file names",
     },
     Layer {
+        crate_name: "osutil",
+        layer: (1, 0),
+        kind: Kind::Host,
+        owns: "small host facts: executable files, live processes",
+    },
+    Layer {
         crate_name: "limadefaults",
         layer: (2, 0),
         kind: Kind::Host,

@@ -71,7 +71,12 @@ impl Machine {
     }
 
     fn memory_mib(&self) -> Result<u64> {
-        let m = self.config.memory.as_deref().unwrap_or("4GiB");
+        // A filled config has both sizes; an unfilled one gets limadefaults' values.
+        let m = self
+            .config
+            .memory
+            .clone()
+            .unwrap_or_else(limadefaults::default_memory_here);
         m.parse::<ByteSize>()
             .ok()
             .map(|b| b.bytes() >> 20)
@@ -80,7 +85,11 @@ impl Machine {
     }
 
     fn disk_bytes(&self) -> Result<u64> {
-        let d = self.config.disk.as_deref().unwrap_or("100GiB");
+        let d = self
+            .config
+            .disk
+            .as_deref()
+            .unwrap_or(limadefaults::DEFAULT_DISK);
         d.parse::<ByteSize>()
             .map(ByteSize::bytes)
             .map_err(|_| MachineError::Config(format!("field `disk`: cannot parse {d:?}")))

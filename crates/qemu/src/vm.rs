@@ -194,11 +194,6 @@ fn qemu_pid(inst_dir: &Path) -> Option<i32> {
     s.trim().parse().ok().filter(|&pid: &i32| pid > 1)
 }
 
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only probes.
-    unsafe { libc::kill(pid, 0) == 0 }
-}
-
 /// Stops qemu: ACPI power-down through QMP, then QMP `quit` after `grace`, then SIGKILL.
 /// `child` is reaped when given (we started it); otherwise the pid file is followed.
 pub async fn stop(
@@ -216,7 +211,7 @@ pub async fn stop(
         loop {
             let exited = match child {
                 Some(c) => c.try_wait().ok().flatten().is_some(),
-                None => pid.is_none_or(|p| !alive(p)),
+                None => pid.is_none_or(|p| !osutil::pid_alive(p)),
             };
             if exited || Instant::now() > deadline {
                 return exited;

@@ -151,7 +151,7 @@ fn scan_dir(dir: &Path, os: TargetOs) -> Vec<ExternalFile> {
 }
 
 fn file_entry(path: &Path, meta: &std::fs::Metadata, os: TargetOs) -> Option<ExternalFile> {
-    if !meta.is_file() || !is_executable(meta) {
+    if !meta.is_file() || !osutil::is_executable(meta) {
         return None;
     }
     let name = driver_name_from_file(path.file_name()?.to_str()?, os)?;
@@ -159,18 +159,6 @@ fn file_entry(path: &Path, meta: &std::fs::Metadata, os: TargetOs) -> Option<Ext
         name,
         path: path.to_path_buf(),
     })
-}
-
-#[cfg(unix)]
-fn is_executable(meta: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode() & 0o111 != 0
-}
-
-/// Windows has no exec bit; the `.exe` name rule decides.
-#[cfg(not(unix))]
-fn is_executable(_meta: &std::fs::Metadata) -> bool {
-    true
 }
 
 /// The libexec directories beside the running executable: through its path as started and
