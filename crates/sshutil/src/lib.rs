@@ -25,6 +25,8 @@ pub enum SshError {
     },
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("refusing a line break in an ssh.config value: {0:?}")]
+    LineBreak(String),
     #[error("control socket path {0} is too long for a unix socket (>= 108 bytes); use a shorter LIMA_HOME")]
     PathTooLong(PathBuf),
 }
@@ -140,8 +142,15 @@ pub fn instance_opts(inst_dir: &Path, private_key: &Path, user: &str) -> Result<
     Ok(opts)
 }
 
-/// The `Host lima-NAME` block of `ssh.config`.
-pub fn format_config(inst_name: &str, address: &str, port: u16, opts: &[String]) -> String {
+/// The `Host lima-NAME` block of `ssh.config`. A value with a line break would add a
+/// directive of its own to the file (`User=x\nProxyCommand ...`): refused, whatever let it
+/// through before.
+pub fn format_config(inst_name: &str, address: &str, port: u16, opts: &[String]) -> Result<String> {
+    for value in opts.iter().map(String::as_str).chain([inst_name, address]) {
+        if value.contains(['\n', '\r', '\0']) {
+            return Err(SshError::LineBreak(value.to_string()));
+        }
+    }
     let mut s = String::from(
         "# This SSH config file can be passed to 'ssh -F'.\n\
          # It is written by limactl on each start; edits are lost.\n",
@@ -154,7 +163,7 @@ pub fn format_config(inst_name: &str, address: &str, port: u16, opts: &[String])
         let (k, v) = o.split_once('=').unwrap_or((o, ""));
         s.push_str(&format!("  {k} {v}\n"));
     }
-    s
+    Ok(s)
 }
 
 /// Writes `ssh.config` (0600) into the instance dir and returns its path.
@@ -168,7 +177,7 @@ pub fn write_config(
     let path = inst_dir.join(filenames::SSH_CONFIG);
     store::write_private_file(
         &path,
-        format_config(inst_name, address, port, opts).as_bytes(),
+        format_config(inst_name, address, port, opts)?.as_bytes(),
     )?;
     Ok(path)
 }
@@ -246,6 +255,18 @@ mod tests {
         assert_eq!(dmode & 0o777, 0o700);
         let again = ensure_user_key_in(&config).unwrap();
         assert_eq!(again.public_key().unwrap(), pubkey, "key regenerated");
+    }
+
+    #[test]
+    fn line_breaks_never_reach_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = instance_opts(dir.path(), Path::new("/k/user"), "x\nProxyCommand evil").unwrap();
+        let e = write_config(dir.path(), "vm", "127.0.0.1", 40022, &opts).unwrap_err();
+        assert!(e.to_string().contains("ProxyCommand evil"), "{e}");
+        assert!(!dir.path().join(filenames::SSH_CONFIG).exists());
+        let ok = instance_opts(dir.path(), Path::new("/k/user"), "alice").unwrap();
+        assert!(format_config("vm", "127.0.0.1\r", 22, &ok).is_err());
+        assert!(format_config("vm", "127.0.0.1", 22, &ok).is_ok());
     }
 
     #[test]
