@@ -165,13 +165,17 @@ pub(crate) fn parse_diagnostic(src: &Source, e: &ParseError) -> Diagnostic {
     {
         message = rest.to_string();
     }
-    // A repeated key fails the mapping holding it; the line index knows the key and where it
-    // repeats (the repeat is the mistake).
+    // A repeated key fails the mapping holding it, at the mapping's line; the line index knows
+    // the key and where it repeats (the repeat is the mistake). An error after the repeat is
+    // something else (e.g. a syntax error further down).
     let lines = LineIndex::from_yaml(&src.text);
-    let repeat = lines.duplicate_keys().iter().find(|(key_path, _)| {
-        let parent = key_path.rfind('.').map_or("", |cut| &key_path[..cut]);
-        parent == field
-    });
+    let repeat = lines
+        .duplicate_keys()
+        .iter()
+        .find(|(key_path, repeat_line)| {
+            let parent = key_path.rfind('.').map_or("", |cut| &key_path[..cut]);
+            parent == field && line.is_none_or(|l| l <= *repeat_line)
+        });
     if let Some((key_path, repeat_line)) = repeat {
         field = key_path.clone();
         line = Some(*repeat_line);

@@ -388,3 +388,35 @@ fn custom_url_schemes_go_through_limactl_url_plugins() {
         "{err}"
     );
 }
+
+/// Parse diagnostics take the field from the deserializer's path; repeated keys from the
+/// line index.
+#[test]
+fn parse_errors_name_field_and_line() {
+    let diag = |text: &str| {
+        let src = Source {
+            locator: "/x.yaml".into(),
+            display: "x.yaml".into(),
+            text: text.into(),
+        };
+        let err = embed::parse(&src).unwrap_err();
+        let d = &err.0[0];
+        (d.field.clone(), d.line, d.message.clone())
+    };
+    let (field, line, message) = diag("cpus: 1\nportForwards:\n- guestPort: [1]\n");
+    assert_eq!(
+        (field.as_str(), line),
+        ("portForwards[0].guestPort", Some(3))
+    );
+    assert!(message.starts_with("invalid type: sequence"), "{message}");
+    let (field, line, message) = diag("env:\n  A: x\n  A: y\n");
+    assert_eq!((field.as_str(), line), ("env.A", Some(3)));
+    assert_eq!(message, "duplicate entry with key \"A\"");
+    // serde_yaml meets the repeat before a later syntax error: the repeat is reported.
+    let (field, line, _) = diag("cpus: 1\ncpus: 2\nmemory: [1\n");
+    assert_eq!((field.as_str(), line), ("cpus", Some(2)));
+    // A syntax error first: no repeat is known, the field comes from the line.
+    let (field, line, _) = diag("cpus: [1\nmemory: 1\nmemory: 2\n");
+    assert_ne!(field, "memory");
+    assert_ne!(line, Some(3));
+}
