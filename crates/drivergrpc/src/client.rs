@@ -25,19 +25,122 @@ use crate::pb::driver_client::DriverClient;
 use crate::server::{PROTOCOL_ENV, READY_MARKER, SOCKET_ENV};
 use crate::{ProtocolVersion, PROTOCOL_VERSION};
 
-/// How long to wait for a starting driver.
+/// The environment variable setting the deadline of quick calls ([`SpawnOptions::call_timeout`]):
+/// seconds (`10`) or a duration (`500ms`, `30s`, `2m`, `1h`); `0` means none.
+pub const CALL_TIMEOUT_ENV: &str = "LIMA_DRIVER_CALL_TIMEOUT";
+/// The environment variable setting the deadline of long calls
+/// ([`SpawnOptions::long_call_timeout`]), same syntax as [`CALL_TIMEOUT_ENV`].
+pub const LONG_CALL_TIMEOUT_ENV: &str = "LIMA_DRIVER_LONG_CALL_TIMEOUT";
+
+/// Default deadline of a quick call (info, config, status, addresses...).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default deadline of a long call (validate, create, create_disk, start, stop, delete,
+/// snapshots, additional_setup_for_ssh).
+pub const DEFAULT_LONG_CALL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long to wait for a starting driver, and for each of its calls. A call that misses its
+/// deadline fails with kind `Timeout` and the driver process (with its group) is killed: a
+/// driver that stopped answering cannot be trusted with the next call.
 #[derive(Debug, Clone)]
 pub struct SpawnOptions {
     /// From process start to the ready line, and again for connect + handshake.
     pub ready_timeout: Duration,
+    /// Deadline of each quick call: `info`, `fill_config`, `accept_config`,
+    /// `inspect_status`, `configure`, `boot_scripts`, `ssh_address`, `can_run_gui`,
+    /// `guest_agent_conn`, `list_snapshots`, `display_connection`,
+    /// `change_display_password`. `None`: no deadline.
+    pub call_timeout: Option<Duration>,
+    /// Deadline of each long call: `validate`, `create`, `create_disk`, `start` (until boot has
+    /// begun; its error stream then lives as long as the VM), `stop`, `delete`, the snapshot
+    /// calls, `additional_setup_for_ssh`. `run_gui` has none (it returns when the window
+    /// closes). `None`: no deadline.
+    pub long_call_timeout: Option<Duration>,
 }
 
 impl Default for SpawnOptions {
+    /// 5 s to start; call deadlines from [`CALL_TIMEOUT_ENV`] and [`LONG_CALL_TIMEOUT_ENV`],
+    /// else 10 s and 10 min.
     fn default() -> Self {
+        Self::from_env_with(|k| std::env::var(k).ok())
+    }
+}
+
+impl SpawnOptions {
+    /// [`SpawnOptions::default`] with the environment read through `var`. A value that does
+    /// not parse is reported (warning) and the default used.
+    pub fn from_env_with(var: impl Fn(&str) -> Option<String>) -> Self {
+        let read = |key: &str, default: Duration| match var(key) {
+            None => Some(default),
+            Some(v) if v.trim().is_empty() => Some(default),
+            Some(v) => match parse_timeout(&v) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(target: "lima_driver", "{key}: {e}; using {}", fmt_duration(default));
+                    Some(default)
+                }
+            },
+        };
         SpawnOptions {
             ready_timeout: Duration::from_secs(5),
+            call_timeout: read(CALL_TIMEOUT_ENV, DEFAULT_CALL_TIMEOUT),
+            long_call_timeout: read(LONG_CALL_TIMEOUT_ENV, DEFAULT_LONG_CALL_TIMEOUT),
         }
     }
+}
+
+/// A timeout value that is not seconds or a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("timeout {text:?} is not a number of seconds or a duration such as 500ms, 30s, 2m, 1h")]
+pub struct ParseTimeoutError {
+    pub text: String,
+}
+
+/// `10` (seconds), `1.5`, `500ms`, `30s`, `2m`, `1h`; `0` (any unit) means no deadline.
+pub fn parse_timeout(text: &str) -> std::result::Result<Option<Duration>, ParseTimeoutError> {
+    let bad = || ParseTimeoutError {
+        text: text.to_string(),
+    };
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(bad());
+    }
+    Ok((secs > 0.0).then(|| Duration::from_secs_f64(secs)))
+}
+
+/// `500ms`, `10s`, `1.5s`, `10m`, `2h`: as the timeout variables are written.
+pub(crate) fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}
+
+/// Which deadline a call has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    Quick,
+    Long,
 }
 
 /// What a driver said in the handshake.
@@ -117,8 +220,12 @@ pub struct ExternalDriver {
     client: DriverClient<Connection>,
     pid: Option<u32>,
     exit: watch::Receiver<Option<String>>,
+    call_timeout: Option<Duration>,
+    long_call_timeout: Option<Duration>,
     _process: ProcessGuard,
     _socket_dir: tempfile::TempDir,
+    /// Last: off the process-wide list once the process is killed and the directory gone.
+    _registration: Option<crate::cleanup::Registration>,
 }
 
 /// Ends the driver's process group when dropped, synchronously, so that no process survives
@@ -129,15 +236,20 @@ struct ProcessGuard {
     kill: Option<oneshot::Sender<()>>,
 }
 
+/// SIGKILL the group of a driver that has not been reaped yet (only the watcher reaps, so until
+/// then the pid and its group are still ours).
+fn kill_unreaped(pid: Option<u32>, exit: &watch::Receiver<Option<String>>) {
+    if let (Some(pid), None) = (pid, exit.borrow().as_ref()) {
+        // SAFETY: plain syscall on the group the driver leads (process_group(0)).
+        unsafe {
+            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        }
+    }
+}
+
 impl Drop for ProcessGuard {
     fn drop(&mut self) {
-        // Not reaped yet (only the watcher reaps), so the pid and its group are still ours.
-        if let (Some(pid), None) = (self.pid, self.exit.borrow().as_ref()) {
-            // SAFETY: plain syscall on the group the driver leads (process_group(0)).
-            unsafe {
-                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
-            }
-        }
+        kill_unreaped(self.pid, &self.exit);
         if let Some(kill) = self.kill.take() {
             let _ = kill.send(());
         }
@@ -197,6 +309,8 @@ impl ExternalDriver {
                 source,
             })?;
         let pid = child.id();
+        let registration =
+            pid.map(|pid| crate::cleanup::register(pid, socket_dir.path().to_path_buf()));
         let early_stderr = Arc::new(Mutex::new(Vec::new()));
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(forward_stderr(name.clone(), stderr, early_stderr.clone()));
@@ -279,8 +393,11 @@ impl ExternalDriver {
             client,
             pid,
             exit,
+            call_timeout: opts.call_timeout,
+            long_call_timeout: opts.long_call_timeout,
             _process: process,
             _socket_dir: socket_dir,
+            _registration: registration,
         })
     }
 
@@ -356,6 +473,53 @@ impl ExternalDriver {
             Ok(r) => Ok(r.into_inner()),
             Err(status) => Err(self.call_error(call, status).await),
         }
+    }
+
+    fn limit(&self, deadline: Deadline) -> Option<Duration> {
+        match deadline {
+            Deadline::Quick => self.call_timeout,
+            Deadline::Long => self.long_call_timeout,
+        }
+    }
+
+    /// Runs `fut` (a call on the driver) within its deadline. On expiry the driver's process
+    /// group is killed (its state is unknown, and it would answer no later call either) and
+    /// the error, kind `Timeout`, names the driver, the call and the deadline.
+    async fn within<F: std::future::Future>(
+        &self,
+        call: &str,
+        deadline: Deadline,
+        fut: F,
+    ) -> Result<F::Output> {
+        let Some(limit) = self.limit(deadline) else {
+            return Ok(fut.await);
+        };
+        match tokio::time::timeout(limit, fut).await {
+            Ok(out) => Ok(out),
+            Err(_) => {
+                kill_unreaped(self.pid, &self.exit);
+                let var = match deadline {
+                    Deadline::Quick => CALL_TIMEOUT_ENV,
+                    Deadline::Long => LONG_CALL_TIMEOUT_ENV,
+                };
+                Err(DriverError::timeout(format!(
+                    "driver {} ({}): {call} timed out: no answer within {}; the driver \
+                     process was killed (set {var} to wait longer)",
+                    self.name,
+                    self.path.display(),
+                    fmt_duration(limit)
+                )))
+            }
+        }
+    }
+
+    /// A unary call within its deadline.
+    async fn call<T, F>(&self, call: &str, deadline: Deadline, fut: F) -> Result<T>
+    where
+        F: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let r = self.within(call, deadline, fut).await?;
+        self.unary(call, r).await
     }
 
     fn config_request(&self, config: &LimaYaml, ctx: &ConfigContext) -> Result<pb::ConfigRequest> {
@@ -589,8 +753,13 @@ fn log_driver_line(name: &str, line: &str) {
 #[async_trait]
 impl driver::Driver for ExternalDriver {
     async fn info(&self) -> Result<Info> {
-        let r = self.client().get_info(pb::Empty {}).await;
-        self.unary("info", r).await.map(info_from_pb)
+        self.call(
+            "info",
+            Deadline::Quick,
+            self.client().get_info(pb::Empty {}),
+        )
+        .await
+        .map(info_from_pb)
     }
 
     async fn configure(&self, instance: InstanceConfig) -> Result<()> {
@@ -600,47 +769,79 @@ impl driver::Driver for ExternalDriver {
             config_json: to_json("instance config", &instance.config)?,
             ssh_local_port: u32::from(instance.ssh_local_port),
         };
-        let r = self.client().configure(req).await;
-        self.unary("configure", r).await.map(drop)
+        self.call("configure", Deadline::Quick, self.client().configure(req))
+            .await
+            .map(drop)
     }
 
     async fn fill_config(&self, config: &mut LimaYaml, ctx: &ConfigContext) -> Result<()> {
         let req = self.config_request(config, ctx)?;
-        let r = self.client().fill_config(req).await;
-        let resp = self.unary("fill_config", r).await?;
+        let resp = self
+            .call(
+                "fill_config",
+                Deadline::Quick,
+                self.client().fill_config(req),
+            )
+            .await?;
         *config = from_json("filled lima.yaml", &resp.config_json)?;
         Ok(())
     }
 
     async fn accept_config(&self, config: &LimaYaml, ctx: &ConfigContext) -> Result<()> {
         let req = self.config_request(config, ctx)?;
-        let r = self.client().accept_config(req).await;
-        self.unary("accept_config", r).await.map(drop)
+        self.call(
+            "accept_config",
+            Deadline::Quick,
+            self.client().accept_config(req),
+        )
+        .await
+        .map(drop)
     }
 
     async fn validate(&self) -> Result<()> {
-        let r = self.client().validate(pb::Empty {}).await;
-        self.unary("validate", r).await.map(drop)
+        self.call(
+            "validate",
+            Deadline::Long,
+            self.client().validate(pb::Empty {}),
+        )
+        .await
+        .map(drop)
     }
 
     async fn create(&self) -> Result<()> {
-        let r = self.client().create(pb::Empty {}).await;
-        self.unary("create", r).await.map(drop)
+        self.call("create", Deadline::Long, self.client().create(pb::Empty {}))
+            .await
+            .map(drop)
     }
 
     async fn create_disk(&self) -> Result<()> {
-        let r = self.client().create_disk(pb::Empty {}).await;
-        self.unary("create_disk", r).await.map(drop)
+        self.call(
+            "create_disk",
+            Deadline::Long,
+            self.client().create_disk(pb::Empty {}),
+        )
+        .await
+        .map(drop)
     }
 
     async fn start(&self) -> Result<ErrorStream> {
-        let r = self.client().start(pb::Empty {}).await;
-        let mut stream = self.unary("start", r).await?;
-        match stream.message().await {
-            Ok(Some(pb::StartEvent {
-                event: Some(pb::start_event::Event::Started(_)),
-            })) => {}
-            Ok(other) => {
+        // The deadline covers the call up to `started` (boot has begun); the error stream
+        // after it lives as long as the VM.
+        let begun = self
+            .within("start", Deadline::Long, async {
+                let mut stream = self.client().start(pb::Empty {}).await?.into_inner();
+                let first = stream.message().await?;
+                Ok::<_, tonic::Status>((stream, first))
+            })
+            .await?;
+        let stream = match begun {
+            Ok((
+                stream,
+                Some(pb::StartEvent {
+                    event: Some(pb::start_event::Event::Started(_)),
+                }),
+            )) => stream,
+            Ok((_, other)) => {
                 return Err(DriverError::internal(format!(
                     "driver {} ({}): start: expected `started` first, got {other:?}",
                     self.name,
@@ -648,7 +849,7 @@ impl driver::Driver for ExternalDriver {
                 )))
             }
             Err(status) => return Err(self.call_error("start", status).await),
-        }
+        };
         let name = self.name.clone();
         let path = self.path.clone();
         let exit = self.exit.clone();
@@ -683,21 +884,28 @@ impl driver::Driver for ExternalDriver {
     }
 
     async fn stop(&self) -> Result<()> {
-        let r = self.client().stop(pb::Empty {}).await;
-        self.unary("stop", r).await.map(drop)
+        self.call("stop", Deadline::Long, self.client().stop(pb::Empty {}))
+            .await
+            .map(drop)
     }
 
     async fn delete(&self) -> Result<()> {
-        let r = self.client().delete(pb::Empty {}).await;
-        self.unary("delete", r).await.map(drop)
+        self.call("delete", Deadline::Long, self.client().delete(pb::Empty {}))
+            .await
+            .map(drop)
     }
 
     async fn inspect_status(&self, instance: &Instance) -> Result<Option<Status>> {
         let req = pb::InspectStatusRequest {
             instance_json: to_json("instance", instance)?,
         };
-        let r = self.client().inspect_status(req).await;
-        let resp = self.unary("inspect_status", r).await?;
+        let resp = self
+            .call(
+                "inspect_status",
+                Deadline::Quick,
+                self.client().inspect_status(req),
+            )
+            .await?;
         match resp.status {
             None => Ok(None),
             Some(s) => status_from_str(&s).map(Some).ok_or_else(|| {
@@ -707,9 +915,12 @@ impl driver::Driver for ExternalDriver {
     }
 
     async fn boot_scripts(&self) -> Result<BTreeMap<String, Vec<u8>>> {
-        let r = self.client().boot_scripts(pb::Empty {}).await;
         Ok(self
-            .unary("boot_scripts", r)
+            .call(
+                "boot_scripts",
+                Deadline::Quick,
+                self.client().boot_scripts(pb::Empty {}),
+            )
             .await?
             .scripts
             .into_iter()
@@ -717,11 +928,18 @@ impl driver::Driver for ExternalDriver {
     }
 
     async fn can_run_gui(&self) -> Result<bool> {
-        let r = self.client().can_run_gui(pb::Empty {}).await;
-        Ok(self.unary("can_run_gui", r).await?.value)
+        Ok(self
+            .call(
+                "can_run_gui",
+                Deadline::Quick,
+                self.client().can_run_gui(pb::Empty {}),
+            )
+            .await?
+            .value)
     }
 
     async fn run_gui(&self) -> Result<()> {
+        // No deadline: it returns when the GUI window closes.
         let r = self.client().run_gui(pb::Empty {}).await;
         self.unary("run_gui", r).await.map(drop)
     }
@@ -730,52 +948,102 @@ impl driver::Driver for ExternalDriver {
         let req = pb::PasswordRequest {
             password: password.to_string(),
         };
-        let r = self.client().change_display_password(req).await;
-        self.unary("change_display_password", r).await.map(drop)
+        self.call(
+            "change_display_password",
+            Deadline::Quick,
+            self.client().change_display_password(req),
+        )
+        .await
+        .map(drop)
     }
 
     async fn display_connection(&self) -> Result<String> {
-        let r = self.client().display_connection(pb::Empty {}).await;
-        Ok(self.unary("display_connection", r).await?.value)
+        Ok(self
+            .call(
+                "display_connection",
+                Deadline::Quick,
+                self.client().display_connection(pb::Empty {}),
+            )
+            .await?
+            .value)
     }
 
     async fn create_snapshot(&self, tag: &str) -> Result<()> {
-        let r = self.client().create_snapshot(snapshot(tag)).await;
-        self.unary("create_snapshot", r).await.map(drop)
+        self.call(
+            "create_snapshot",
+            Deadline::Long,
+            self.client().create_snapshot(snapshot(tag)),
+        )
+        .await
+        .map(drop)
     }
 
     async fn apply_snapshot(&self, tag: &str) -> Result<()> {
-        let r = self.client().apply_snapshot(snapshot(tag)).await;
-        self.unary("apply_snapshot", r).await.map(drop)
+        self.call(
+            "apply_snapshot",
+            Deadline::Long,
+            self.client().apply_snapshot(snapshot(tag)),
+        )
+        .await
+        .map(drop)
     }
 
     async fn delete_snapshot(&self, tag: &str) -> Result<()> {
-        let r = self.client().delete_snapshot(snapshot(tag)).await;
-        self.unary("delete_snapshot", r).await.map(drop)
+        self.call(
+            "delete_snapshot",
+            Deadline::Long,
+            self.client().delete_snapshot(snapshot(tag)),
+        )
+        .await
+        .map(drop)
     }
 
     async fn list_snapshots(&self) -> Result<String> {
-        let r = self.client().list_snapshots(pb::Empty {}).await;
-        Ok(self.unary("list_snapshots", r).await?.value)
+        Ok(self
+            .call(
+                "list_snapshots",
+                Deadline::Quick,
+                self.client().list_snapshots(pb::Empty {}),
+            )
+            .await?
+            .value)
     }
 
     async fn guest_agent_conn(&self) -> Result<GuestAgentConn> {
         use pb::guest_agent_conn_response::Conn;
-        let r = self.client().guest_agent_conn(pb::Empty {}).await;
-        match self.unary("guest_agent_conn", r).await?.conn {
+        match self
+            .call(
+                "guest_agent_conn",
+                Deadline::Quick,
+                self.client().guest_agent_conn(pb::Empty {}),
+            )
+            .await?
+            .conn
+        {
             Some(Conn::UnixSocket(p)) => Ok(GuestAgentConn::UnixSocket(PathBuf::from(p))),
             Some(Conn::SshForward(_)) | None => Ok(GuestAgentConn::SshForward),
         }
     }
 
     async fn ssh_address(&self) -> Result<String> {
-        let r = self.client().ssh_address(pb::Empty {}).await;
-        Ok(self.unary("ssh_address", r).await?.value)
+        Ok(self
+            .call(
+                "ssh_address",
+                Deadline::Quick,
+                self.client().ssh_address(pb::Empty {}),
+            )
+            .await?
+            .value)
     }
 
     async fn additional_setup_for_ssh(&self) -> Result<()> {
-        let r = self.client().additional_setup_for_ssh(pb::Empty {}).await;
-        self.unary("additional_setup_for_ssh", r).await.map(drop)
+        self.call(
+            "additional_setup_for_ssh",
+            Deadline::Long,
+            self.client().additional_setup_for_ssh(pb::Empty {}),
+        )
+        .await
+        .map(drop)
     }
 }
 
@@ -801,5 +1069,47 @@ mod tests {
         );
         assert_eq!(driver_name_from_path(Path::new("/x/lima-driver-")), None);
         assert_eq!(driver_name_from_path(Path::new("/x/qemu")), None);
+    }
+
+    #[test]
+    fn timeouts_parse_as_seconds_or_durations() {
+        let s = |n| Some(Duration::from_secs(n));
+        assert_eq!(parse_timeout("10"), Ok(s(10)));
+        assert_eq!(parse_timeout(" 30s "), Ok(s(30)));
+        assert_eq!(parse_timeout("2m"), Ok(s(120)));
+        assert_eq!(parse_timeout("1h"), Ok(s(3600)));
+        assert_eq!(parse_timeout("500ms"), Ok(Some(Duration::from_millis(500))));
+        assert_eq!(parse_timeout("1.5"), Ok(Some(Duration::from_millis(1500))));
+        assert_eq!(parse_timeout("0"), Ok(None));
+        assert_eq!(parse_timeout("0s"), Ok(None));
+        for bad in ["", "s", "ten", "10 years", "-1", "1e3", "1..2"] {
+            assert!(parse_timeout(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn timeouts_come_from_the_environment() {
+        let opts = SpawnOptions::from_env_with(|_| None);
+        assert_eq!(opts.call_timeout, Some(DEFAULT_CALL_TIMEOUT));
+        assert_eq!(opts.long_call_timeout, Some(DEFAULT_LONG_CALL_TIMEOUT));
+        let opts = SpawnOptions::from_env_with(|k| match k {
+            CALL_TIMEOUT_ENV => Some("3s".into()),
+            LONG_CALL_TIMEOUT_ENV => Some("0".into()),
+            _ => None,
+        });
+        assert_eq!(opts.call_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(opts.long_call_timeout, None);
+        // Garbage falls back to the default (with a warning).
+        let opts = SpawnOptions::from_env_with(|_| Some("soon".into()));
+        assert_eq!(opts.call_timeout, Some(DEFAULT_CALL_TIMEOUT));
+    }
+
+    #[test]
+    fn durations_print_as_they_are_written() {
+        assert_eq!(fmt_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(fmt_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(fmt_duration(Duration::from_secs(600)), "10m");
+        assert_eq!(fmt_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
     }
 }

@@ -10,6 +10,8 @@
 // The transport is a unix socket: on other hosts (Windows) only the protocol types and a
 // `serve_main` that explains itself exist for now.
 #[cfg(unix)]
+mod cleanup;
+#[cfg(unix)]
 mod client;
 mod convert;
 #[cfg(unix)]
@@ -25,8 +27,12 @@ pub mod pb {
 }
 
 #[cfg(unix)]
+pub use cleanup::{end_all_drivers, leave_signals_to_caller, signal_handler_installed};
+#[cfg(unix)]
 pub use client::{
-    driver_name_from_path, probe, ExternalDriver, Handshake, SpawnError, SpawnOptions,
+    driver_name_from_path, parse_timeout, probe, ExternalDriver, Handshake, ParseTimeoutError,
+    SpawnError, SpawnOptions, CALL_TIMEOUT_ENV, DEFAULT_CALL_TIMEOUT, DEFAULT_LONG_CALL_TIMEOUT,
+    LONG_CALL_TIMEOUT_ENV,
 };
 pub use convert::{code_for_kind, kind_for_code, ERROR_KIND_METADATA};
 #[cfg(unix)]

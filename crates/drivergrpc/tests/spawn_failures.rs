@@ -20,6 +20,7 @@ async fn spawn_err(path: &Path, timeout: Duration) -> (SpawnError, Duration) {
     let t = Instant::now();
     let opts = SpawnOptions {
         ready_timeout: timeout,
+        ..Default::default()
     };
     let r = tokio::time::timeout(
         Duration::from_secs(10),

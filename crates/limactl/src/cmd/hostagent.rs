@@ -11,6 +11,9 @@ pub struct HostagentArgs {
 }
 
 pub fn run(args: HostagentArgs) -> Result<()> {
+    // SIGTERM/SIGINT here mean "stop the VM cleanly": the host agent handles them and stops
+    // its driver through it, so drivergrpc must not kill the driver first.
+    drivergrpc::leave_signals_to_caller();
     super::runtime()?.block_on(instance::run_host_agent(
         crate::drivers::registry(),
         &args.name,

@@ -58,41 +58,20 @@ pub fn run(_args: InfoArgs) -> Result<()> {
 async fn collect() -> Result<Info> {
     let reg = drivers::registry();
     let own_protocol = drivergrpc::PROTOCOL_VERSION.to_string();
-    let mut vm_types_ex = BTreeMap::new();
+    // All drivers at once: each external one may take up to its start and call deadlines, and
+    // several broken ones must cost one deadline, not one each.
+    let mut asked = tokio::task::JoinSet::new();
     for entry in reg.list() {
-        let location = entry.location.describe();
-        let d = match reg.connect(&entry.name).await {
-            Ok((connected, loc)) => {
-                let protocol_version = match loc {
-                    registry::Location::Internal => own_protocol.clone(),
-                    registry::Location::External(_) => connected.protocol_version.clone(),
-                };
-                match connected.driver.info().await {
-                    Ok(i) => DriverInfo {
-                        location,
-                        protocol_version,
-                        version: i.version,
-                        image_formats: i.image_formats,
-                        error: None,
-                    },
-                    Err(e) => DriverInfo {
-                        location,
-                        protocol_version,
-                        version: String::new(),
-                        image_formats: Vec::new(),
-                        error: Some(e.to_string()),
-                    },
-                }
-            }
-            Err(e) => DriverInfo {
-                location,
-                protocol_version: String::new(),
-                version: String::new(),
-                image_formats: Vec::new(),
-                error: Some(e.to_string()),
-            },
-        };
-        vm_types_ex.insert(entry.name, d);
+        let own_protocol = own_protocol.clone();
+        asked.spawn(async move {
+            let d = describe(reg, &entry, own_protocol).await;
+            (entry.name, d)
+        });
+    }
+    let mut vm_types_ex = BTreeMap::new();
+    while let Some(done) = asked.join_next().await {
+        let (name, d) = done?;
+        vm_types_ex.insert(name, d);
     }
     Ok(Info {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -112,4 +91,39 @@ async fn collect() -> Result<Info> {
             .map(|p| p.display().to_string())
             .collect(),
     })
+}
+
+/// One driver as `info` shows it: started (if external) and asked for its Info; a failure is
+/// reported in `error`.
+async fn describe(
+    reg: &registry::Registry,
+    entry: &registry::Entry,
+    own_protocol: String,
+) -> DriverInfo {
+    let location = entry.location.describe();
+    let failed = |location, protocol_version, e: String| DriverInfo {
+        location,
+        protocol_version,
+        version: String::new(),
+        image_formats: Vec::new(),
+        error: Some(e),
+    };
+    let (connected, loc) = match reg.connect(&entry.name).await {
+        Ok(c) => c,
+        Err(e) => return failed(location, String::new(), e.to_string()),
+    };
+    let protocol_version = match loc {
+        registry::Location::Internal => own_protocol,
+        registry::Location::External(_) => connected.protocol_version.clone(),
+    };
+    match connected.driver.info().await {
+        Ok(i) => DriverInfo {
+            location,
+            protocol_version,
+            version: i.version,
+            image_formats: i.image_formats,
+            error: None,
+        },
+        Err(e) => failed(location, protocol_version, e.to_string()),
+    }
 }
