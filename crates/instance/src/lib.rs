@@ -16,3 +16,9 @@ pub mod target;
 
 pub use error::{InstanceError, Result};
 pub use open::{create, open, run_host_agent, Opened, SshPort};
+
+/// A duration in whole seconds from environment variable `name`, else `default` seconds.
+fn env_seconds(name: &str, default: u64) -> std::time::Duration {
+    let secs = std::env::var(name).ok().and_then(|v| v.parse().ok());
+    std::time::Duration::from_secs(secs.unwrap_or(default))
+}

@@ -245,10 +245,5 @@ async fn agent_main(reg: &Registry, name: &str, dir: &Path) -> Result<()> {
 
 /// How long the guest may take to become ready (`LIMA_READY_TIMEOUT` seconds, default 600).
 fn ready_timeout() -> Duration {
-    Duration::from_secs(
-        std::env::var("LIMA_READY_TIMEOUT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(600),
-    )
+    crate::env_seconds("LIMA_READY_TIMEOUT", 600)
 }

@@ -156,12 +156,7 @@ async fn acquire_or_wait(
 
 /// How long a graceful stop waits for the host agent (`LIMA_STOP_TIMEOUT` seconds, 180).
 fn stop_timeout() -> Duration {
-    Duration::from_secs(
-        std::env::var("LIMA_STOP_TIMEOUT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(180),
-    )
+    crate::env_seconds("LIMA_STOP_TIMEOUT", 180)
 }
 
 /// Stops instance `name`: SIGTERM to its host agent, which stops the VM through the driver,
