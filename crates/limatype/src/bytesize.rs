@@ -50,7 +50,8 @@ fn parse(text: &str) -> Option<u64> {
     let mut chars = unit.chars();
     let shift = match chars.next() {
         None => 0,
-        Some('b') => return chars.next().is_none().then_some(value as u64),
+        Some('b') if chars.as_str().is_empty() => 0,
+        Some('b') => return None,
         Some('k') => 10,
         Some('m') => 20,
         Some('g') => 30,
@@ -159,6 +160,11 @@ mod tests {
             "1.2.3",
             "4E",
             "99999999999999999999999P",
+            // Overflow is an error, not a saturated u64::MAX.
+            "99999999999999999999999b",
+            "99999999999999999999999",
+            "99999999999PiB",
+            "1bb",
         ] {
             assert_eq!(p(text), None, "{text:?}");
         }

@@ -140,6 +140,33 @@ fn check_file(
     }
 }
 
+/// The longest guest user name (`useradd`'s limit).
+pub const MAX_USER_NAME: usize = 32;
+
+/// Lima's rule for guest user names, `^[a-z_][a-z0-9_-]*$` (what `useradd` accepts, without
+/// the trailing `$`), at most [`MAX_USER_NAME`] characters.
+pub fn valid_user_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= MAX_USER_NAME
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// A name a shell can export: `^[A-Za-z_][A-Za-z0-9_]*$`.
+fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The most CPUs a config may ask for: far above any host Lima runs on, and what QEMU's
+/// largest machine types allow.
+pub const MAX_CPUS: i64 = 1024;
+
 fn valid_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 76
@@ -174,6 +201,7 @@ pub fn validate(y: &LimaYaml) -> Vec<Problem> {
     validate_dns(p, y);
     validate_networks(p, y);
     validate_param(p, y);
+    validate_env(p, y);
     validate_sudo(p, y, os);
     validate_devices_and_timezone(p, y, arch);
     problems.0
@@ -268,6 +296,21 @@ fn validate_user(p: &mut Problems, y: &LimaYaml, os: &str) {
         if let Some(name) = &u.name {
             if name.is_empty() {
                 p.add("user.name", "must not be empty");
+            } else if os == "Windows" {
+                if name.chars().any(char::is_control) {
+                    p.add(
+                        "user.name",
+                        format!("must not contain control characters, got {name:?}"),
+                    );
+                }
+            } else if !valid_user_name(name) {
+                p.add(
+                    "user.name",
+                    format!(
+                        "must be a user name (lowercase letters, digits, `_` and `-`, starting \
+                         with a letter or `_`, at most {MAX_USER_NAME} characters), got {name:?}"
+                    ),
+                );
             }
         }
         if let Some(uid) = u.uid {
@@ -350,15 +393,73 @@ fn validate_resources(p: &mut Problems, y: &LimaYaml) {
     if let Some(c) = y.cpus {
         if c < 1 {
             p.add("cpus", format!("must be at least 1, got {c}"));
+        } else if c > MAX_CPUS {
+            p.add("cpus", format!("must be at most {MAX_CPUS}, got {c}"));
         }
     }
     for (field, value) in [("memory", &y.memory), ("disk", &y.disk)] {
         if let Some(v) = value {
             match v.parse::<ByteSize>() {
+                Err(_) if overflows(v) => p.add(
+                    field,
+                    format!("{v} is too large: no size can be more than 16EiB"),
+                ),
                 Err(_) => p.add(field, format!("must be a size like \"4GiB\", got {v:?}")),
                 Ok(ByteSize(0)) => p.add(field, "must not be zero"),
                 Ok(_) => {}
             }
+        }
+    }
+}
+
+/// Whether `text` is a well-formed size too large to represent (`99999999999PiB`): the same
+/// text with a small number parses.
+fn overflows(text: &str) -> bool {
+    let t = text.trim();
+    let digits = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    digits > 0
+        && t[..digits].parse::<f64>().is_ok()
+        && format!("1{}", &t[digits..]).parse::<ByteSize>().is_ok()
+}
+
+/// Checks that need the host: a `memory` larger than all of the host's memory
+/// (`host_memory_bytes`; 0 = unknown, not checked) can never be given to the VM.
+pub fn validate_for_host(y: &LimaYaml, host_memory_bytes: u64) -> Vec<Problem> {
+    let mut p = Problems::default();
+    if let Some(v) = &y.memory {
+        if let Ok(ByteSize(bytes)) = v.parse::<ByteSize>() {
+            if host_memory_bytes > 0 && bytes > host_memory_bytes {
+                p.add(
+                    "memory",
+                    format!(
+                        "{} is more than this host's {} of memory",
+                        v.trim(),
+                        ByteSize(host_memory_bytes)
+                    ),
+                );
+            }
+        }
+    }
+    p.0
+}
+
+/// `env`: names a shell can export, values on one line.
+fn validate_env(p: &mut Problems, y: &LimaYaml) {
+    for (name, value) in y.env.iter().flatten() {
+        let field = format!("env.{name}");
+        if !valid_env_name(name) {
+            p.add(
+                &field,
+                format!("name must match ^[A-Za-z_][A-Za-z0-9_]*$, got {name:?}"),
+            );
+        }
+        if let Some(c) = value.chars().find(|c| c.is_control() && *c != '\t') {
+            p.add(
+                &field,
+                format!("value contains control character {c:?} (values are one line)"),
+            );
         }
     }
 }

@@ -144,3 +144,95 @@ fn vm_type_must_be_a_driver_name() {
             .unwrap();
     assert_eq!(validate(&y), []);
 }
+
+#[test]
+fn user_names_follow_useradd_rules() {
+    for bad in [
+        "\"bob\\nx\"",
+        "Bob",
+        "1bob",
+        "bo b",
+        "bob$",
+        "\"b\\u0000\"",
+        "-bob",
+        "abcdefghijabcdefghijabcdefghijabc",
+    ] {
+        let p = problems(&format!("user: {{name: {bad}}}\n"));
+        assert_eq!(
+            p.iter().map(|p| p.field.as_str()).collect::<Vec<_>>(),
+            ["user.name"],
+            "{bad}: {p:?}"
+        );
+    }
+    let p = problems("user: {name: \"bob\\nx\"}\n");
+    assert!(p[0].message.contains("\"bob\\nx\""), "{p:?}");
+    for ok in ["bob", "_b0b-x", "lima", "abcdefghijabcdefghijabcdefghijab"] {
+        assert_eq!(
+            fields(&format!("user: {{name: {ok}}}\n")),
+            Vec::<String>::new(),
+            "{ok}"
+        );
+    }
+}
+
+#[test]
+fn env_names_are_shell_names_and_values_one_line() {
+    for bad in ["\"A B\"", "\"A=B\"", "\"\"", "1A", "\"A-B\"", "\"A\\nB\""] {
+        let f = fields(&format!("env: {{{bad}: x}}\n"));
+        assert_eq!(f.len(), 1, "{bad}: {f:?}");
+        assert!(f[0].starts_with("env."), "{f:?}");
+    }
+    assert_eq!(fields("env: {A: \"1\\n2\"}\n"), ["env.A"]);
+    assert_eq!(fields("env: {A: \"1\\r\"}\n"), ["env.A"]);
+    assert_eq!(
+        fields("env: {A: 'x y', _B1: \"tab\\there\", c: ''}\n"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn cpus_have_an_upper_bound() {
+    let p = problems("cpus: 9223372036854775807\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].field, "cpus");
+    assert!(p[0].message.contains("at most 1024"), "{p:?}");
+    assert_eq!(fields("cpus: 1024\n"), Vec::<String>::new());
+    assert_eq!(fields("cpus: 1025\n"), ["cpus"]);
+}
+
+#[test]
+fn overflowing_sizes_are_errors_not_wraps() {
+    assert_eq!(size("99999999999PiB"), None);
+    assert_eq!(size("99999999999999999999999b"), None);
+    assert_eq!(size("99999999999999999999999"), None);
+    for v in ["99999999999PiB", "99999999999999999999999b", "1e400"] {
+        let p = problems(&format!("memory: \"{v}\"\ndisk: \"{v}\"\n"));
+        assert_eq!(
+            p.iter().map(|p| p.field.as_str()).collect::<Vec<_>>(),
+            ["memory", "disk"],
+            "{v}: {p:?}"
+        );
+    }
+    let p = problems("memory: 99999999999PiB\n");
+    assert!(p[0].message.contains("too large"), "{p:?}");
+}
+
+#[test]
+fn memory_beyond_the_host_is_refused_with_the_host_figure() {
+    let y = |m: &str| LimaYaml::from_yaml(&format!("memory: {m}\n")).unwrap();
+    let host = 8u64 << 30;
+    let p = validate_for_host(&y("8000PiB"), host);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].field, "memory");
+    assert_eq!(
+        p[0].message,
+        "8000PiB is more than this host's 8GiB of memory"
+    );
+    assert_eq!(validate_for_host(&y("8GiB"), host), []);
+    assert_eq!(validate_for_host(&y("4GiB"), host), []);
+    assert_eq!(validate_for_host(&y("9GiB"), host).len(), 1);
+    // Unknown host memory: nothing to compare with. Unparsable sizes are `validate`'s.
+    assert_eq!(validate_for_host(&y("8000PiB"), 0), []);
+    assert_eq!(validate_for_host(&y("lots"), host), []);
+    assert_eq!(validate_for_host(&LimaYaml::default(), host), []);
+}
