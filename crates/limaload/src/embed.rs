@@ -50,8 +50,10 @@ pub(crate) fn parse(src: &Source) -> Result<(limatype::LimaYaml, Value), LoadErr
     let value = if src.text.trim().is_empty() {
         Value::Null
     } else {
-        crate::from_yaml_text::<Value>(&src.text)
-            .map_err(|e| fail(with_field_from_line(src, crate::parse_diagnostic(src, &e))))?
+        crate::from_yaml_text::<Value>(&src.text).map_err(|e| {
+            let d = with_field_from_line(src, crate::parse_diagnostic(src, &e));
+            fail(crate::without_odd_key(d))
+        })?
     };
     let value = match value {
         Value::Mapping(m) => Value::Mapping(m),
@@ -89,7 +91,7 @@ pub(crate) fn parse(src: &Source) -> Result<(limatype::LimaYaml, Value), LoadErr
                 d.field = key;
             }
         }
-        fail(with_field_from_line(src, d))
+        fail(crate::without_odd_key(with_field_from_line(src, d)))
     })?;
     Ok((typed, value))
 }

@@ -146,6 +146,57 @@ fn self_and_ancestors(path: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// The last key of a field path (`a.b[2].c` -> `c`).
+fn field_key(path: &str) -> &str {
+    path.rsplit(['.', '[']).next().unwrap_or(path)
+}
+
+/// Whether a mapping key looks like a field name someone meant to write.
+fn plausible_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 64
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+}
+
+/// serde's messages quote a string value in full (`invalid type: string "…", expected …`):
+/// for a multi-line or long value, often a whole script or another file's content, the
+/// file and line say where it is, and the text is left out.
+fn without_long_quotes(message: &str) -> String {
+    const MAX_QUOTED: usize = 64;
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(start) = rest.find("string \"") {
+        let open = start + "string ".len();
+        out.push_str(&rest[..open]);
+        let body = &rest[open + 1..];
+        // The closing quote of a Debug-escaped string: the first `"` not escaped.
+        let mut escaped = false;
+        let end = body.char_indices().find_map(|(i, c)| {
+            let close = c == '"' && !escaped;
+            escaped = c == '\\' && !escaped;
+            close.then_some(i)
+        });
+        let Some(end) = end else {
+            out.push_str(&rest[open..]);
+            return out;
+        };
+        let quoted = &body[..end];
+        let lines = quoted.trim_end_matches("\\n").matches("\\n").count() + 1;
+        if lines > 1 {
+            out.push_str(&format!("of {lines} lines"));
+        } else if quoted.chars().count() > MAX_QUOTED {
+            out.push_str(&format!("of {} characters", quoted.chars().count()));
+        } else {
+            out.push_str(&rest[open..open + end + 2]);
+        }
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Turns a parse failure into a diagnostic naming the field and line.
 pub(crate) fn parse_diagnostic(src: &Source, e: &ParseError) -> Diagnostic {
     let mut line = e.error.location().map(|l| l.line());
@@ -184,8 +235,33 @@ pub(crate) fn parse_diagnostic(src: &Source, e: &ParseError) -> Diagnostic {
         file: src.display.clone(),
         line,
         field,
-        message,
+        message: without_long_quotes(&message),
     }
+}
+
+/// A key that is no field name at all (a line of a script, or of some other file given as a
+/// base) is not repeated in the message: the file and line say where it is.
+pub(crate) fn without_odd_key(mut d: Diagnostic) -> Diagnostic {
+    let Some(key) = d
+        .message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once("`, "))
+        .map(|(key, _)| key.to_string())
+    else {
+        return d;
+    };
+    if plausible_key(&key) {
+        return d;
+    }
+    if field_key(&d.field) == key {
+        let parent = self_and_ancestors(&d.field)
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        d.field = parent;
+    }
+    d.message = "is not a lima.yaml field (is this file a lima.yaml?)".into();
+    d
 }
 
 /// Reads `locator` and embeds its bases and scripts.
@@ -214,7 +290,10 @@ pub const DEFAULT_BASE_YAML: &str = "base.yaml";
 
 /// Embeds an already read source (e.g. bytes from elsewhere, named by `src.display`); the
 /// instance name is `opts.name` or `default`.
-pub fn embed_source(src: Source, opts: &LoadOptions) -> Result<Embedded, LoadError> {
+pub fn embed_source(mut src: Source, opts: &LoadOptions) -> Result<Embedded, LoadError> {
+    if let Some(text) = src.text.strip_prefix(locator::BOM) {
+        src.text = text.to_string();
+    }
     let name = opts.name.clone().unwrap_or_else(|| "default".into());
     let (main, _) = embed::parse(&src)?;
     let mut embedder = embed::Embedder::new(&opts.template_dirs);

@@ -25,6 +25,9 @@ pub enum LocatorError {
     Open(#[source] std::io::Error),
     #[error("is a directory")]
     IsDirectory,
+    /// A FIFO, socket or device: reading it could block forever or never end.
+    #[error("is not a regular file (a {kind})")]
+    NotRegularFile { kind: &'static str },
     #[error("reading {what}: {source}")]
     Read {
         what: &'static str,
@@ -54,6 +57,14 @@ pub enum LocatorError {
     },
     #[error("{} {arg} printed no locator", plugin.display())]
     PluginNoLocator { plugin: PathBuf, arg: String },
+    /// The plugin printed something else than one locator (e.g. the template itself): what
+    /// it printed is not quoted.
+    #[error("{} {arg} printed {lines} lines, not one locator", plugin.display())]
+    PluginNotALocator {
+        plugin: PathBuf,
+        arg: String,
+        lines: usize,
+    },
     #[error("a file:// URL needs an absolute path")]
     FileUrlNotAbsolute,
     #[error(
@@ -198,16 +209,58 @@ fn read_limited(mut r: impl Read, what: &'static str) -> Result<String, LocatorE
     if buf.len() as u64 > MAX_TEMPLATE_BYTES {
         return Err(LocatorError::TooLarge { what });
     }
-    String::from_utf8(buf).map_err(|e| LocatorError::NotUtf8 {
+    let mut text = String::from_utf8(buf).map_err(|e| LocatorError::NotUtf8 {
         what,
         offset: e.utf8_error().valid_up_to(),
-    })
+    })?;
+    // A UTF-8 byte order mark is no content (Lima's YAML library skips it too).
+    if text.starts_with(BOM) {
+        text.drain(..BOM.len_utf8());
+    }
+    Ok(text)
+}
+
+/// The UTF-8 byte order mark some editors put at the start of a file.
+pub(crate) const BOM: char = '\u{feff}';
+
+/// What a file that is neither regular nor a directory is, for messages.
+fn special_kind(t: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "FIFO";
+        }
+        if t.is_socket() {
+            return "socket";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "device";
+        }
+    }
+    let _ = t;
+    "special file"
 }
 
 fn read_file(path: &Path) -> Result<String, LocatorError> {
-    let f = std::fs::File::open(path).map_err(LocatorError::Open)?;
-    if f.metadata().is_ok_and(|m| m.is_dir()) {
+    // Looked at before opening: opening a FIFO blocks until a writer comes, a device may
+    // never end.
+    let meta = std::fs::metadata(path).map_err(LocatorError::Open)?;
+    if meta.is_dir() {
         return Err(LocatorError::IsDirectory);
+    }
+    if !meta.is_file() {
+        return Err(LocatorError::NotRegularFile {
+            kind: special_kind(meta.file_type()),
+        });
+    }
+    let f = std::fs::File::open(path).map_err(LocatorError::Open)?;
+    let meta = f.metadata().map_err(LocatorError::Open)?;
+    if !meta.is_file() {
+        // Replaced between the two looks.
+        return Err(LocatorError::NotRegularFile {
+            kind: special_kind(meta.file_type()),
+        });
     }
     read_limited(f, "file")
 }
@@ -297,6 +350,13 @@ pub fn resolve_custom_scheme(
             return Err(LocatorError::PluginNoLocator {
                 plugin,
                 arg: arg.into(),
+            });
+        }
+        if next.contains(['\n', '\r']) {
+            return Err(LocatorError::PluginNotALocator {
+                plugin,
+                arg: arg.into(),
+                lines: next.lines().count(),
             });
         }
         seen.push(std::mem::replace(&mut current, next));

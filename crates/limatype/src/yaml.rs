@@ -563,6 +563,8 @@ impl LimaYaml {
     /// Parses a lima.yaml document. Unknown keys and wrong types are errors naming the field
     /// and its line (serde_yaml's location).
     pub fn from_yaml(text: &str) -> Result<Self, serde_yaml::Error> {
+        // A UTF-8 byte order mark is no content (Lima's YAML library skips it too).
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         if text.trim().is_empty() {
             return Ok(Self::default());
         }

@@ -193,3 +193,13 @@ mounts:
     assert_eq!(prov[1].mode.as_deref(), Some("user"));
     assert_eq!(prov[1].script, prov[0].script);
 }
+
+#[test]
+fn a_utf8_bom_is_skipped() {
+    let y = LimaYaml::from_yaml("\u{feff}cpus: 2\nmemory: 4GiB\n").unwrap();
+    assert_eq!(y.cpus, Some(2));
+    assert_eq!(
+        LimaYaml::from_yaml("\u{feff}").unwrap(),
+        LimaYaml::default()
+    );
+}
