@@ -14,7 +14,7 @@ use driver::{
 };
 use futures::StreamExt;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
 use tonic::codegen::http;
@@ -173,6 +173,11 @@ pub enum SpawnError {
     #[error("driver {path}: is not a Lima driver: printed {line:?} instead of the `{READY_MARKER}` line")]
     Garbage { path: PathBuf, line: String },
     #[error(
+        "driver {path}: is not a Lima driver: its ready line is longer than {limit} bytes \
+         (that much output on stdout without a newline)"
+    )]
+    ReadyLineTooLong { path: PathBuf, limit: usize },
+    #[error(
         "driver {path}: speaks protocol {theirs}, but this limactl speaks {ours} \
          (major versions must match; rebuild or update the driver)"
     )]
@@ -315,7 +320,10 @@ impl ExternalDriver {
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(forward_stderr(name.clone(), stderr, early_stderr.clone()));
         }
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut stdout = LineReader::new(
+            child.stdout.take().expect("stdout is piped"),
+            MAX_READY_LINE,
+        );
 
         let ready = wait_ready(
             &mut child,
@@ -329,6 +337,7 @@ impl ExternalDriver {
             kill_group(&mut child);
             return Err(e);
         }
+        stdout.cap = MAX_LOG_LINE;
         tokio::spawn(drain_stdout(name.clone(), stdout));
 
         let (exit_tx, exit) = watch::channel(None);
@@ -525,10 +534,7 @@ impl ExternalDriver {
     fn config_request(&self, config: &LimaYaml, ctx: &ConfigContext) -> Result<pb::ConfigRequest> {
         Ok(pb::ConfigRequest {
             config_json: to_json("lima.yaml", config)?,
-            host: Some(pb::HostInfo {
-                os: ctx.host.os.clone(),
-                arch: ctx.host.arch.clone(),
-            }),
+            host: Some(host_to_pb(&ctx.host)),
             config_path: ctx
                 .config_path
                 .as_ref()
@@ -584,7 +590,7 @@ async fn connect(socket: &Path) -> std::result::Result<DriverClient<Connection>,
 
 async fn wait_ready(
     child: &mut Child,
-    stdout: &mut BufReader<tokio::process::ChildStdout>,
+    stdout: &mut LineReader<tokio::process::ChildStdout>,
     path: &Path,
     timeout: Duration,
     early_stderr: &Mutex<Vec<String>>,
@@ -602,8 +608,7 @@ async fn wait_ready(
             },
         }
     };
-    let mut line = String::new();
-    let read = tokio::time::timeout(timeout, stdout.read_line(&mut line)).await;
+    let read = tokio::time::timeout(timeout, stdout.next(true)).await;
     match read {
         Err(_) => Err(SpawnError::NotReady {
             path: path.to_path_buf(),
@@ -613,7 +618,11 @@ async fn wait_ready(
             path: path.to_path_buf(),
             line: format!("unreadable output ({e})"),
         }),
-        Ok(Ok(0)) => {
+        Ok(Ok(ReadLine::TooLong)) => Err(SpawnError::ReadyLineTooLong {
+            path: path.to_path_buf(),
+            limit: MAX_READY_LINE,
+        }),
+        Ok(Ok(ReadLine::Eof)) => {
             // stdout closed: the process is exiting (or closed it on purpose, equally useless).
             let status = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -622,7 +631,8 @@ async fn wait_ready(
                 _ => "closed its stdout".to_string(),
             }))
         }
-        Ok(Ok(_)) => {
+        Ok(Ok(ReadLine::Line)) => {
+            let line = String::from_utf8_lossy(&stdout.line);
             let line = line.trim_end();
             let Some(rest) = line.strip_prefix(READY_MARKER) else {
                 let mut shown: String = line.chars().take(120).collect();
@@ -709,30 +719,249 @@ async fn watch_child(
     }
 }
 
-/// Keep at most this many early stderr lines for error messages.
+/// Keep at most this many early stderr lines for error messages...
 const EARLY_STDERR_LINES: usize = 10;
+/// ... and at most this many characters of each.
+const EARLY_STDERR_CHARS: usize = 300;
+
+/// Longest ready line accepted (a real one is under 100 bytes): more output than this on
+/// stdout without a newline, and the file is not a driver.
+pub const MAX_READY_LINE: usize = 4096;
+/// Longest driver output line logged; the rest of the line is dropped, and the logged part
+/// ends with `… [truncated N bytes]`.
+pub const MAX_LOG_LINE: usize = 8192;
+/// Driver output lines logged per second and stream; the others are dropped and counted in a
+/// warning once the second is over.
+pub const MAX_LOG_LINES_PER_SEC: u32 = 100;
+/// Bytes read from a driver's stdout or stderr at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What [`LineReader::next`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum ReadLine {
+    /// A line (ended by a newline or by end of file) is in `line`, at most `cap` bytes of it,
+    /// with `cut` more bytes dropped.
+    Line,
+    Eof,
+    /// The line grew past `cap` bytes, when asked to give up on that.
+    TooLong,
+}
+
+/// Lines of a driver's output in bounded memory whatever it prints: reads fixed chunks and
+/// keeps at most `cap` bytes of a line. Cancel-safe: the state lives here, not in the future.
+struct LineReader<R> {
+    inner: BufReader<R>,
+    cap: usize,
+    line: Vec<u8>,
+    cut: usize,
+    /// The current line has bytes (so end of file ends a line rather than the stream).
+    started: bool,
+    /// `line` holds a finished line, to be cleared by the next call.
+    finished: bool,
+    /// The last byte of the line so far (kept or cut) is a `\r`.
+    last_cr: bool,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    fn new(inner: R, cap: usize) -> Self {
+        LineReader {
+            inner: BufReader::with_capacity(READ_CHUNK, inner),
+            cap,
+            line: Vec::new(),
+            cut: 0,
+            started: false,
+            finished: false,
+            last_cr: false,
+        }
+    }
+
+    async fn next(&mut self, give_up_over_cap: bool) -> std::io::Result<ReadLine> {
+        if self.finished {
+            self.line.clear();
+            self.cut = 0;
+            self.started = false;
+            self.finished = false;
+            self.last_cr = false;
+        }
+        loop {
+            let avail = self.inner.fill_buf().await?;
+            if avail.is_empty() {
+                if self.started {
+                    self.finished = true;
+                    return Ok(ReadLine::Line);
+                }
+                return Ok(ReadLine::Eof);
+            }
+            self.started = true;
+            let (len, used, ends) = match find_newline(avail) {
+                Some(i) => (i, i + 1, true),
+                None => (avail.len(), avail.len(), false),
+            };
+            let keep = self.cap.saturating_sub(self.line.len()).min(len);
+            if keep < len && give_up_over_cap {
+                return Ok(ReadLine::TooLong);
+            }
+            self.line.extend_from_slice(&avail[..keep]);
+            self.cut += len - keep;
+            if len > 0 {
+                self.last_cr = avail[len - 1] == b'\r';
+            }
+            self.inner.consume(used);
+            if ends {
+                // `\r\n` ends a line too; the `\r` is the line's last byte, cut or kept.
+                if self.last_cr {
+                    if self.cut > 0 {
+                        self.cut -= 1;
+                    } else {
+                        self.line.pop();
+                    }
+                }
+                self.finished = true;
+                return Ok(ReadLine::Line);
+            }
+        }
+    }
+
+    /// The finished line as text, and, when it was cut, with a note of how much was.
+    fn text(&self) -> String {
+        let mut bytes = &self.line[..];
+        let mut cut = self.cut;
+        if cut > 0 {
+            // Do not end on half a UTF-8 character.
+            if let Err(e) = std::str::from_utf8(bytes) {
+                if e.error_len().is_none() {
+                    cut += bytes.len() - e.valid_up_to();
+                    bytes = &bytes[..e.valid_up_to()];
+                }
+            }
+        }
+        let mut text = String::from_utf8_lossy(bytes).into_owned();
+        if cut > 0 {
+            text.push_str(&format!("… [truncated {cut} bytes]"));
+        }
+        text
+    }
+}
+
+/// The first `\n` in `bytes`: libc's `memchr`, fast even in unoptimized builds, where a byte
+/// loop over a 200 MB flood takes seconds.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    // SAFETY: reads `bytes.len()` bytes from the start of a live slice.
+    let p = unsafe { libc::memchr(bytes.as_ptr().cast(), b'\n' as libc::c_int, bytes.len()) };
+    (!p.is_null()).then(|| p as usize - bytes.as_ptr() as usize)
+}
+
+/// At most [`MAX_LOG_LINES_PER_SEC`] lines a second of one stream go to the log; the others
+/// are counted and reported once the second is over.
+struct LogLimit {
+    window: tokio::time::Instant,
+    in_window: u32,
+    dropped: u64,
+}
+
+impl LogLimit {
+    fn new() -> Self {
+        LogLimit {
+            window: tokio::time::Instant::now(),
+            in_window: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Whether the next line may be logged.
+    fn admit(&mut self, name: &str, stream: &str) -> bool {
+        self.roll(name, stream);
+        if self.in_window < MAX_LOG_LINES_PER_SEC {
+            self.in_window += 1;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+
+    /// When the note about dropped lines is due (none dropped: `None`).
+    fn note_due(&self) -> Option<tokio::time::Instant> {
+        (self.dropped > 0).then(|| self.window + Duration::from_secs(1))
+    }
+
+    /// Starts a new second if the current one is over, reporting what it dropped.
+    fn roll(&mut self, name: &str, stream: &str) {
+        let now = tokio::time::Instant::now();
+        if now.duration_since(self.window) >= Duration::from_secs(1) {
+            self.note(name, stream);
+            self.window = now;
+            self.in_window = 0;
+        }
+    }
+
+    fn note(&mut self, name: &str, stream: &str) {
+        if self.dropped > 0 {
+            tracing::warn!(target: "lima_driver", driver = %name, stream,
+                "{} log lines dropped (more than {MAX_LOG_LINES_PER_SEC} a second)", self.dropped);
+            self.dropped = 0;
+        }
+    }
+}
+
+/// Each line of `reader` to `log`, within the rate limit, until end of file.
+async fn forward_lines<R: AsyncRead + Unpin>(
+    name: &str,
+    stream: &str,
+    mut reader: LineReader<R>,
+    mut log: impl FnMut(String, bool),
+) {
+    let mut limit = LogLimit::new();
+    loop {
+        let read = match limit.note_due() {
+            Some(at) => tokio::select! {
+                r = reader.next(false) => r,
+                () = tokio::time::sleep_until(at) => {
+                    limit.roll(name, stream);
+                    continue;
+                }
+            },
+            None => reader.next(false).await,
+        };
+        if !matches!(read, Ok(ReadLine::Line)) {
+            break;
+        }
+        let admitted = limit.admit(name, stream);
+        log(reader.text(), admitted);
+    }
+    limit.note(name, stream);
+}
 
 async fn forward_stderr(
     name: String,
     stderr: tokio::process::ChildStderr,
     early: Arc<Mutex<Vec<String>>>,
 ) {
-    let mut lines = BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let reader = LineReader::new(stderr, MAX_LOG_LINE);
+    forward_lines(&name, "stderr", reader, |line, admitted| {
         if let Ok(mut early) = early.lock() {
             if early.len() < EARLY_STDERR_LINES {
-                early.push(line.clone());
+                let mut short: String = line.chars().take(EARLY_STDERR_CHARS).collect();
+                if short.len() < line.len() {
+                    short.push('…');
+                }
+                early.push(short);
             }
         }
-        log_driver_line(&name, &line);
-    }
+        if admitted {
+            log_driver_line(&name, &line);
+        }
+    })
+    .await;
 }
 
-async fn drain_stdout(name: String, stdout: BufReader<tokio::process::ChildStdout>) {
-    let mut lines = stdout.lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::debug!(target: "lima_driver", driver = %name, stream = "stdout", "{line}");
-    }
+async fn drain_stdout(name: String, stdout: LineReader<tokio::process::ChildStdout>) {
+    forward_lines(&name, "stdout", stdout, |line, admitted| {
+        if admitted {
+            tracing::debug!(target: "lima_driver", driver = %name, stream = "stdout", "{line}");
+        }
+    })
+    .await;
 }
 
 /// One stderr line of a driver, at the level it starts with (info when none).
@@ -1102,6 +1331,30 @@ mod tests {
         // Garbage falls back to the default (with a warning).
         let opts = SpawnOptions::from_env_with(|_| Some("soon".into()));
         assert_eq!(opts.call_timeout, Some(DEFAULT_CALL_TIMEOUT));
+    }
+
+    #[tokio::test]
+    async fn lines_are_read_in_bounded_memory_and_cut_with_a_note() {
+        let input = "short\r\nééééé\nno newline at the end".as_bytes();
+        let mut r = LineReader::new(input, 5);
+        assert_eq!(r.next(false).await.unwrap(), ReadLine::Line);
+        assert_eq!(r.text(), "short");
+        assert_eq!(r.next(false).await.unwrap(), ReadLine::Line);
+        // Five bytes kept would end in half an `é`: four are, and six are reported cut.
+        assert_eq!(r.text(), "éé… [truncated 6 bytes]");
+        assert_eq!(r.next(false).await.unwrap(), ReadLine::Line);
+        assert_eq!(r.text(), "no ne… [truncated 16 bytes]");
+        assert_eq!(r.next(false).await.unwrap(), ReadLine::Eof);
+
+        let mut r = LineReader::new(&b"toolong\r\n"[..], 4);
+        assert_eq!(r.next(false).await.unwrap(), ReadLine::Line);
+        assert_eq!(r.text(), "tool… [truncated 3 bytes]");
+
+        let mut r = LineReader::new(&b"0123456789\n"[..], 4);
+        assert_eq!(r.next(true).await.unwrap(), ReadLine::TooLong);
+        let mut r = LineReader::new(&b"0123\n"[..], 4);
+        assert_eq!(r.next(true).await.unwrap(), ReadLine::Line);
+        assert_eq!(r.text(), "0123");
     }
 
     #[test]

@@ -206,3 +206,161 @@ fn sigterm_ends_drivers_and_their_socket_dirs() {
     wait_gone(vm, "what the driver started");
     assert_eq!(socket_dirs(), Vec::<String>::new(), "socket directory left");
 }
+
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// `VmHWM` (peak resident set) of this process in KiB, after resetting it when the kernel
+/// allows, so that what follows is measured from now.
+fn reset_peak_kib() -> u64 {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    status_kib("VmHWM")
+}
+
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+}
+
+/// Peak memory may grow by this much while a driver floods us (the flood is 200 MB).
+const MAX_GROWTH_KIB: u64 = 48 * 1024;
+
+#[tokio::test]
+async fn endless_stdout_without_a_newline_is_refused_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = script(
+        dir.path(),
+        "lima-driver-flood",
+        "head -c 200000000 /dev/zero; sleep 30",
+    );
+    let before = reset_peak_kib();
+    let t = Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(20),
+        ExternalDriver::spawn_with(&p, &SpawnOptions::default()),
+    )
+    .await
+    .expect("spawn must not hang");
+    let took = t.elapsed();
+    let e = match r {
+        Ok(_) => panic!("a flood is not a driver"),
+        Err(e) => e,
+    };
+    let grew = status_kib("VmHWM").saturating_sub(before);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("ready line") && msg.contains(&p.display().to_string()),
+        "{msg}"
+    );
+    assert!(took < Duration::from_secs(3), "refused after {took:?}");
+    assert!(grew < MAX_GROWTH_KIB, "peak memory grew by {grew} KiB");
+}
+
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    async fn wait_for(&self, needle: &str, within: Duration) -> String {
+        let t = Instant::now();
+        loop {
+            let text = self.text();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                t.elapsed() < within,
+                "{needle:?} not logged within {within:?}; log has {} bytes",
+                text.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test]
+async fn a_huge_stderr_line_is_cut_and_the_driver_still_works() {
+    let (log, _guard) = capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let p = script(
+        dir.path(),
+        "lima-driver-testfake",
+        &format!(
+            "{{ head -c 200000000 /dev/zero | tr '\\0' x; echo; echo 'WARN flood over'; }} >&2 &\nexec '{BIN}'"
+        ),
+    );
+    let before = reset_peak_kib();
+    let d = ExternalDriver::spawn(&p).await.unwrap();
+    let text = log.wait_for("flood over", Duration::from_secs(20)).await;
+    d.info().await.unwrap();
+    let grew = status_kib("VmHWM").saturating_sub(before);
+    let cut = text
+        .lines()
+        .find(|l| l.contains("xxxxxxxx"))
+        .expect("the long line is logged, cut");
+    assert!(
+        cut.contains("… [truncated 199991808 bytes]"),
+        "{}",
+        &cut[cut.len().saturating_sub(200)..]
+    );
+    assert!(cut.len() < 8192 + 200, "logged line of {} bytes", cut.len());
+    assert!(grew < MAX_GROWTH_KIB, "peak memory grew by {grew} KiB");
+}
+
+#[tokio::test]
+async fn a_flood_of_stderr_lines_is_rate_limited() {
+    let (log, _guard) = capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let p = script(
+        dir.path(),
+        "lima-driver-testfake",
+        &format!("seq 1 5000 | sed 's/^/noise /' >&2\nexec '{BIN}'"),
+    );
+    let d = ExternalDriver::spawn(&p).await.unwrap();
+    let text = log
+        .wait_for("log lines dropped", Duration::from_secs(10))
+        .await;
+    d.info().await.unwrap();
+    let logged = text.lines().filter(|l| l.contains("noise ")).count();
+    assert!(
+        (1..=200).contains(&logged),
+        "{logged} of 5000 flood lines logged"
+    );
+    let note = text
+        .lines()
+        .find(|l| l.contains("log lines dropped"))
+        .unwrap();
+    assert!(note.contains("driver=testfake"), "{note}");
+}
