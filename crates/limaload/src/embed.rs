@@ -93,6 +93,12 @@ pub(crate) fn parse(src: &Source) -> Result<(limatype::LimaYaml, Value), LoadErr
         }
         fail(crate::without_odd_key(with_field_from_line(src, d)))
     })?;
+    // The document merged with bases must not carry `<<` keys either (each file's anchors
+    // are its own); a merge that failed was reported by `typed_config` above.
+    let mut value = value;
+    if limatype::has_merge_key(&value) && value.apply_merge().is_err() {
+        return Err(fail(diag(src, "", "cannot resolve `<<` merge keys")));
+    }
     Ok((typed, value))
 }
 

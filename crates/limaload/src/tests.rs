@@ -574,3 +574,23 @@ fn bad_values_are_refused_with_field_and_line() {
         assert_eq!(err.0.len(), 1, "{text}: {err}");
     }
 }
+
+/// YAML merge keys (`<<: *anchor`) in a base or the top file are resolved before merging:
+/// the merged document has no `<<` field left.
+#[test]
+fn merge_keys_are_resolved_in_bases_too() {
+    let with_merge =
+        "images:\n- &img {location: /x.img, arch: x86_64}\n- <<: *img\n  arch: aarch64\n";
+    let fx = Fixture::new(&[
+        ("b.yaml", with_merge),
+        ("top.yaml", "base: b.yaml\ncpus: 1\n"),
+        ("alone.yaml", with_merge),
+    ]);
+    for file in ["top.yaml", "alone.yaml"] {
+        let loaded = load(&fx.path(file), &fx.opts()).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let images = loaded.config.images.unwrap();
+        assert_eq!(images.len(), 2, "{file}");
+        assert_eq!(images[1].location, "/x.img");
+        assert_eq!(images[1].arch.as_deref(), Some("aarch64"));
+    }
+}
