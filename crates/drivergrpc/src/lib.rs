@@ -5,7 +5,9 @@
 //! and (feature `conformance`) the conformance kit every driver runs in both forms.
 //!
 //! The protocol is described for driver authors at the top of `proto/driver.proto` and in
-//! `docs/drivers.md`.
+//! `docs/drivers.md`. A driver process is not trusted to behave: every call has a deadline
+//! (a missed one kills the driver), its output is read in bounded memory, and SIGINT/SIGTERM
+//! end every driver of the process with their socket directories (`docs/failure-model.md`).
 
 // The transport is a unix socket: on other hosts (Windows) only the protocol types and a
 // `serve_main` that explains itself exist for now.
@@ -34,7 +36,7 @@ pub use client::{
     SpawnError, SpawnOptions, CALL_TIMEOUT_ENV, DEFAULT_CALL_TIMEOUT, DEFAULT_LONG_CALL_TIMEOUT,
     LONG_CALL_TIMEOUT_ENV,
 };
-pub use convert::{code_for_kind, kind_for_code, ERROR_KIND_METADATA};
+pub use convert::{code_for_kind, host_for, kind_for_code, ERROR_KIND_METADATA};
 #[cfg(unix)]
 pub use server::{
     listen, ready_line, serve, serve_main, DriverService, ServeError, PROTOCOL_ENV, READY_MARKER,
