@@ -72,7 +72,70 @@ fn main() {
         Cmd::Shell(a) => cmd::shell::run(a).map(|code| std::process::exit(code)),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_chain(&e));
         std::process::exit(1);
+    }
+}
+
+/// `message: cause: cause`, as `{:#}` prints an error, but each text once: many errors'
+/// messages already include their source (`{path}: {source}` with a `#[source]`), which the
+/// chain would print again (`File exists (os error 17): File exists (os error 17)`). A cause
+/// whose text is already printed is left out; contexts around it stay.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    /// An error whose message includes its source, as thiserror's `"{path}: {source}"`.
+    #[derive(Debug)]
+    struct WithSource {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for WithSource {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}: {}", self.path, self.source)
+        }
+    }
+
+    impl std::error::Error for WithSource {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = || std::io::Error::from_raw_os_error(17);
+        let e = anyhow::Error::new(WithSource {
+            path: "/h/x",
+            source: io(),
+        });
+        assert_eq!(format!("{e:#}").matches("os error 17").count(), 2);
+        assert_eq!(error_chain(&e), format!("/h/x: {}", io()));
+        // Contexts stay; a cause not yet printed is added.
+        let e = anyhow::Error::new(io()).context("creating x");
+        assert_eq!(error_chain(&e), format!("creating x: {}", io()));
+        let e = anyhow::Error::new(WithSource {
+            path: "/h/x",
+            source: io(),
+        })
+        .context("instance x");
+        assert_eq!(error_chain(&e), format!("instance x: /h/x: {}", io()));
     }
 }

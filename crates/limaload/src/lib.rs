@@ -525,6 +525,10 @@ pub fn fill_and_validate(e: &Embedded, opts: &LoadOptions) -> Result<LimaYaml, L
         &e.name,
     );
     problems.extend(limavalidate::validate(&filled));
+    problems.extend(limavalidate::validate_for_host(
+        &filled,
+        opts.host.memory_bytes,
+    ));
     if problems.is_empty() {
         return Ok(filled);
     }

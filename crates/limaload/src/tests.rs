@@ -561,6 +561,12 @@ fn bad_values_are_refused_with_field_and_line() {
         ("env:\n  \"A B\": x\n", "env.A B", 2, "must match"),
         ("env:\n  A: \"1\\n2\"\n", "env.A", 2, "control character"),
         ("cpus: 9223372036854775807\n", "cpus", 1, "at most 1024"),
+        (
+            "memory: 8000PiB\n",
+            "memory",
+            1,
+            "more than this host's 16GiB of memory",
+        ),
         ("memory: 99999999999PiB\n", "memory", 1, "too large"),
     ] {
         let fx = Fixture::new(&[("x.yaml", &format!("{text}{IMAGES}"))]);
