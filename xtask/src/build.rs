@@ -75,8 +75,15 @@ pub fn limactl_features(plan: &Plan) -> String {
         .join(",")
 }
 
+/// The executable file name of an external driver on this host (limatype's rule, as the
+/// registry finds it).
 pub fn driver_exe_name(driver: &str) -> String {
-    format!("lima-driver-{driver}{}", std::env::consts::EXE_SUFFIX)
+    limatype::driver_file_name(driver, limatype::Os::host())
+}
+
+/// A driver's cargo bin target: `lima-driver-<name>` on every host.
+fn driver_bin_target(driver: &str) -> String {
+    format!("{}{driver}", limatype::DRIVER_FILE_PREFIX)
 }
 
 pub fn output_dir() -> PathBuf {
@@ -150,7 +157,8 @@ fn build_tree(plan: &Plan, release: bool, prefix: &Path) -> Result<()> {
     for driver in &plan.external {
         let exe = driver_exe_name(driver);
         eprintln!("==> external driver {driver}: {exe}");
-        let mut args = vec!["build", "-p", driver, "--bin", exe.trim_end_matches(".exe")];
+        let bin = driver_bin_target(driver);
+        let mut args = vec!["build", "-p", driver, "--bin", &bin];
         if release {
             args.push("--release");
         }
@@ -170,7 +178,7 @@ fn remove_stale_drivers(libexec: &Path, plan: &Plan) -> Result<()> {
     for entry in std::fs::read_dir(libexec)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let stale = name.starts_with("lima-driver-")
+        let stale = name.starts_with(limatype::DRIVER_FILE_PREFIX)
             && !plan.external.iter().any(|d| driver_exe_name(d) == name);
         if stale {
             std::fs::remove_file(entry.path())
@@ -211,8 +219,8 @@ pub fn run_dist(args: DistArgs) -> Result<()> {
     let tarball = output_dir().join(format!(
         "lima-{}-{}-{}.tar.gz",
         env!("CARGO_PKG_VERSION"),
-        limatype::os_from_rust(std::env::consts::OS),
-        limatype::host_arch()
+        limatype::Os::host(),
+        limatype::Arch::host()
     ));
     write_tarball(&stage, &tarball)?;
     std::fs::remove_dir_all(&stage)?;

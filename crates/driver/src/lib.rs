@@ -1,7 +1,7 @@
 //! `driver` — layer 4: the contract between Lima and a VM driver. It owns the [`Driver`]
 //! trait, the driver's self-description ([`Info`], [`Features`]), the inputs of its config-time
-//! hooks ([`ConfigContext`], [`HostInfo`]) and the error type ([`DriverError`]). Uses
-//! `limatype` only.
+//! hooks ([`ConfigContext`], with the host as [`limatype::HostFacts`]) and the error type
+//! ([`DriverError`]). Uses `limatype`, and `limadefaults` only to detect the running host.
 //!
 //! A driver is used in the same way whether it is compiled into limactl (an `Arc<dyn Driver>`)
 //! or runs as an external `lima-driver-<name>` process (`drivergrpc`'s client implements this
@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use error::{DriverError, ErrorKind, Result};
-pub use limatype::{Instance, LimaYaml, Status};
+pub use limatype::{Arch, HostFacts, Instance, LimaYaml, Os, Status};
 pub use version::{host_macos_version, Version};
 
 /// Errors reported by a running VM after [`Driver::start`] returned. The stream ends when the
@@ -82,46 +82,35 @@ pub struct Info {
     pub log_files: Vec<String>,
 }
 
-/// The host a config is checked against. Passed explicitly so tests can pretend to be any host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HostInfo {
-    /// Lima's spelling: `Linux`, `Darwin`, `Windows`, `FreeBSD`.
-    pub os: String,
-    /// Lima's spelling: `x86_64`, `aarch64`, ...
-    pub arch: String,
-}
-
-impl HostInfo {
-    /// The host this process runs on.
-    pub fn current() -> Self {
-        HostInfo {
-            os: limatype::os_from_rust(std::env::consts::OS),
-            arch: limatype::host_arch(),
-        }
-    }
-}
-
-impl Default for HostInfo {
-    fn default() -> Self {
-        Self::current()
-    }
-}
-
 /// What the config-time hooks ([`Driver::fill_config`], [`Driver::accept_config`]) know besides
-/// the config itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// the config itself. The host is an argument so a config can be checked as if on another
+/// host (tests, the conformance kit): a driver looks at the machine itself (binaries,
+/// firmware, the macOS version) only when [`HostFacts::is_this_machine`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigContext {
-    pub host: HostInfo,
+    pub host: HostFacts,
     /// The file the config came from, for error messages; `None` for a config built in memory.
     pub config_path: Option<PathBuf>,
 }
 
 impl ConfigContext {
-    /// A context for this host with no file.
+    /// A context for the running host (its facts detected now) with no file.
     pub fn current() -> Self {
-        ConfigContext::default()
+        Self::for_host(limadefaults::detect_host())
+    }
+
+    /// A context for `host` with no file.
+    pub fn for_host(host: HostFacts) -> Self {
+        ConfigContext {
+            host,
+            config_path: None,
+        }
+    }
+}
+
+impl Default for ConfigContext {
+    fn default() -> Self {
+        Self::current()
     }
 }
 
@@ -292,7 +281,7 @@ mod tests {
             Ok(())
         }
         async fn accept_config(&self, config: &LimaYaml, ctx: &ConfigContext) -> Result<()> {
-            if ctx.host.os != "Linux" {
+            if ctx.host.os != Os::Linux {
                 return Err(DriverError::invalid_config(format!(
                     "needs a Linux host, not {}",
                     ctx.host.os
@@ -341,23 +330,11 @@ mod tests {
     async fn host_facts_are_injectable() {
         let d = Minimal;
         let cfg = LimaYaml::default();
-        let mac = ConfigContext {
-            host: HostInfo {
-                os: "Darwin".into(),
-                arch: "aarch64".into(),
-            },
-            config_path: None,
-        };
+        let mac = ConfigContext::for_host(HostFacts::pretend(Os::Darwin, Arch::Aarch64));
         let err = d.accept_config(&cfg, &mac).await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidConfig);
         assert!(err.message.contains("Darwin"));
-        let linux = ConfigContext {
-            host: HostInfo {
-                os: "Linux".into(),
-                arch: "x86_64".into(),
-            },
-            config_path: None,
-        };
+        let linux = ConfigContext::for_host(HostFacts::pretend(Os::Linux, Arch::X86_64));
         d.accept_config(&cfg, &linux).await.unwrap();
     }
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use driver::{DriverError, ErrorKind, Features, Info, Status};
+use driver::{Arch, DriverError, ErrorKind, Features, HostFacts, Info, Os, Status};
 use tonic::Code;
 
 use crate::pb;
@@ -171,6 +171,40 @@ pub fn status_from_str(s: &str) -> Option<Status> {
     .find(|st| status_to_str(*st) == s)
 }
 
+/// The host of a config call as it travels: its OS and arch only.
+pub fn host_to_pb(host: &HostFacts) -> pb::HostInfo {
+    pb::HostInfo {
+        os: host.os.to_string(),
+        arch: host.arch.to_string(),
+    }
+}
+
+/// The driver side's host of a config call. Only OS and arch travel; the other facts are
+/// those of this machine when the OS and arch are its own (an external driver runs on the
+/// client's machine, as its user, so they are the facts the client has), and empty when the
+/// client asks as if on another host, as [`HostFacts::pretend`] is in-process. No host in the
+/// request means this machine.
+pub fn host_from_pb(host: Option<&pb::HostInfo>) -> Result<HostFacts, DriverError> {
+    let Some(h) = host else {
+        return Ok(limadefaults::detect_host());
+    };
+    let bad = |e: &dyn std::fmt::Display| DriverError::internal(format!("the request's host: {e}"));
+    let os = h.os.parse().map_err(|e| bad(&e))?;
+    let arch = h.arch.parse().map_err(|e| bad(&e))?;
+    Ok(host_for(os, arch))
+}
+
+/// A host of `os` and `arch`: this machine's facts when they are its own, else
+/// [`HostFacts::pretend`] (what a driver server makes of a request's host).
+pub fn host_for(os: Os, arch: Arch) -> HostFacts {
+    let pretend = HostFacts::pretend(os, arch);
+    if pretend.is_this_machine() {
+        limadefaults::detect_host()
+    } else {
+        pretend
+    }
+}
+
 /// Configs and instances travel as JSON: our own wire format, and several times cheaper to
 /// encode and decode than YAML (the limatype types serialize the same through either).
 pub fn to_json<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>, DriverError> {
@@ -260,6 +294,35 @@ mod tests {
         let err = from_json::<driver::LimaYaml>("lima.yaml", b"{\"cpus\": \"many\"}").unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidConfig);
         assert!(err.message.contains("lima.yaml JSON"), "{}", err.message);
+    }
+
+    #[test]
+    fn hosts_travel_as_os_and_arch() {
+        let mac = HostFacts::pretend(Os::Darwin, Arch::Aarch64);
+        let wire = host_to_pb(&mac);
+        assert_eq!(
+            (wire.os.as_str(), wire.arch.as_str()),
+            ("Darwin", "aarch64")
+        );
+        let other = if Os::host() == Os::Windows {
+            HostFacts::pretend(Os::FreeBSD, Arch::host())
+        } else {
+            HostFacts::pretend(Os::Windows, Arch::host())
+        };
+        assert_eq!(host_from_pb(Some(&host_to_pb(&other))).unwrap(), other);
+        // This machine: its own facts, as the client detects them.
+        let here = limadefaults::detect_host();
+        let got = host_from_pb(Some(&host_to_pb(&here))).unwrap();
+        assert!(got.is_this_machine());
+        assert_eq!((got.uid, &got.lima_home), (here.uid, &here.lima_home));
+        assert!(host_from_pb(None).unwrap().is_this_machine());
+        let e = host_from_pb(Some(&pb::HostInfo {
+            os: "Plan9".into(),
+            arch: "x86_64".into(),
+        }))
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert!(e.message.contains("\"Plan9\" is not an OS"), "{e}");
     }
 
     #[test]

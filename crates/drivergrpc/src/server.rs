@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
-use driver::{ConfigContext, DriverError, DynDriver, GuestAgentConn, HostInfo, InstanceConfig};
+use driver::{ConfigContext, DriverError, DynDriver, GuestAgentConn, InstanceConfig};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
@@ -192,19 +192,11 @@ fn empty(r: Result<(), DriverError>) -> GrpcResult<pb::Empty> {
     reply(r, |()| pb::Empty {})
 }
 
-fn config_context(req: &pb::ConfigRequest) -> ConfigContext {
-    let host = req
-        .host
-        .as_ref()
-        .map(|h| HostInfo {
-            os: h.os.clone(),
-            arch: h.arch.clone(),
-        })
-        .unwrap_or_else(HostInfo::current);
-    ConfigContext {
-        host,
+fn config_context(req: &pb::ConfigRequest) -> Result<ConfigContext, Status> {
+    Ok(ConfigContext {
+        host: host_from_pb(req.host.as_ref()).map_err(error_to_status)?,
         config_path: (!req.config_path.is_empty()).then(|| PathBuf::from(&req.config_path)),
-    }
+    })
 }
 
 type StartStream = Pin<Box<dyn Stream<Item = Result<pb::StartEvent, Status>> + Send + 'static>>;
@@ -258,7 +250,7 @@ impl pb::driver_server::Driver for DriverService {
 
     async fn fill_config(&self, req: Request<pb::ConfigRequest>) -> GrpcResult<pb::ConfigResponse> {
         let req = req.into_inner();
-        let ctx = config_context(&req);
+        let ctx = config_context(&req)?;
         let mut config = from_json("lima.yaml", &req.config_json).map_err(error_to_status)?;
         self.driver
             .fill_config(&mut config, &ctx)
@@ -270,7 +262,7 @@ impl pb::driver_server::Driver for DriverService {
 
     async fn accept_config(&self, req: Request<pb::ConfigRequest>) -> GrpcResult<pb::Empty> {
         let req = req.into_inner();
-        let ctx = config_context(&req);
+        let ctx = config_context(&req)?;
         let config = from_json("lima.yaml", &req.config_json).map_err(error_to_status)?;
         empty(self.driver.accept_config(&config, &ctx).await)
     }

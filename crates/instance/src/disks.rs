@@ -32,7 +32,10 @@ fn fetch(file: &limatype::File, dest: &Path, what: &'static str) -> Result<()> {
 
 /// The first image entry for the instance's arch (an entry without `arch` matches any).
 fn image_for_arch(config: &LimaYaml) -> Result<limatype::Image> {
-    let arch = config.arch.clone().unwrap_or_else(limatype::host_arch);
+    let arch = config
+        .arch
+        .clone()
+        .unwrap_or_else(|| limatype::Arch::host().to_string());
     let images = config.images.as_deref().unwrap_or_default();
     images
         .iter()

@@ -19,8 +19,9 @@ pub fn inspect(name: &str) -> Result<Instance> {
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
         if config.vm_type.is_none() {
             // Made before `create` recorded the driver it chose: that is the host's first.
-            let os = registry::TargetOs::from_lima_os(&driver::HostInfo::current().os);
-            config.vm_type = registry::preferred_order(os).first().map(|s| s.to_string());
+            config.vm_type = registry::preferred_order(limatype::Os::host())
+                .first()
+                .map(|s| s.to_string());
         }
         Ok(config)
     };

@@ -2,12 +2,12 @@
 //! for darwin/arm64), the `krunkit` CLI 1.2.1+ on PATH, the host's arch (aarch64, also the
 //! default), mount types `virtiofs` (default) or `reverse-sshfs`, raw disks, SSH not over vsock
 //! by default, nested virtualization on macOS 15+, no TPM, no Windows guests. Pure functions of
-//! the config and [`Host`]; plus the krunkit command line.
+//! the config, the [`HostFacts`] and the machine's [`Probes`]; plus the krunkit command line.
 
 use std::path::{Path, PathBuf};
 
 use driver::DriverError;
-use limatype::{filenames, LimaYaml};
+use limatype::{filenames, Arch, HostFacts, LimaYaml, Os};
 
 pub use driver::Version;
 
@@ -19,10 +19,10 @@ pub const MOUNT_TYPES: &[&str] = &["virtiofs", "reverse-sshfs"];
 pub const IMAGE_FORMATS: &[&str] = &["raw"];
 pub const BINARY: &str = "krunkit";
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Host {
-    pub os: String,
-    pub arch: String,
+/// What krunkit's rules look up on the machine, besides the host facts (only when the host is
+/// this machine); [`Probes::default`] looks up nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Probes {
     /// `None`: unknown, version checks skipped.
     pub macos_version: Option<Version>,
     /// `None`: not looked up (e.g. checking for another host).
@@ -45,27 +45,27 @@ pub fn fill(config: &mut LimaYaml) {
         .get_or_insert(false);
 }
 
-pub fn accept(config: &LimaYaml, host: &Host) -> driver::Result<()> {
-    if host.os != "Darwin" || host.arch != "aarch64" {
+pub fn accept(config: &LimaYaml, host: &HostFacts, probes: &Probes) -> driver::Result<()> {
+    if host.os != Os::Darwin || host.arch != Arch::Aarch64 {
         return Err(DriverError::invalid_config(format!(
             "krunkit needs macOS {} or later on Apple silicon (aarch64); this host is {} on {}",
             MIN_MACOS.0, host.os, host.arch
         )));
     }
-    if let Some(v) = host.macos_version.filter(|v| *v < MIN_MACOS) {
+    if let Some(v) = probes.macos_version.filter(|v| *v < MIN_MACOS) {
         return Err(DriverError::invalid_config(format!(
             "krunkit needs macOS {} or later; this host runs macOS {v}",
             MIN_MACOS.0
         )));
     }
-    let arch = config.arch.as_deref().unwrap_or(&host.arch);
-    if arch != host.arch {
+    let arch = config.arch.as_deref().unwrap_or(host.arch.as_str());
+    if arch != host.arch.as_str() {
         return Err(DriverError::invalid_config(format!(
             "krunkit runs only the host's arch ({}); field `arch` is {arch:?}",
             host.arch
         )));
     }
-    if host.krunkit_in_path == Some(false) {
+    if probes.krunkit_in_path == Some(false) {
         return Err(DriverError::invalid_config(format!(
             "the `{BINARY}` CLI is not on PATH (install it with `brew tap slp/krun && brew install krunkit`)"
         )));
@@ -83,7 +83,7 @@ pub fn accept(config: &LimaYaml, host: &Host) -> driver::Result<()> {
         ));
     }
     if config.nested_virtualization == Some(true) {
-        if let Some(v) = host.macos_version.filter(|v| *v < MIN_MACOS_NESTED) {
+        if let Some(v) = probes.macos_version.filter(|v| *v < MIN_MACOS_NESTED) {
             return Err(DriverError::invalid_config(format!(
                 "field `nestedVirtualization` needs macOS {}; this host runs macOS {v}",
                 MIN_MACOS_NESTED.0
@@ -223,13 +223,25 @@ fn is_file(p: &Path) -> bool {
 mod tests {
     use super::*;
 
+    /// A host as the tests describe it: its facts and what krunkit looks up on it.
+    #[derive(Clone)]
+    struct Host {
+        facts: HostFacts,
+        probes: Probes,
+    }
+
     fn mac() -> Host {
         Host {
-            os: "Darwin".into(),
-            arch: "aarch64".into(),
-            macos_version: Some(Version(14, 2, 0)),
-            krunkit_in_path: Some(true),
+            facts: HostFacts::pretend(Os::Darwin, Arch::Aarch64),
+            probes: Probes {
+                macos_version: Some(Version(14, 2, 0)),
+                krunkit_in_path: Some(true),
+            },
         }
+    }
+
+    fn accept(c: &LimaYaml, host: &Host) -> driver::Result<()> {
+        super::accept(c, &host.facts, &host.probes)
     }
 
     fn filled(mut c: LimaYaml) -> LimaYaml {
@@ -254,15 +266,13 @@ mod tests {
     #[test]
     fn refuses_other_hosts_saying_why() {
         for (os, arch) in [
-            ("Linux", "x86_64"),
-            ("Darwin", "x86_64"),
-            ("Linux", "aarch64"),
+            (Os::Linux, Arch::X86_64),
+            (Os::Darwin, Arch::X86_64),
+            (Os::Linux, Arch::Aarch64),
         ] {
             let host = Host {
-                os: os.into(),
-                arch: arch.into(),
-                macos_version: None,
-                krunkit_in_path: None,
+                facts: HostFacts::pretend(os, arch),
+                probes: Probes::default(),
             };
             let e = accept(&filled(LimaYaml::default()), &host)
                 .unwrap_err()
@@ -289,7 +299,10 @@ mod tests {
         refuse(
             LimaYaml::default(),
             Host {
-                krunkit_in_path: Some(false),
+                probes: Probes {
+                    krunkit_in_path: Some(false),
+                    ..mac().probes
+                },
                 ..mac()
             },
             "not on PATH",
@@ -316,7 +329,10 @@ mod tests {
                 ..Default::default()
             }),
             &Host {
-                macos_version: Some(Version(15, 0, 0)),
+                probes: Probes {
+                    macos_version: Some(Version(15, 0, 0)),
+                    ..mac().probes
+                },
                 ..mac()
             },
         )
@@ -332,7 +348,10 @@ mod tests {
         refuse(
             LimaYaml::default(),
             Host {
-                macos_version: Some(Version(12, 0, 0)),
+                probes: Probes {
+                    macos_version: Some(Version(12, 0, 0)),
+                    ..mac().probes
+                },
                 ..mac()
             },
             "runs macOS 12.0.0",

@@ -40,23 +40,21 @@ impl KrunkitDriver {
         } else {
             format!(
                 "krunkit runs only on macOS on Apple silicon; this host is {} on {}",
-                limatype::os_from_rust(std::env::consts::OS),
-                limatype::host_arch()
+                driver::Os::host(),
+                driver::Arch::host()
             )
         };
         DriverError::unsupported(format!("krunkit: cannot {call}: {why}"))
     }
 }
 
-/// The host facts of `ctx`; the macOS version and the `krunkit` lookup happen only when `ctx`
-/// is this host.
-pub fn host_of(ctx: &ConfigContext) -> config::Host {
-    let here = ctx.host == driver::HostInfo::current();
-    config::Host {
-        os: ctx.host.os.clone(),
-        arch: ctx.host.arch.clone(),
+/// What krunkit looks up for `ctx`: the macOS version and the `krunkit` CLI, only when its
+/// host is this machine.
+pub fn probes_of(ctx: &ConfigContext) -> config::Probes {
+    let here = ctx.host.is_this_machine();
+    config::Probes {
         macos_version: here.then(driver::host_macos_version).flatten(),
-        krunkit_in_path: (here && ctx.host.os == "Darwin")
+        krunkit_in_path: (here && ctx.host.os == driver::Os::Darwin)
             .then(|| config::in_path(config::BINARY, std::env::var_os("PATH").as_deref())),
     }
 }
@@ -95,7 +93,7 @@ impl Driver for KrunkitDriver {
     }
 
     async fn accept_config(&self, config: &LimaYaml, ctx: &ConfigContext) -> Result<()> {
-        config::accept(config, &host_of(ctx))
+        config::accept(config, &ctx.host, &probes_of(ctx))
     }
 
     async fn validate(&self) -> Result<()> {
@@ -135,18 +133,12 @@ impl Driver for KrunkitDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use driver::{ErrorKind, HostInfo};
+    use driver::{Arch, ErrorKind, HostFacts, Os};
 
     #[tokio::test]
     async fn refuses_on_linux_and_describes_itself() {
         let d = KrunkitDriver::new();
-        let ctx = ConfigContext {
-            host: HostInfo {
-                os: "Linux".into(),
-                arch: "x86_64".into(),
-            },
-            config_path: None,
-        };
+        let ctx = ConfigContext::for_host(HostFacts::pretend(Os::Linux, Arch::X86_64));
         let mut c = LimaYaml::default();
         d.fill_config(&mut c, &ctx).await.unwrap();
         let e = d.accept_config(&c, &ctx).await.unwrap_err();

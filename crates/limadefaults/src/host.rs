@@ -1,66 +1,40 @@
-//! Facts about the host that defaults depend on, gathered once so `fill` stays deterministic.
+//! Detecting the running host's [`HostFacts`] (passwd, sysconf, timezone, machine id,
+//! `$LIMA_HOME`), gathered once so `fill` stays a pure function of them.
 
 use std::path::PathBuf;
 
-/// What `fill` needs to know about the host. Tests build one by hand; real use calls
-/// [`HostFacts::detect`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostFacts {
-    /// Host OS in Lima's naming (`Linux`, `Darwin`, ...).
-    pub os: String,
-    /// Host arch in Lima's naming (`x86_64`, `aarch64`, ...).
-    pub arch: String,
-    pub cpus: u32,
-    pub memory_bytes: u64,
-    /// Login name of the host user.
-    pub user_name: String,
-    /// The user's full name (GECOS), Lima's `user.comment` default.
-    pub user_comment: String,
-    pub uid: u32,
-    /// The host user's home directory (for `~` in mount locations and `{{.Home}}`).
-    pub home: String,
-    /// IANA zone name, or "" when unknown.
-    pub timezone: String,
-    /// `/etc/machine-id` (or "" if absent): makes generated MAC addresses host-specific.
-    pub machine_id: String,
-    /// `$LIMA_HOME`; an instance's directory is `<lima_home>/<name>`.
-    pub lima_home: PathBuf,
-    /// `$TMPDIR` or `/tmp` (`{{.TempDir}}`).
-    pub temp_dir: String,
-}
+use limatype::{Arch, ByteSize, HostFacts, Os};
 
-impl HostFacts {
-    /// Reads the facts of the running host. Never fails: unknown facts get Lima's fallbacks.
-    pub fn detect() -> Self {
-        let (user_name, user_comment, home) = passwd_entry();
-        let home = std::env::var("HOME")
+/// Reads the facts of the running host. Never fails: unknown facts get Lima's fallbacks.
+pub fn detect_host() -> HostFacts {
+    let (user_name, user_comment, home) = passwd_entry();
+    let home = std::env::var("HOME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or(home);
+    let lima_home = std::env::var_os("LIMA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(&home).join(limatype::filenames::DOT_LIMA));
+    HostFacts {
+        os: Os::host(),
+        arch: Arch::host(),
+        cpus: host_cpus(),
+        memory: ByteSize(total_memory()),
+        user_name,
+        user_comment,
+        // SAFETY: getuid has no preconditions and cannot fail.
+        uid: unsafe { libc::getuid() },
+        home,
+        timezone: host_timezone(),
+        machine_id: std::fs::read_to_string("/etc/machine-id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        lima_home,
+        temp_dir: std::env::var("TMPDIR")
             .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or(home);
-        let lima_home = std::env::var_os("LIMA_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(&home).join(limatype::filenames::DOT_LIMA));
-        HostFacts {
-            os: limatype::os_from_rust(std::env::consts::OS),
-            arch: limatype::host_arch(),
-            cpus: host_cpus(),
-            memory_bytes: total_memory(),
-            user_name,
-            user_comment,
-            // SAFETY: getuid has no preconditions and cannot fail.
-            uid: unsafe { libc::getuid() },
-            home,
-            timezone: host_timezone(),
-            machine_id: std::fs::read_to_string("/etc/machine-id")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default(),
-            lima_home,
-            temp_dir: std::env::var("TMPDIR")
-                .ok()
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| "/tmp".into()),
-        }
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "/tmp".into()),
     }
 }
 

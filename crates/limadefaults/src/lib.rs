@@ -3,7 +3,7 @@
 //! [`fill`] combines three layers the way upstream Lima's `FillDefault` does:
 //! `$LIMA_HOME/_config/default.yaml` (d) under the instance config (y) under
 //! `$LIMA_HOME/_config/override.yaml` (o), then fills what is still unset with built-in
-//! defaults computed from [`HostFacts`].
+//! defaults computed from [`HostFacts`] (the running host's: [`detect_host`]).
 //!
 //! - Scalars: o, else y, else d, else the built-in default.
 //! - Maps (`env`, `param`, `hostResolver.hosts`, `vmOpts`, `osOpts`): merged d, then y, then o.
@@ -24,17 +24,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use limatype::{
-    Audio, CaCertificates, Containerd, File, Firmware, HostResolver, LimaYaml, Mount, Network,
-    NineP, PortForward, Ssh, Sshfs, User, Video, Virtiofs,
+    Audio, CaCertificates, Containerd, File, Firmware, HostFacts, HostResolver, LimaYaml, Mount,
+    Network, NineP, PortForward, Ssh, Sshfs, User, Video, Virtiofs,
 };
 use sha2::{Digest, Sha256};
 
-pub use host::HostFacts;
+pub use host::detect_host;
 pub use tmpl::expand as expand_template;
 
 /// The `memory` default: min(4 GiB, half the host memory).
 pub fn default_memory_bytes(host: &HostFacts) -> u64 {
-    default_memory_bytes_for(host.memory_bytes)
+    default_memory_bytes_for(host.memory.bytes())
 }
 
 /// The `memory` default for a host with `host_memory` bytes: min(4 GiB, half of it).
@@ -136,7 +136,7 @@ pub fn resolve_os(os: Option<&str>) -> String {
 /// Resolves `arch`: unset, "" and "default" mean the host's.
 pub fn resolve_arch(arch: Option<&str>, host: &HostFacts) -> String {
     match arch {
-        None | Some("") | Some("default") => host.arch.clone(),
+        None | Some("") | Some("default") => host.arch.to_string(),
         Some(s) => s.into(),
     }
 }

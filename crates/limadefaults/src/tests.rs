@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 fn host() -> HostFacts {
     HostFacts {
-        os: "Linux".into(),
-        arch: "x86_64".into(),
+        os: limatype::Os::Linux,
+        arch: limatype::Arch::X86_64,
         cpus: 8,
-        memory_bytes: 6 << 30,
+        memory: limatype::ByteSize(6 << 30),
         user_name: "alice".into(),
         user_comment: "Alice A".into(),
         uid: 1234,
@@ -63,7 +63,7 @@ fn builtin_defaults_follow_host_facts() {
 fn small_hosts_get_smaller_defaults() {
     let mut h = host();
     h.cpus = 2;
-    h.memory_bytes = 3 << 30;
+    h.memory = limatype::ByteSize(3 << 30);
     let f = fill(&LimaYaml::default(), None, None, &h, "dev");
     assert_eq!(f.cpus, Some(2));
     assert_eq!(f.memory.as_deref(), Some("1.5GiB"));
@@ -245,10 +245,10 @@ fn fill_is_idempotent() {
 
 #[test]
 fn detect_reads_this_host() {
-    let h = HostFacts::detect();
+    let h = detect_host();
     assert!(h.cpus >= 1);
-    assert!(h.memory_bytes > 0);
-    assert_eq!(h.arch, limatype::host_arch());
+    assert!(h.memory.bytes() > 0);
+    assert!(h.is_this_machine());
     assert!(!h.user_name.is_empty());
     assert!(h.lima_home.is_absolute() || std::env::var_os("LIMA_HOME").is_some());
     // SAFETY: getuid cannot fail.

@@ -11,7 +11,7 @@ mod locator;
 
 use std::path::{Path, PathBuf};
 
-use limadefaults::HostFacts;
+use limatype::HostFacts;
 use limatype::LimaYaml;
 use limavalidate::LineIndex;
 
@@ -80,7 +80,7 @@ pub struct LoadOptions {
 impl LoadOptions {
     /// The running host's facts and template directories, with `_config` files.
     pub fn detect() -> Self {
-        let host = HostFacts::detect();
+        let host = limadefaults::detect_host();
         let template_dirs = template_dirs(&host.lima_home);
         LoadOptions {
             host,
@@ -527,7 +527,7 @@ pub fn fill_and_validate(e: &Embedded, opts: &LoadOptions) -> Result<LimaYaml, L
     problems.extend(limavalidate::validate(&filled));
     problems.extend(limavalidate::validate_for_host(
         &filled,
-        opts.host.memory_bytes,
+        opts.host.memory.bytes(),
     ));
     if problems.is_empty() {
         return Ok(filled);
@@ -588,10 +588,10 @@ pub fn fuzz_one(data: &[u8]) {
     };
     let opts = LoadOptions {
         host: HostFacts {
-            os: "Linux".into(),
-            arch: "x86_64".into(),
+            os: limatype::Os::Linux,
+            arch: limatype::Arch::X86_64,
             cpus: 4,
-            memory_bytes: 8 << 30,
+            memory: limatype::ByteSize(8 << 30),
             user_name: "fuzz".into(),
             user_comment: String::new(),
             uid: 1000,

@@ -4,10 +4,10 @@ use std::fs;
 
 fn host(lima_home: &Path) -> HostFacts {
     HostFacts {
-        os: "Linux".into(),
-        arch: "x86_64".into(),
+        os: limatype::Os::Linux,
+        arch: limatype::Arch::X86_64,
         cpus: 8,
-        memory_bytes: 16 << 30,
+        memory: limatype::ByteSize(16 << 30),
         user_name: "alice".into(),
         user_comment: "Alice".into(),
         uid: 1000,

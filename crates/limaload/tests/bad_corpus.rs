@@ -8,11 +8,11 @@ use limaload::{load, LoadOptions};
 
 fn opts(lima_home: &Path) -> LoadOptions {
     LoadOptions {
-        host: limadefaults::HostFacts {
-            os: "Linux".into(),
-            arch: "x86_64".into(),
+        host: limatype::HostFacts {
+            os: limatype::Os::Linux,
+            arch: limatype::Arch::X86_64,
             cpus: 4,
-            memory_bytes: 8 << 30,
+            memory: limatype::ByteSize(8 << 30),
             user_name: "tester".into(),
             user_comment: String::new(),
             uid: 1000,

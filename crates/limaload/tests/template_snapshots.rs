@@ -9,11 +9,11 @@ use limaload::{list_templates, load, LoadOptions};
 
 fn opts(template_dir: &Path) -> LoadOptions {
     LoadOptions {
-        host: limadefaults::HostFacts {
-            os: "Linux".into(),
-            arch: "x86_64".into(),
+        host: limatype::HostFacts {
+            os: limatype::Os::Linux,
+            arch: limatype::Arch::X86_64,
             cpus: 4,
-            memory_bytes: 16 << 30,
+            memory: limatype::ByteSize(16 << 30),
             user_name: "user".into(),
             user_comment: "User".into(),
             uid: 1000,

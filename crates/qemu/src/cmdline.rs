@@ -87,7 +87,7 @@ pub fn choose_accel(
         }
         None => {}
     }
-    if arch == limatype::host_arch() && kvm_usable {
+    if arch == limatype::Arch::host().as_str() && kvm_usable {
         Ok(Accel::Kvm)
     } else {
         Ok(Accel::Tcg)
@@ -345,7 +345,7 @@ mod tests {
 
     #[test]
     fn accel_choice() {
-        let host = limatype::host_arch();
+        let host = limatype::Arch::host().to_string();
         assert_eq!(choose_accel(&host, Some("tcg"), true), Ok(Accel::Tcg));
         assert_eq!(choose_accel(&host, Some("kvm"), false), Ok(Accel::Kvm));
         assert_eq!(choose_accel(&host, None, true), Ok(Accel::Kvm));

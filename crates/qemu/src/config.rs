@@ -3,16 +3,15 @@
 //! default mount type unless unsupported, the deprecated top-level `cpuType` moved to
 //! `vmOpts.qemu.cpuType`, CPU types for emulated arches, a VNC display, a semver
 //! `vmOpts.qemu.minimumVersion`, and (on this host) the qemu binary and UEFI firmware. Pure
-//! functions of the config and [`Host`].
+//! functions of the config, the [`HostFacts`] and the machine's [`Probes`].
 
 use driver::DriverError;
-use limatype::LimaYaml;
+use limatype::{HostFacts, LimaYaml, Os};
 
-#[derive(Clone, Debug)]
-pub struct Host {
-    /// Lima's spelling: `Linux`, `Darwin`, `Windows`, ...
-    pub os: String,
-    pub arch: String,
+/// What `accept` may look up on the machine, besides the host facts. Looked up only when the
+/// host is this machine (`HostFacts::is_this_machine`); [`Probes::default`] looks up nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Probes {
     /// Whether `qemu-system-<arch>` is on PATH, per guest arch; `None`: not looked up.
     pub qemu_found: Option<fn(&str) -> bool>,
     /// Whether UEFI firmware for a guest arch exists; `None`: not looked up.
@@ -23,48 +22,48 @@ pub const VNC_DISPLAY: &str = "127.0.0.1:0,to=9";
 pub const IMAGE_FORMATS: &[&str] = &["qcow2", "raw", "vmdk", "vhdx"];
 
 /// Mount types qemu supports on a host OS.
-pub fn mount_types(host_os: &str) -> &'static [&'static str] {
+pub fn mount_types(host_os: Os) -> &'static [&'static str] {
     match host_os {
-        "Linux" => &["reverse-sshfs", "9p", "virtiofs"],
-        "Windows" => &["reverse-sshfs"],
-        _ => &["reverse-sshfs", "9p"],
+        Os::Linux => &["reverse-sshfs", "9p", "virtiofs"],
+        Os::Windows => &["reverse-sshfs"],
+        Os::Darwin | Os::FreeBSD => &["reverse-sshfs", "9p"],
     }
 }
 
 /// The CPU type qemu's fill sets for `arch`, or `None` when it must be chosen at start (the
 /// host's own arch: `host` under KVM/HVF, `max` under TCG, and the accelerator is only known
 /// then).
-pub fn default_cpu_type(arch: &str, host: &Host) -> Option<String> {
-    if arch == host.arch {
+pub fn default_cpu_type(arch: &str, host: &HostFacts) -> Option<String> {
+    if arch == host.arch.as_str() {
         return None;
     }
-    let base = if arch == "x86_64" && host.os == "Windows" {
+    let base = if arch == "x86_64" && host.os == Os::Windows {
         // qemu for Windows is unstable with `max` here (Lima keeps qemu64).
         "qemu64"
     } else {
         "max"
     };
     let mut t = base.to_string();
-    if arch == "x86_64" && host.os == "Darwin" {
+    if arch == "x86_64" && host.os == Os::Darwin {
         // AVX-512 would need trapping instruction faults in the guest.
         t.push_str(",-avx512vl");
     }
     Some(t)
 }
 
-fn unsupported_mounts(config: &LimaYaml, host: &Host) -> Vec<String> {
+fn unsupported_mounts(config: &LimaYaml, host: &HostFacts) -> Vec<String> {
     let mut u: Vec<String> = config.mount_types_unsupported.clone().unwrap_or_default();
-    if host.os == "Windows" {
+    if host.os == Os::Windows {
         u.push("9p".into());
     }
     u
 }
 
-pub fn fill(config: &mut LimaYaml, host: &Host) {
+pub fn fill(config: &mut LimaYaml, host: &HostFacts) {
     config
         .vm_type
         .get_or_insert_with(|| crate::NAME.to_string());
-    let arch = config.arch.clone().unwrap_or_else(|| host.arch.clone());
+    let arch = config.arch.clone().unwrap_or_else(|| host.arch.to_string());
     let unsupported = unsupported_mounts(config, host);
     if config
         .mount_type
@@ -125,8 +124,8 @@ fn is_version(s: &str) -> bool {
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-pub fn accept(config: &LimaYaml, host: &Host) -> driver::Result<()> {
-    let arch = config.arch.as_deref().unwrap_or(&host.arch);
+pub fn accept(config: &LimaYaml, host: &HostFacts, probes: &Probes) -> driver::Result<()> {
+    let arch = config.arch.as_deref().unwrap_or(host.arch.as_str());
     if !limatype::ARCH_TYPES.contains(&arch) {
         return Err(DriverError::invalid_config(format!(
             "field `arch` must be one of {}, got {arch:?}",
@@ -137,14 +136,14 @@ pub fn accept(config: &LimaYaml, host: &Host) -> driver::Result<()> {
         if unsupported_mounts(config, host).iter().any(|u| u == mt) {
             return Err(DriverError::invalid_config(format!(
                 "mount type {mt:?} is unsupported here (`mountTypesUnsupported`{})",
-                if host.os == "Windows" {
+                if host.os == Os::Windows {
                     ", or qemu on Windows"
                 } else {
                     ""
                 }
             )));
         }
-        let allowed = mount_types(&host.os);
+        let allowed = mount_types(host.os);
         if !allowed.contains(&mt) {
             return Err(DriverError::invalid_config(format!(
                 "field `mountType` must be one of {} for qemu on {}, got {mt:?}",
@@ -161,7 +160,7 @@ pub fn accept(config: &LimaYaml, host: &Host) -> driver::Result<()> {
             )));
         }
     }
-    if let Some(found) = host.qemu_found {
+    if let Some(found) = probes.qemu_found {
         let bin = crate::cmdline::qemu_binary(arch);
         if !found(&bin) {
             return Err(DriverError::invalid_config(format!(
@@ -187,7 +186,7 @@ pub fn accept(config: &LimaYaml, host: &Host) -> driver::Result<()> {
     }
     // Non-x86 guests always boot through UEFI; x86_64 falls back to qemu's BIOS.
     if arch != "x86_64" && arch != "riscv64" {
-        if let Some(found) = host.firmware_found {
+        if let Some(found) = probes.firmware_found {
             if !found(arch) {
                 return Err(DriverError::invalid_config(format!(
                     "no UEFI firmware for {arch} found on this host (e.g. install qemu-efi-aarch64)"
@@ -201,18 +200,22 @@ pub fn accept(config: &LimaYaml, host: &Host) -> driver::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use limatype::{CpuType, QemuOpts, VmOpts};
+    use limatype::{Arch, CpuType, QemuOpts, VmOpts};
 
-    fn linux() -> Host {
-        Host {
-            os: "Linux".into(),
-            arch: "x86_64".into(),
-            qemu_found: None,
-            firmware_found: None,
-        }
+    fn linux() -> HostFacts {
+        HostFacts::pretend(Os::Linux, Arch::X86_64)
     }
 
-    fn filled(mut c: LimaYaml, host: &Host) -> LimaYaml {
+    fn on(os: Os) -> HostFacts {
+        HostFacts { os, ..linux() }
+    }
+
+    /// `accept` without looking anything up on the machine.
+    fn accept(config: &LimaYaml, host: &HostFacts) -> driver::Result<()> {
+        super::accept(config, host, &Probes::default())
+    }
+
+    fn filled(mut c: LimaYaml, host: &HostFacts) -> LimaYaml {
         fill(&mut c, host);
         c
     }
@@ -244,11 +247,7 @@ mod tests {
             &linux(),
         );
         assert_eq!(cpu(&c).unwrap()["aarch64"], "max");
-        let mac = Host {
-            os: "Darwin".into(),
-            arch: "aarch64".into(),
-            ..linux()
-        };
+        let mac = HostFacts::pretend(Os::Darwin, Arch::Aarch64);
         let c = filled(
             LimaYaml {
                 arch: Some("x86_64".into()),
@@ -257,11 +256,7 @@ mod tests {
             &mac,
         );
         assert_eq!(cpu(&c).unwrap()["x86_64"], "max,-avx512vl");
-        let win_arm = Host {
-            os: "Windows".into(),
-            arch: "aarch64".into(),
-            ..linux()
-        };
+        let win_arm = HostFacts::pretend(Os::Windows, Arch::Aarch64);
         assert_eq!(
             default_cpu_type("x86_64", &win_arm).as_deref(),
             Some("qemu64")
@@ -296,10 +291,7 @@ mod tests {
 
     #[test]
     fn mount_type_defaults() {
-        let win = Host {
-            os: "Windows".into(),
-            ..linux()
-        };
+        let win = on(Os::Windows);
         assert_eq!(
             filled(LimaYaml::default(), &win).mount_type.as_deref(),
             Some("reverse-sshfs")
@@ -321,11 +313,8 @@ mod tests {
 
     #[test]
     fn accepts_defaults() {
-        for os in ["Linux", "Darwin", "Windows", "FreeBSD"] {
-            let host = Host {
-                os: os.into(),
-                ..linux()
-            };
+        for os in [Os::Linux, Os::Darwin, Os::Windows, Os::FreeBSD] {
+            let host = on(os);
             accept(&filled(LimaYaml::default(), &host), &host).unwrap();
         }
     }
@@ -337,19 +326,13 @@ mod tests {
             ..Default::default()
         };
         accept(&with("virtiofs"), &linux()).unwrap();
-        let mac = Host {
-            os: "Darwin".into(),
-            ..linux()
-        };
+        let mac = on(Os::Darwin);
         let e = accept(&with("virtiofs"), &mac).unwrap_err().to_string();
         assert!(
             e.contains("must be one of reverse-sshfs, 9p for qemu on Darwin, got \"virtiofs\""),
             "{e}"
         );
-        let win = Host {
-            os: "Windows".into(),
-            ..linux()
-        };
+        let win = on(Os::Windows);
         let e = accept(&with("9p"), &win).unwrap_err().to_string();
         assert!(e.contains("qemu on Windows"), "{e}");
         let e = accept(&with("wsl2"), &linux()).unwrap_err().to_string();
@@ -362,31 +345,34 @@ mod tests {
 
     #[test]
     fn host_binaries_and_firmware() {
-        let no_qemu = Host {
+        let no_qemu = Probes {
             qemu_found: Some(|_| false),
-            ..linux()
+            ..Default::default()
         };
-        let e = accept(&LimaYaml::default(), &no_qemu)
+        let e = super::accept(&LimaYaml::default(), &linux(), &no_qemu)
             .unwrap_err()
             .to_string();
         assert!(e.contains("qemu-system-x86_64 is not installed"), "{e}");
-        let only_x86 = Host {
+        let only_x86 = Probes {
             qemu_found: Some(|b| b == "qemu-system-x86_64"),
             firmware_found: Some(|_| false),
-            ..linux()
         };
-        accept(&LimaYaml::default(), &only_x86).unwrap();
+        super::accept(&LimaYaml::default(), &linux(), &only_x86).unwrap();
         let arm = LimaYaml {
             arch: Some("aarch64".into()),
             ..Default::default()
         };
-        let e = accept(&arm, &only_x86).unwrap_err().to_string();
+        let e = super::accept(&arm, &linux(), &only_x86)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("qemu-system-aarch64 is not installed"), "{e}");
-        let no_fw = Host {
+        let no_fw = Probes {
             qemu_found: Some(|_| true),
             ..only_x86
         };
-        let e = accept(&arm, &no_fw).unwrap_err().to_string();
+        let e = super::accept(&arm, &linux(), &no_fw)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no UEFI firmware for aarch64"), "{e}");
     }
 

@@ -51,7 +51,10 @@ impl Machine {
     }
 
     pub fn arch(&self) -> String {
-        self.config.arch.clone().unwrap_or_else(limatype::host_arch)
+        self.config
+            .arch
+            .clone()
+            .unwrap_or_else(|| limatype::Arch::host().to_string())
     }
 
     /// The first image entry for the instance's arch (an entry without `arch` matches any).

@@ -38,12 +38,11 @@ impl QemuDriver {
     }
 }
 
-/// Host facts of `ctx`; binaries and firmware are looked up only when `ctx` is this host.
-pub fn host_of(ctx: &ConfigContext) -> config::Host {
-    let here = ctx.host == driver::HostInfo::current();
-    config::Host {
-        os: ctx.host.os.clone(),
-        arch: ctx.host.arch.clone(),
+/// What `accept` may look up for `ctx`: binaries and firmware only when its host is this
+/// machine.
+pub fn probes_of(ctx: &ConfigContext) -> config::Probes {
+    let here = ctx.host.is_this_machine();
+    config::Probes {
         qemu_found: here.then_some(|bin: &str| machine::find_in_path(bin).is_some()),
         firmware_found: here.then_some(|arch: &str| machine::find_firmware(arch).is_some()),
     }
@@ -102,17 +101,18 @@ impl Driver for QemuDriver {
     }
 
     async fn fill_config(&self, config: &mut LimaYaml, ctx: &ConfigContext) -> Result<()> {
-        config::fill(config, &host_of(ctx));
+        config::fill(config, &ctx.host);
         Ok(())
     }
 
     async fn accept_config(&self, config: &LimaYaml, ctx: &ConfigContext) -> Result<()> {
-        config::accept(config, &host_of(ctx))
+        config::accept(config, &ctx.host, &probes_of(ctx))
     }
 
     async fn validate(&self) -> Result<()> {
         let m = self.machine()?;
-        config::accept(&m.config, &host_of(&ConfigContext::current()))?;
+        let ctx = ConfigContext::current();
+        config::accept(&m.config, &ctx.host, &probes_of(&ctx))?;
         m.validate().map_err(to_driver_error)
     }
 
@@ -173,7 +173,7 @@ impl Driver for QemuDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use driver::{ErrorKind, HostInfo};
+    use driver::{Arch, ErrorKind, HostFacts, Os};
 
     #[tokio::test]
     async fn call_order_and_info() {
@@ -250,13 +250,7 @@ mod tests {
     #[tokio::test]
     async fn fill_then_accept_with_injected_host() {
         let d = QemuDriver::new();
-        let ctx = ConfigContext {
-            host: HostInfo {
-                os: "Windows".into(),
-                arch: "x86_64".into(),
-            },
-            config_path: None,
-        };
+        let ctx = ConfigContext::for_host(HostFacts::pretend(Os::Windows, Arch::X86_64));
         let mut c = LimaYaml::default();
         d.fill_config(&mut c, &ctx).await.unwrap();
         assert_eq!(c.mount_type.as_deref(), Some("reverse-sshfs"));

@@ -1,73 +1,16 @@
 //! Finding external driver executables: `$LIMA_DRIVERS_PATH` first, then
-//! `<prefix>/libexec/lima/` beside the running limactl. Nothing here starts a process.
+//! `<prefix>/libexec/lima/` beside the running limactl. Nothing here starts a process. The
+//! naming rule (`lima-driver-<name>[.exe]`) is `limatype`'s ([`limatype::driver_file_name`]).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use limatype::{driver_file_name, driver_name_from_file, Os};
+
 /// The environment variable listing extra driver directories or files (`:`-separated; `;` on
 /// Windows).
 pub const DRIVERS_PATH_ENV: &str = "LIMA_DRIVERS_PATH";
-
-/// The operating system a naming rule is applied for (a parameter, so both rules are tested on
-/// every host).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TargetOs {
-    Linux,
-    MacOs,
-    Windows,
-    /// Any other Unix: same naming rule as Linux.
-    OtherUnix,
-}
-
-impl TargetOs {
-    pub const fn current() -> Self {
-        if cfg!(target_os = "windows") {
-            Self::Windows
-        } else if cfg!(target_os = "macos") {
-            Self::MacOs
-        } else if cfg!(target_os = "linux") {
-            Self::Linux
-        } else {
-            Self::OtherUnix
-        }
-    }
-}
-
-const PREFIX: &str = "lima-driver-";
-
-/// The driver name a file name stands for, if it follows the rule: `lima-driver-<name>` (on
-/// Windows `lima-driver-<name>.exe`, the suffix in any case). `<name>` is ASCII letters,
-/// digits, `-` and `_`, starting with a letter or digit, so build leftovers such as
-/// `lima-driver-qemu.d` or `lima-driver-qemu.exe` on Unix are not drivers.
-pub fn driver_name_from_file(file_name: &str, os: TargetOs) -> Option<String> {
-    let rest = file_name.strip_prefix(PREFIX)?;
-    let name = match os {
-        TargetOs::Windows => {
-            let (stem, ext) = rest.split_at(rest.len().checked_sub(4)?);
-            if !ext.eq_ignore_ascii_case(".exe") {
-                return None;
-            }
-            stem
-        }
-        TargetOs::Linux | TargetOs::MacOs | TargetOs::OtherUnix => rest,
-    };
-    valid_driver_name(name).then(|| name.to_string())
-}
-
-/// The executable file name of a driver on `os`.
-pub fn driver_file_name(name: &str, os: TargetOs) -> String {
-    match os {
-        TargetOs::Windows => format!("{PREFIX}{name}.exe"),
-        _ => format!("{PREFIX}{name}"),
-    }
-}
-
-pub fn valid_driver_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
 
 /// An external driver found on disk (not started).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,7 +30,7 @@ pub fn libexec_dir(exe: &Path) -> Option<PathBuf> {
 pub fn discover_in(
     drivers_path: Option<&OsStr>,
     libexec_dirs: &[PathBuf],
-    os: TargetOs,
+    os: Os,
 ) -> Vec<ExternalFile> {
     let mut found: Vec<ExternalFile> = Vec::new();
     let mut add = |f: ExternalFile| {
@@ -129,7 +72,7 @@ pub fn discover_in(
     found
 }
 
-fn scan_dir(dir: &Path, os: TargetOs) -> Vec<ExternalFile> {
+fn scan_dir(dir: &Path, os: Os) -> Vec<ExternalFile> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -150,7 +93,7 @@ fn scan_dir(dir: &Path, os: TargetOs) -> Vec<ExternalFile> {
     out
 }
 
-fn file_entry(path: &Path, meta: &std::fs::Metadata, os: TargetOs) -> Option<ExternalFile> {
+fn file_entry(path: &Path, meta: &std::fs::Metadata, os: Os) -> Option<ExternalFile> {
     if !meta.is_file() || !osutil::is_executable(meta) {
         return None;
     }
@@ -186,7 +129,7 @@ pub fn discovered() -> &'static [ExternalFile] {
     static FOUND: OnceLock<Vec<ExternalFile>> = OnceLock::new();
     FOUND.get_or_init(|| {
         let path = std::env::var_os(DRIVERS_PATH_ENV);
-        let found = discover_in(path.as_deref(), &self_libexec_dirs(), TargetOs::current());
+        let found = discover_in(path.as_deref(), &self_libexec_dirs(), Os::host());
         tracing::debug!("external drivers: {found:?}");
         found
     })
@@ -195,58 +138,6 @@ pub fn discovered() -> &'static [ExternalFile] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unix_names() {
-        let os = TargetOs::Linux;
-        assert_eq!(
-            driver_name_from_file("lima-driver-qemu", os).as_deref(),
-            Some("qemu")
-        );
-        assert_eq!(
-            driver_name_from_file("lima-driver-my_vm-2", os).as_deref(),
-            Some("my_vm-2")
-        );
-        assert_eq!(driver_name_from_file("lima-driver-qemu.exe", os), None);
-        assert_eq!(driver_name_from_file("lima-driver-qemu.d", os), None);
-        assert_eq!(driver_name_from_file("lima-driver-", os), None);
-        assert_eq!(driver_name_from_file("lima-driver--x", os), None);
-        assert_eq!(driver_name_from_file("limactl", os), None);
-        assert_eq!(driver_name_from_file("xlima-driver-qemu", os), None);
-        assert_eq!(
-            driver_name_from_file("lima-driver-vz", TargetOs::MacOs).as_deref(),
-            Some("vz")
-        );
-    }
-
-    #[test]
-    fn windows_names() {
-        let os = TargetOs::Windows;
-        assert_eq!(
-            driver_name_from_file("lima-driver-wsl2.exe", os).as_deref(),
-            Some("wsl2")
-        );
-        assert_eq!(
-            driver_name_from_file("lima-driver-wsl2.EXE", os).as_deref(),
-            Some("wsl2")
-        );
-        assert_eq!(driver_name_from_file("lima-driver-wsl2", os), None);
-        assert_eq!(driver_name_from_file("lima-driver-.exe", os), None);
-        assert_eq!(driver_name_from_file("lima-driver-a.b.exe", os), None);
-        assert_eq!(driver_name_from_file("lima-drive", os), None);
-    }
-
-    #[test]
-    fn file_names_round_trip() {
-        for os in [TargetOs::Linux, TargetOs::MacOs, TargetOs::Windows] {
-            let f = driver_file_name("krunkit", os);
-            assert_eq!(driver_name_from_file(&f, os).as_deref(), Some("krunkit"));
-        }
-        assert_eq!(
-            driver_file_name("qemu", TargetOs::Windows),
-            "lima-driver-qemu.exe"
-        );
-    }
 
     #[test]
     fn libexec_is_beside_bin() {
@@ -292,7 +183,7 @@ mod tests {
         let found = discover_in(
             Some(list.as_os_str()),
             std::slice::from_ref(&libexec),
-            TargetOs::Linux,
+            Os::Linux,
         );
         let got: Vec<(&str, &Path)> = found
             .iter()
@@ -315,7 +206,7 @@ mod tests {
     #[test]
     fn nothing_configured_finds_nothing() {
         let tmp = tempfile::tempdir().unwrap();
-        let found = discover_in(None, &[tmp.path().join("absent")], TargetOs::current());
+        let found = discover_in(None, &[tmp.path().join("absent")], Os::host());
         assert!(found.is_empty());
     }
 }

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use driver::{ConfigContext, DriverError, DynDriver, LimaYaml};
+use driver::{ConfigContext, DriverError, DynDriver, LimaYaml, Os};
 
-pub use discovery::{driver_file_name, driver_name_from_file, ExternalFile, TargetOs};
+pub use discovery::ExternalFile;
 
 /// Names of internal drivers to leave out (comma-separated), so that an external driver of the
 /// same name is used instead; `all` leaves out every internal driver. For tests of external
@@ -24,23 +24,11 @@ pub const DISABLE_INTERNAL_ENV: &str = "LIMA_DISABLE_INTERNAL_DRIVERS";
 /// The drivers tried, in order, when a config has no `vmType` (as in Lima: vz on macOS, qemu
 /// elsewhere; qemu also covers what the first choice refuses, e.g. a non-native arch on
 /// macOS). A driver not listed here is used only when named by `vmType`.
-pub fn preferred_order(os: TargetOs) -> &'static [&'static str] {
+pub fn preferred_order(os: Os) -> &'static [&'static str] {
     match os {
-        TargetOs::MacOs => &["vz", "qemu"],
-        TargetOs::Windows => &["qemu", "wsl2"],
-        TargetOs::Linux | TargetOs::OtherUnix => &["qemu"],
-    }
-}
-
-impl TargetOs {
-    /// From Lima's OS spelling (`HostInfo::os`: `Linux`, `Darwin`, `Windows`, ...).
-    pub fn from_lima_os(os: &str) -> Self {
-        match os {
-            "Darwin" => Self::MacOs,
-            "Windows" => Self::Windows,
-            "Linux" => Self::Linux,
-            _ => Self::OtherUnix,
-        }
+        Os::Darwin => &["vz", "qemu"],
+        Os::Windows => &["qemu", "wsl2"],
+        Os::Linux | Os::FreeBSD => &["qemu"],
     }
 }
 
@@ -305,7 +293,7 @@ impl Registry {
         if let Some(name) = config.vm_type.as_deref().filter(|n| !n.is_empty()) {
             return self.try_driver(name, config, ctx).await;
         }
-        let preferred = preferred_order(TargetOs::from_lima_os(&ctx.host.os));
+        let preferred = preferred_order(ctx.host.os);
         let candidates: Vec<&str> = preferred
             .iter()
             .copied()

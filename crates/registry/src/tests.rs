@@ -2,7 +2,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use driver::{Driver, ErrorKind, ErrorStream, HostInfo, Info, InstanceConfig, Result as DResult};
+use driver::{
+    Arch, Driver, ErrorKind, ErrorStream, HostFacts, Info, InstanceConfig, Os, Result as DResult,
+};
 
 use super::*;
 
@@ -31,7 +33,7 @@ impl Driver for Fake {
         if config.vm_type.as_deref() != Some(self.name.as_str()) {
             return Err(DriverError::invalid_config("vmType not filled"));
         }
-        if ctx.host.os != self.host_os {
+        if ctx.host.os.as_str() != self.host_os {
             return Err(DriverError::invalid_config(format!(
                 "{} needs {}; this host is {}",
                 self.name, self.host_os, ctx.host.os
@@ -107,14 +109,8 @@ fn ext(name: &str) -> ExternalFile {
     }
 }
 
-fn ctx(os: &str) -> ConfigContext {
-    ConfigContext {
-        host: HostInfo {
-            os: os.into(),
-            arch: "aarch64".into(),
-        },
-        config_path: None,
-    }
+fn ctx(os: Os) -> ConfigContext {
+    ConfigContext::for_host(HostFacts::pretend(os, Arch::Aarch64))
 }
 
 fn registry(
@@ -162,7 +158,7 @@ async fn unknown_vm_type_lists_available_drivers() {
         vm_type: Some("hyperv".into()),
         ..Default::default()
     };
-    let err = reg.resolve(&cfg, &ctx("Linux")).await.err().unwrap();
+    let err = reg.resolve(&cfg, &ctx(Os::Linux)).await.err().unwrap();
     let msg = err.to_string();
     assert!(matches!(err, RegistryError::UnknownDriver { .. }), "{msg}");
     assert!(msg.contains("\"hyperv\""), "{msg}");
@@ -180,7 +176,7 @@ async fn explicit_vm_type_is_checked_against_that_driver_only() {
         vm_type: Some("vz".into()),
         ..Default::default()
     };
-    let err = reg.resolve(&cfg, &ctx("Linux")).await.err().unwrap();
+    let err = reg.resolve(&cfg, &ctx(Os::Linux)).await.err().unwrap();
     let msg = err.to_string();
     match &err {
         RegistryError::Driver { name, error, .. } => {
@@ -193,7 +189,7 @@ async fn explicit_vm_type_is_checked_against_that_driver_only() {
     assert!(!msg.contains("qemu"), "{msg}");
     assert_eq!(conn.count.load(Ordering::SeqCst), 0);
 
-    let ok = reg.resolve(&cfg, &ctx("Darwin")).await.unwrap();
+    let ok = reg.resolve(&cfg, &ctx(Os::Darwin)).await.unwrap();
     assert_eq!(ok.name, "vz");
     assert_eq!(ok.config.cpus, Some(7), "fill_config ran");
 }
@@ -205,7 +201,7 @@ async fn no_vm_type_tries_host_preference_order() {
         vec![],
     );
     let r = reg
-        .resolve(&LimaYaml::default(), &ctx("Darwin"))
+        .resolve(&LimaYaml::default(), &ctx(Os::Darwin))
         .await
         .unwrap();
     assert_eq!(r.name, "vz");
@@ -218,7 +214,7 @@ async fn no_vm_type_tries_host_preference_order() {
         vec![],
     );
     let r = reg
-        .resolve(&LimaYaml::default(), &ctx("Darwin"))
+        .resolve(&LimaYaml::default(), &ctx(Os::Darwin))
         .await
         .unwrap();
     assert_eq!(r.name, "qemu");
@@ -231,7 +227,7 @@ async fn none_accepting_gives_each_reason() {
         vec![ext("broken")],
     );
     let err = reg
-        .resolve(&LimaYaml::default(), &ctx("Darwin"))
+        .resolve(&LimaYaml::default(), &ctx(Os::Darwin))
         .await
         .err()
         .unwrap();
@@ -252,7 +248,7 @@ async fn none_accepting_gives_each_reason() {
 async fn drivers_outside_the_preference_are_not_auto_chosen() {
     let (reg, conn) = registry(vec![internal("krunkit", "Linux")], vec![ext("other")]);
     let err = reg
-        .resolve(&LimaYaml::default(), &ctx("Linux"))
+        .resolve(&LimaYaml::default(), &ctx(Os::Linux))
         .await
         .err()
         .unwrap();
@@ -270,7 +266,7 @@ async fn external_drivers_start_lazily_and_failures_name_the_file() {
     );
     // Resolving on Linux needs qemu only: the broken driver is never started.
     let r = reg
-        .resolve(&LimaYaml::default(), &ctx("Linux"))
+        .resolve(&LimaYaml::default(), &ctx(Os::Linux))
         .await
         .unwrap();
     assert_eq!(r.name, "qemu");
@@ -323,10 +319,10 @@ fn disabling_internal_drivers() {
 
 #[test]
 fn preference_orders() {
-    assert_eq!(preferred_order(TargetOs::MacOs), ["vz", "qemu"]);
-    assert_eq!(preferred_order(TargetOs::Linux), ["qemu"]);
-    assert_eq!(preferred_order(TargetOs::Windows), ["qemu", "wsl2"]);
-    assert_eq!(TargetOs::from_lima_os("Darwin"), TargetOs::MacOs);
+    assert_eq!(preferred_order(Os::Darwin), ["vz", "qemu"]);
+    assert_eq!(preferred_order(Os::Linux), ["qemu"]);
+    assert_eq!(preferred_order(Os::Windows), ["qemu", "wsl2"]);
+    assert_eq!(preferred_order(Os::FreeBSD), ["qemu"]);
 }
 
 /// The real connector on executables that are not drivers: a clear error naming the file,

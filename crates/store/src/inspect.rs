@@ -45,7 +45,10 @@ pub fn inspect(name: &str, load: YamlLoader) -> Result<Instance> {
     match load(&yaml_path) {
         Ok(y) => {
             inst.vm_type = y.vm_type.clone().unwrap_or_default();
-            inst.arch = y.arch.clone().unwrap_or_else(limatype::host_arch);
+            inst.arch = y
+                .arch
+                .clone()
+                .unwrap_or_else(|| limatype::Arch::host().to_string());
             inst.cpus = y.cpus.unwrap_or(0);
             inst.memory = size_field(y.memory.as_deref());
             inst.disk = size_field(y.disk.as_deref());

@@ -1,10 +1,11 @@
 //! vz's config rules (Lima's facts): macOS 13+ host, the host's own arch only, mount types
 //! `virtiofs` (default) or `reverse-sshfs`, disk image `raw` (default) or `asif` (macOS 26+),
 //! Rosetta only on Apple silicon, no TPM, no Windows guests, no custom firmware.
-//! Pure functions of the config and [`Host`], so every rule is tested on any host.
+//! Pure functions of the config, the [`HostFacts`] and the macOS version ([`Probes`]), so
+//! every rule is tested on any host.
 
 use driver::DriverError;
-use limatype::LimaYaml;
+use limatype::{Arch, HostFacts, LimaYaml, Os};
 
 pub use driver::Version;
 
@@ -16,13 +17,12 @@ pub const MIN_MACOS_INTEL_NEW_KERNELS: Version = Version(15, 5, 0);
 pub const MOUNT_TYPES: &[&str] = &["virtiofs", "reverse-sshfs"];
 pub const IMAGE_FORMATS: &[&str] = &["raw", "asif"];
 
-/// The host facts vz's rules depend on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Host {
-    /// Lima's spelling: `Darwin`, `Linux`, ...
-    pub os: String,
-    pub arch: String,
-    /// `None` when not known (not macOS, or unreadable): version checks are then skipped.
+/// What vz's rules look up on the machine, besides the host facts (only when the host is
+/// this machine).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Probes {
+    /// `None` when not known (not macOS, not this machine, or unreadable): version checks are
+    /// then skipped.
     pub macos_version: Option<Version>,
 }
 
@@ -31,7 +31,7 @@ fn guest_os(config: &LimaYaml) -> &str {
 }
 
 /// Fills vz's defaults into unset fields.
-pub fn fill(config: &mut LimaYaml, host: &Host) {
+pub fn fill(config: &mut LimaYaml, probes: &Probes) {
     config
         .vm_type
         .get_or_insert_with(|| crate::NAME.to_string());
@@ -62,35 +62,35 @@ pub fn fill(config: &mut LimaYaml, host: &Host) {
     rosetta.enabled.get_or_insert(false);
     rosetta.binfmt.get_or_insert(false);
     vz.disk_image_format.get_or_insert_with(|| {
-        let asif = is_macos_guest && host.macos_version.is_some_and(|v| v >= MIN_MACOS_ASIF);
+        let asif = is_macos_guest && probes.macos_version.is_some_and(|v| v >= MIN_MACOS_ASIF);
         if asif { "asif" } else { "raw" }.to_string()
     });
 }
 
 /// Whether vz can run `config` on `host`; the error says why not.
-pub fn accept(config: &LimaYaml, host: &Host) -> driver::Result<()> {
-    if host.os != "Darwin" {
+pub fn accept(config: &LimaYaml, host: &HostFacts, probes: &Probes) -> driver::Result<()> {
+    if host.os != Os::Darwin {
         return Err(DriverError::invalid_config(format!(
             "vz needs macOS {} or later (Virtualization.framework); this host is {}",
             major(MIN_MACOS),
             host.os
         )));
     }
-    if let Some(v) = host.macos_version {
+    if let Some(v) = probes.macos_version {
         if v < MIN_MACOS {
             return Err(DriverError::invalid_config(format!(
                 "vz needs macOS {} or later; this host runs macOS {v}",
                 major(MIN_MACOS)
             )));
         }
-        if host.arch == "x86_64" && v < MIN_MACOS_INTEL_NEW_KERNELS {
+        if host.arch == Arch::X86_64 && v < MIN_MACOS_INTEL_NEW_KERNELS {
             tracing::warn!(
                 "vz on an Intel Mac needs macOS {MIN_MACOS_INTEL_NEW_KERNELS} or later to boot Linux 6.12+; this host runs {v} (use vmType qemu if the VM does not boot)"
             );
         }
     }
-    let arch = config.arch.as_deref().unwrap_or(&host.arch);
-    if arch != host.arch {
+    let arch = config.arch.as_deref().unwrap_or(host.arch.as_str());
+    if arch != host.arch.as_str() {
         return Err(DriverError::invalid_config(format!(
             "vz runs only the host's arch ({}); field `arch` is {arch:?} (use vmType qemu)",
             host.arch
@@ -142,7 +142,7 @@ pub fn accept(config: &LimaYaml, host: &Host) -> driver::Result<()> {
         match format {
             "raw" => {}
             "asif" => {
-                if let Some(v) = host.macos_version.filter(|v| *v < MIN_MACOS_ASIF) {
+                if let Some(v) = probes.macos_version.filter(|v| *v < MIN_MACOS_ASIF) {
                     return Err(DriverError::invalid_config(format!(
                         "field `vmOpts.vz.diskImageFormat` \"asif\" needs macOS {}; this host runs macOS {v}",
                         major(MIN_MACOS_ASIF)
@@ -156,7 +156,7 @@ pub fn accept(config: &LimaYaml, host: &Host) -> driver::Result<()> {
             }
         }
     }
-    if rosetta_requested(config) && host.arch != "aarch64" {
+    if rosetta_requested(config) && host.arch != Arch::Aarch64 {
         // Lima ignores it there too; say so rather than fail.
         tracing::warn!("vz: Rosetta needs an Apple silicon host; ignoring `vmOpts.vz.rosetta`");
     }
@@ -179,8 +179,8 @@ fn rosetta_requested(config: &LimaYaml) -> bool {
 }
 
 /// Rosetta flags as the driver reports them: only on an Apple silicon host.
-pub fn rosetta_flags(config: &LimaYaml, host: &Host) -> (bool, bool) {
-    if host.arch != "aarch64" || host.os != "Darwin" {
+pub fn rosetta_flags(config: &LimaYaml, host: &HostFacts) -> (bool, bool) {
+    if host.arch != Arch::Aarch64 || host.os != Os::Darwin {
         return (false, false);
     }
     let r = config
@@ -211,17 +211,29 @@ mod tests {
     use super::*;
     use limatype::{FileWithVmType, Firmware, Rosetta, Ssh, VmOpts, VzOpts};
 
-    fn mac(arch: &str, v: (u32, u32)) -> Host {
+    /// A host as the tests describe it: its facts and what vz looks up on it.
+    #[derive(Clone)]
+    struct Host {
+        facts: HostFacts,
+        probes: Probes,
+    }
+
+    fn mac(arch: Arch, v: (u32, u32)) -> Host {
         Host {
-            os: "Darwin".into(),
-            arch: arch.into(),
-            macos_version: Some(Version(v.0, v.1, 0)),
+            facts: HostFacts::pretend(Os::Darwin, arch),
+            probes: Probes {
+                macos_version: Some(Version(v.0, v.1, 0)),
+            },
         }
     }
 
     fn filled(mut c: LimaYaml, host: &Host) -> LimaYaml {
-        fill(&mut c, host);
+        fill(&mut c, &host.probes);
         c
+    }
+
+    fn accept(c: &LimaYaml, host: &Host) -> driver::Result<()> {
+        super::accept(c, &host.facts, &host.probes)
     }
 
     fn vz_opts(c: &LimaYaml) -> &VzOpts {
@@ -239,7 +251,7 @@ mod tests {
 
     #[test]
     fn fill_defaults() {
-        let host = mac("aarch64", (14, 0));
+        let host = mac(Arch::Aarch64, (14, 0));
         let c = filled(LimaYaml::default(), &host);
         assert_eq!(c.vm_type.as_deref(), Some("vz"));
         assert_eq!(c.mount_type.as_deref(), Some("virtiofs"));
@@ -252,7 +264,7 @@ mod tests {
 
     #[test]
     fn fill_keeps_what_is_set() {
-        let host = mac("aarch64", (14, 0));
+        let host = mac(Arch::Aarch64, (14, 0));
         let c = LimaYaml {
             mount_type: Some("reverse-sshfs".into()),
             ssh: Some(Ssh {
@@ -280,10 +292,10 @@ mod tests {
             os: Some("Darwin".into()),
             ..Default::default()
         };
-        let new = filled(c.clone(), &mac("aarch64", (26, 0)));
+        let new = filled(c.clone(), &mac(Arch::Aarch64, (26, 0)));
         assert_eq!(vz_opts(&new).disk_image_format.as_deref(), Some("asif"));
         assert_eq!(new.ssh.as_ref().unwrap().over_vsock, Some(false));
-        let old = filled(c, &mac("aarch64", (15, 0)));
+        let old = filled(c, &mac(Arch::Aarch64, (15, 0)));
         assert_eq!(vz_opts(&old).disk_image_format.as_deref(), Some("raw"));
     }
 
@@ -296,20 +308,22 @@ mod tests {
             }),
             ..Default::default()
         };
-        let host = mac("aarch64", (14, 0));
+        let host = mac(Arch::Aarch64, (14, 0));
         let c = filled(c, &host);
         let r = vz_opts(&c).rosetta.as_ref().unwrap();
         assert_eq!((r.enabled, r.binfmt), (Some(true), Some(true)));
-        assert_eq!(rosetta_flags(&c, &host), (true, true));
-        assert_eq!(rosetta_flags(&c, &mac("x86_64", (14, 0))), (false, false));
+        assert_eq!(rosetta_flags(&c, &host.facts), (true, true));
+        assert_eq!(
+            rosetta_flags(&c, &mac(Arch::X86_64, (14, 0)).facts),
+            (false, false)
+        );
     }
 
     #[test]
     fn refuses_other_hosts_saying_why() {
         let linux = Host {
-            os: "Linux".into(),
-            arch: "x86_64".into(),
-            macos_version: None,
+            facts: HostFacts::pretend(Os::Linux, Arch::X86_64),
+            probes: Probes::default(),
         };
         let e = accept(&filled(LimaYaml::default(), &linux), &linux)
             .unwrap_err()
@@ -317,18 +331,18 @@ mod tests {
         assert!(e.contains("vz needs macOS 13 or later"), "{e}");
         assert!(e.contains("this host is Linux"), "{e}");
 
-        let old = mac("aarch64", (12, 6));
+        let old = mac(Arch::Aarch64, (12, 6));
         let e = accept(&LimaYaml::default(), &old).unwrap_err().to_string();
         assert!(e.contains("this host runs macOS 12.6.0"), "{e}");
     }
 
     #[test]
     fn accepts_a_filled_default_config_on_a_mac() {
-        let host = mac("aarch64", (14, 0));
+        let host = mac(Arch::Aarch64, (14, 0));
         accept(&filled(LimaYaml::default(), &host), &host).unwrap();
         // Unknown macOS version: checks that need it are skipped.
         let unknown = Host {
-            macos_version: None,
+            probes: Probes::default(),
             ..host
         };
         accept(&filled(LimaYaml::default(), &unknown), &unknown).unwrap();
@@ -336,7 +350,7 @@ mod tests {
 
     #[test]
     fn rules() {
-        let host = mac("aarch64", (14, 0));
+        let host = mac(Arch::Aarch64, (14, 0));
         let refuse = |c: LimaYaml, needle: &str| {
             let e = accept(&filled(c, &host), &host).unwrap_err().to_string();
             assert!(e.contains(needle), "{e:?} should contain {needle:?}");
@@ -402,7 +416,7 @@ mod tests {
         };
         refuse(fmt("qcow2"), "must be \"raw\" or \"asif\", got \"qcow2\"");
         refuse(fmt("asif"), "needs macOS 26");
-        accept(&fmt("asif"), &mac("aarch64", (26, 1))).unwrap();
+        accept(&fmt("asif"), &mac(Arch::Aarch64, (26, 1))).unwrap();
 
         // Firmware meant for another driver is fine.
         let other_fw = LimaYaml {

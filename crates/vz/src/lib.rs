@@ -43,22 +43,18 @@ impl VzDriver {
         let why = if cfg!(target_os = "macos") {
             "this build has no Virtualization.framework support yet".to_string()
         } else {
-            format!(
-                "vz runs only on macOS; this host is {}",
-                limatype::os_from_rust(std::env::consts::OS)
-            )
+            format!("vz runs only on macOS; this host is {}", driver::Os::host())
         };
         DriverError::unsupported(format!("vz: cannot {call}: {why}"))
     }
 }
 
-/// The host facts of `ctx`; the macOS version is read only when `ctx` is this host.
-pub fn host_of(ctx: &ConfigContext) -> config::Host {
-    let here = driver::HostInfo::current();
-    config::Host {
-        os: ctx.host.os.clone(),
-        arch: ctx.host.arch.clone(),
-        macos_version: (ctx.host == here)
+/// What vz looks up for `ctx`: the macOS version, only when its host is this machine.
+pub fn probes_of(ctx: &ConfigContext) -> config::Probes {
+    config::Probes {
+        macos_version: ctx
+            .host
+            .is_this_machine()
             .then(config::host_macos_version)
             .flatten(),
     }
@@ -66,7 +62,8 @@ pub fn host_of(ctx: &ConfigContext) -> config::Host {
 
 /// vz's self-description for a (possibly unconfigured) instance config.
 pub fn info_for(config: Option<&InstanceConfig>) -> Info {
-    let host = host_of(&ConfigContext::current());
+    // Only OS and arch matter here: no need to detect every fact of the host.
+    let host = driver::HostFacts::pretend(driver::Os::host(), driver::Arch::host());
     let (rosetta_enabled, rosetta_binfmt) = config
         .map(|i| config::rosetta_flags(&i.config, &host))
         .unwrap_or_default();
@@ -103,12 +100,12 @@ impl Driver for VzDriver {
     }
 
     async fn fill_config(&self, config: &mut LimaYaml, ctx: &ConfigContext) -> Result<()> {
-        config::fill(config, &host_of(ctx));
+        config::fill(config, &probes_of(ctx));
         Ok(())
     }
 
     async fn accept_config(&self, config: &LimaYaml, ctx: &ConfigContext) -> Result<()> {
-        config::accept(config, &host_of(ctx))
+        config::accept(config, &ctx.host, &probes_of(ctx))
     }
 
     async fn validate(&self) -> Result<()> {
@@ -152,16 +149,10 @@ impl Driver for VzDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use driver::{ErrorKind, HostInfo};
+    use driver::{Arch, ErrorKind, HostFacts, Os};
 
     fn linux() -> ConfigContext {
-        ConfigContext {
-            host: HostInfo {
-                os: "Linux".into(),
-                arch: "x86_64".into(),
-            },
-            config_path: None,
-        }
+        ConfigContext::for_host(HostFacts::pretend(Os::Linux, Arch::X86_64))
     }
 
     #[tokio::test]

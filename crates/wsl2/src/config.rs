@@ -1,19 +1,12 @@
 //! wsl2's config rules (Lima's facts): a Windows host, the host's arch, mount type `wsl2`
 //! (the default and the only one), images that are root filesystem tar archives (not disk
-//! images), no TPM, no Windows guests. Pure functions of the config and [`Host`].
+//! images), no TPM, no Windows guests. Pure functions of the config and the [`HostFacts`].
 
 use driver::DriverError;
-use limatype::LimaYaml;
+use limatype::{HostFacts, LimaYaml, Os};
 
 pub const MOUNT_TYPE: &str = "wsl2";
 pub const IMAGE_FORMATS: &[&str] = &["tar"];
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Host {
-    /// Lima's spelling: `Windows`, `Linux`, ...
-    pub os: String,
-    pub arch: String,
-}
 
 pub fn fill(config: &mut LimaYaml) {
     config
@@ -62,15 +55,15 @@ pub fn image_kind(location: &str) -> ImageKind {
     }
 }
 
-pub fn accept(config: &LimaYaml, host: &Host) -> driver::Result<()> {
-    if host.os != "Windows" {
+pub fn accept(config: &LimaYaml, host: &HostFacts) -> driver::Result<()> {
+    if host.os != Os::Windows {
         return Err(DriverError::invalid_config(format!(
             "wsl2 needs Windows 10 or 11 with WSL 2; this host is {}",
             host.os
         )));
     }
-    let arch = config.arch.as_deref().unwrap_or(&host.arch);
-    if arch != host.arch {
+    let arch = config.arch.as_deref().unwrap_or(host.arch.as_str());
+    if arch != host.arch.as_str() {
         return Err(DriverError::invalid_config(format!(
             "wsl2 runs only the host's arch ({}); field `arch` is {arch:?}",
             host.arch
@@ -163,13 +156,10 @@ pub fn parse_list_verbose(output: &str, instance: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use limatype::Image;
+    use limatype::{Arch, Image};
 
-    fn windows() -> Host {
-        Host {
-            os: "Windows".into(),
-            arch: "x86_64".into(),
-        }
+    fn windows() -> HostFacts {
+        HostFacts::pretend(Os::Windows, Arch::X86_64)
     }
 
     fn with_image(loc: &str) -> LimaYaml {
@@ -214,10 +204,7 @@ mod tests {
 
     #[test]
     fn refuses_non_windows_hosts() {
-        let linux = Host {
-            os: "Linux".into(),
-            arch: "x86_64".into(),
-        };
+        let linux = HostFacts::pretend(Os::Linux, Arch::X86_64);
         let e = accept(&with_image("r.tar.gz"), &linux)
             .unwrap_err()
             .to_string();

@@ -42,17 +42,10 @@ impl Wsl2Driver {
         } else {
             format!(
                 "wsl2 runs only on Windows; this host is {}",
-                limatype::os_from_rust(std::env::consts::OS)
+                driver::Os::host()
             )
         };
         DriverError::unsupported(format!("wsl2: cannot {call}: {why}"))
-    }
-}
-
-fn host_of(ctx: &ConfigContext) -> config::Host {
-    config::Host {
-        os: ctx.host.os.clone(),
-        arch: ctx.host.arch.clone(),
     }
 }
 
@@ -98,7 +91,7 @@ impl Driver for Wsl2Driver {
     }
 
     async fn accept_config(&self, config: &LimaYaml, ctx: &ConfigContext) -> Result<()> {
-        config::accept(config, &host_of(ctx))
+        config::accept(config, &ctx.host)
     }
 
     async fn validate(&self) -> Result<()> {
@@ -138,18 +131,12 @@ impl Driver for Wsl2Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use driver::{ErrorKind, HostInfo};
+    use driver::{Arch, ErrorKind, HostFacts, Os};
 
     #[tokio::test]
     async fn refuses_on_linux_and_describes_itself() {
         let d = Wsl2Driver::new();
-        let ctx = ConfigContext {
-            host: HostInfo {
-                os: "Linux".into(),
-                arch: "x86_64".into(),
-            },
-            config_path: None,
-        };
+        let ctx = ConfigContext::for_host(HostFacts::pretend(Os::Linux, Arch::X86_64));
         let mut c = LimaYaml::default();
         d.fill_config(&mut c, &ctx).await.unwrap();
         assert_eq!(c.mount_type.as_deref(), Some("wsl2"));

@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use driver::{
-    ConfigContext, Driver, DynDriver, ErrorKind, HostInfo, Instance, InstanceConfig, LimaYaml,
-    Result,
+    Arch, ConfigContext, Driver, DynDriver, ErrorKind, HostFacts, Instance, InstanceConfig,
+    LimaYaml, Os, Result,
 };
 use futures::StreamExt;
 
@@ -40,8 +40,9 @@ pub struct ConformanceConfig {
     /// Configs for `fill_config` and `accept_config`, each with a label for the report.
     pub configs: Vec<(String, LimaYaml)>,
     /// Hosts `fill_config` and `accept_config` are asked about (host facts are arguments, so
-    /// a Linux machine can ask about macOS too).
-    pub hosts: Vec<HostInfo>,
+    /// a Linux machine can ask about macOS too). Only OS and arch reach an external driver:
+    /// build them with [`crate::host_for`] so both forms see the same facts.
+    pub hosts: Vec<HostFacts>,
     /// The config of the instance passed to `configure` (filled for this host first).
     pub instance_config: LimaYaml,
     /// Also run the lifecycle (validate, create, create_disk, start, snapshots, stop, delete).
@@ -58,19 +59,19 @@ pub struct ConformanceConfig {
 
 impl Default for ConformanceConfig {
     fn default() -> Self {
-        let host = |os: &str, arch: &str| HostInfo {
-            os: os.into(),
-            arch: arch.into(),
-        };
-        let mut hosts = vec![
-            host("Linux", "x86_64"),
-            host("Linux", "aarch64"),
-            host("Darwin", "aarch64"),
-            host("Windows", "x86_64"),
+        let mut platforms = vec![
+            (Os::Linux, Arch::X86_64),
+            (Os::Linux, Arch::Aarch64),
+            (Os::Darwin, Arch::Aarch64),
+            (Os::Windows, Arch::X86_64),
         ];
-        if !hosts.contains(&HostInfo::current()) {
-            hosts.push(HostInfo::current());
+        if !platforms.contains(&(Os::host(), Arch::host())) {
+            platforms.push((Os::host(), Arch::host()));
         }
+        let hosts = platforms
+            .into_iter()
+            .map(|(os, arch)| crate::convert::host_for(os, arch))
+            .collect();
         ConformanceConfig {
             configs: vec![("empty".into(), LimaYaml::default())],
             hosts,

@@ -92,7 +92,7 @@ impl Driver for TestFake {
     async fn fill_config(&self, config: &mut LimaYaml, ctx: &ConfigContext) -> Result<()> {
         config.vm_type.get_or_insert_with(|| NAME.to_string());
         config.cpus.get_or_insert(2);
-        config.arch.get_or_insert_with(|| ctx.host.arch.clone());
+        config.arch.get_or_insert_with(|| ctx.host.arch.to_string());
         Ok(())
     }
 
@@ -102,7 +102,7 @@ impl Driver for TestFake {
             .as_ref()
             .map(|p| format!("{}: ", p.display()))
             .unwrap_or_default();
-        if ctx.host.os != "Linux" {
+        if ctx.host.os != driver::Os::Linux {
             return Err(DriverError::invalid_config(format!(
                 "{file}testfake runs on Linux hosts only, not {}",
                 ctx.host.os
@@ -113,7 +113,11 @@ impl Driver for TestFake {
                 "{file}vmType: testfake cannot run vmType {vm_type:?}"
             )));
         }
-        if let Some(arch) = config.arch.as_deref().filter(|a| **a != ctx.host.arch) {
+        if let Some(arch) = config
+            .arch
+            .as_deref()
+            .filter(|a| *a != ctx.host.arch.as_str())
+        {
             return Err(DriverError::invalid_config(format!(
                 "{file}arch: testfake cannot run a {arch} guest on a {} host",
                 ctx.host.arch

@@ -77,8 +77,8 @@ async fn collect() -> Result<Info> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         lima_compat_version: limatype::LIMA_COMPAT_VERSION.to_string(),
         lima_home: store::lima_home()?.display().to_string(),
-        host_os: limatype::os_from_rust(std::env::consts::OS),
-        host_arch: limatype::host_arch(),
+        host_os: limatype::Os::host().to_string(),
+        host_arch: limatype::Arch::host().to_string(),
         identity_file: store::config_dir()?
             .join(limatype::filenames::USER_PRIVATE_KEY)
             .display()
