@@ -5,11 +5,15 @@ use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
 
 pub type VmType = String;
-pub type Os = String;
-pub type Arch = String;
+/// An `os` as written in a config: Lima's spelling of a [`crate::Os`], kept as text so that a
+/// bad value is reported by validation with its field and line.
+pub type OsName = String;
+/// An `arch` as written in a config: Lima's spelling of a [`crate::Arch`], kept as text (see
+/// [`OsName`]).
+pub type ArchName = String;
 pub type MountType = String;
 /// `cpuType` per arch, e.g. `x86_64: "qemu64"`.
-pub type CpuType = BTreeMap<Arch, String>;
+pub type CpuType = BTreeMap<ArchName, String>;
 
 #[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -24,8 +28,8 @@ pub struct LimaYaml {
     pub minimum_lima_version: Option<String>,
     pub vm_type: Option<VmType>,
     pub vm_opts: Option<VmOpts>,
-    pub os: Option<Os>,
-    pub arch: Option<Arch>,
+    pub os: Option<OsName>,
+    pub arch: Option<ArchName>,
     pub images: Option<Vec<Image>>,
     /// Deprecated: `vmOpts.qemu.cpuType`.
     pub cpu_type: Option<CpuType>,
@@ -255,7 +259,7 @@ pub struct User {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct File {
     pub location: String,
-    pub arch: Option<Arch>,
+    pub arch: Option<ArchName>,
     pub digest: Option<String>,
 }
 
@@ -264,7 +268,7 @@ pub struct File {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileWithVmType {
     pub location: String,
-    pub arch: Option<Arch>,
+    pub arch: Option<ArchName>,
     pub digest: Option<String>,
     pub vm_type: Option<VmType>,
 }
@@ -274,7 +278,7 @@ pub struct FileWithVmType {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Kernel {
     pub location: String,
-    pub arch: Option<Arch>,
+    pub arch: Option<ArchName>,
     pub digest: Option<String>,
     pub cmdline: Option<String>,
 }
@@ -284,7 +288,7 @@ pub struct Kernel {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Image {
     pub location: String,
-    pub arch: Option<Arch>,
+    pub arch: Option<ArchName>,
     pub digest: Option<String>,
     pub kernel: Option<Kernel>,
     pub initrd: Option<File>,
