@@ -94,8 +94,10 @@ mod tests {
     fn same_or_higher_layer_is_refused() {
         assert_eq!(rules("limatype", "limactl").len(), 1);
         assert_eq!(rules("limadefaults", "limavalidate").len(), 1);
-        assert_eq!(rules("store", "sshutil").len(), 1);
-        assert!(rules("store", "hostagent")[0].contains("7.1"));
+        assert_eq!(rules("store", "downloader").len(), 1);
+        assert!(rules("store", "sshutil")[0].contains("7.1"));
+        assert!(rules("sshutil", "hostagent")[0].contains("7.2"));
+        assert!(rules("sshutil", "store").is_empty(), "a lower sub-layer is allowed");
     }
 
     #[test]
