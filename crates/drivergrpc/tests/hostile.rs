@@ -114,6 +114,41 @@ async fn a_hung_call_times_out_and_the_driver_is_killed() {
 }
 
 #[tokio::test]
+async fn a_long_call_has_the_long_deadline() {
+    let opts = SpawnOptions {
+        call_timeout: Some(Duration::from_millis(200)),
+        long_call_timeout: Some(Duration::from_millis(1500)),
+        ..Default::default()
+    };
+    let d = ExternalDriver::spawn_with(Path::new(BIN), &opts)
+        .await
+        .unwrap();
+    // A quick call first: it answers well within its (shorter) deadline.
+    d.info().await.unwrap();
+    let t = Instant::now();
+    let e = tokio::time::timeout(
+        Duration::from_secs(10),
+        d.create_snapshot(drivergrpc::conformance::testfake::HANG_SNAPSHOT_TAG),
+    )
+    .await
+    .expect("a long call must not hang")
+    .unwrap_err();
+    let took = t.elapsed();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("create_snapshot")
+            && msg.contains("1.5s")
+            && msg.contains(drivergrpc::LONG_CALL_TIMEOUT_ENV),
+        "{msg}"
+    );
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
 async fn no_deadline_when_turned_off() {
     let opts = SpawnOptions {
         call_timeout: None,

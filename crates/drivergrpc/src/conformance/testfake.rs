@@ -16,6 +16,9 @@ pub const NAME: &str = "testfake";
 /// `change_display_password` with this password never returns (to test a call in flight when
 /// the driver dies).
 pub const HANG_PASSWORD: &str = "hang";
+/// `create_snapshot` with this tag never returns, configured or not (to test the deadline of
+/// a long call).
+pub const HANG_SNAPSHOT_TAG: &str = "hang";
 /// The errors the start stream reports, in order, before it ends.
 pub const START_STREAM_ERRORS: [&str; 2] = [
     "testfake: guest kernel panic (simulated)",
@@ -237,6 +240,9 @@ impl Driver for TestFake {
     }
 
     async fn create_snapshot(&self, tag: &str) -> Result<()> {
+        if tag == HANG_SNAPSHOT_TAG {
+            futures::future::pending::<()>().await;
+        }
         self.instance()?;
         if tag.is_empty() {
             return Err(DriverError::invalid_config(
