@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: seed LIMA.YAML NAME PUBKEY_FILE MAC OUT.iso [BOOT_SCRIPT...]".into());
     };
     let config: limatype::LimaYaml = serde_yaml::from_str(&std::fs::read_to_string(yaml)?)?;
+    let config = limadefaults::fill_in_memory(&config, &limadefaults::detect_host(), name)?;
     let keys = vec![std::fs::read_to_string(pubkey)?.trim().to_string()];
     let mut boot = BTreeMap::new();
     for s in scripts {

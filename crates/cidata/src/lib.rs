@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use limatype::LimaYaml;
+use limatype::{Filled, FilledUser};
 
 pub use iso::{Content, IsoBuilder, IsoError};
 
@@ -60,8 +60,8 @@ pub struct SeedInput<'a> {
     /// Changes on every start, so cloud-init re-runs its per-instance modules (see
     /// [`fresh_instance_id`]).
     pub instance_id: String,
-    /// The filled lima.yaml (defaults applied).
-    pub config: &'a LimaYaml,
+    /// The filled lima.yaml (defaults applied): the guest user and the rest come from it.
+    pub config: &'a Filled,
     /// Lines of `authorized_keys` for the user.
     pub ssh_public_keys: &'a [String],
     /// The driver's boot scripts (file name -> content), placed under `boot/`.
@@ -70,17 +70,6 @@ pub struct SeedInput<'a> {
     pub guest_agent: Option<&'a Path>,
     /// MAC address of the user-mode (slirp) NIC; when known, network-config matches it.
     pub nic_mac: Option<String>,
-}
-
-/// The resolved user account for the guest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GuestUser {
-    pub name: String,
-    pub uid: i64,
-    pub home: String,
-    pub shell: String,
-    pub comment: String,
-    pub passwordless_sudo: bool,
 }
 
 /// The files of a seed, by path inside the ISO.
@@ -105,25 +94,6 @@ pub fn mount_tag(location: &str, mount_point: &str) -> String {
     format!("lima-{}", hex::encode(&sum[..8]))
 }
 
-/// The guest user from `user:`; fields still unset fall back to Lima's defaults.
-pub fn guest_user(config: &LimaYaml) -> GuestUser {
-    let u = config.user.clone().unwrap_or_default();
-    let name = u
-        .name
-        .filter(|n| !n.is_empty())
-        // limadefaults derives the name from the host user; an unfilled config gets Lima's
-        // fallback rather than a second copy of that rule.
-        .unwrap_or_else(|| "lima".to_string());
-    GuestUser {
-        home: u.home.unwrap_or_else(|| format!("/home/{name}.linux")),
-        uid: u.uid.unwrap_or(1000),
-        shell: u.shell.unwrap_or_else(|| "/bin/bash".to_string()),
-        comment: u.comment.unwrap_or_default(),
-        passwordless_sudo: u.passwordless_sudo.unwrap_or(true),
-        name,
-    }
-}
-
 fn check_env_value(field: &str, key: &str, value: &str) -> Result<(), CidataError> {
     let key_ok = !key.is_empty()
         && !key.starts_with(|c: char| c.is_ascii_digit())
@@ -146,7 +116,7 @@ fn check_env_value(field: &str, key: &str, value: &str) -> Result<(), CidataErro
 /// Builds every file of the seed.
 pub fn build_seed(input: &SeedInput<'_>) -> Result<Seed, CidataError> {
     let cfg = input.config;
-    let user = guest_user(cfg);
+    let user = &cfg.user;
     let mut files: BTreeMap<String, Content> = BTreeMap::new();
     let text = |s: String| Content::Bytes(s.into_bytes());
 
@@ -159,7 +129,7 @@ pub fn build_seed(input: &SeedInput<'_>) -> Result<Seed, CidataError> {
         check_env_value("env", k, v)?;
     }
 
-    let mut env_lines = lima_env(input, &user)?;
+    let mut env_lines = lima_env(input, user)?;
     let mut boot_cmds = Vec::new();
     for (i, p) in cfg.provision.iter().flatten().enumerate() {
         let mode = p.mode.as_deref().unwrap_or("system");
@@ -231,7 +201,7 @@ pub fn build_seed(input: &SeedInput<'_>) -> Result<Seed, CidataError> {
     let hostname = format!("lima-{}", input.instance_name);
     let user_data = userdata::user_data(&userdata::UserDataArgs {
         hostname: &hostname,
-        user: &user,
+        user,
         config: cfg,
         ssh_public_keys: input.ssh_public_keys,
         params: &params,
@@ -319,7 +289,7 @@ fn flag(b: bool) -> &'static str {
 }
 
 /// `lima.env`: the variables boot scripts read (names as in Lima, for script compatibility).
-fn lima_env(input: &SeedInput<'_>, user: &GuestUser) -> Result<Vec<String>, CidataError> {
+fn lima_env(input: &SeedInput<'_>, user: &FilledUser) -> Result<Vec<String>, CidataError> {
     let cfg = input.config;
     let mounts = cfg.mounts.clone().unwrap_or_default();
     let mut v = vec![
@@ -340,7 +310,9 @@ fn lima_env(input: &SeedInput<'_>, user: &GuestUser) -> Result<Vec<String>, Cida
     }
     v.push(format!(
         "LIMA_CIDATA_MOUNTTYPE={}",
-        cfg.mount_type.as_deref().unwrap_or("")
+        cfg.mount_type
+            .map(limatype::MountType::as_str)
+            .unwrap_or("")
     ));
     let disks = cfg.additional_disks.clone().unwrap_or_default();
     v.push(format!("LIMA_CIDATA_DISKS={}", disks.len()));

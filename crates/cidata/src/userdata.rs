@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::{mount_tag, CidataError, GuestUser, RUNNER_PATH, RUNNER_SH};
+use crate::{mount_tag, CidataError, RUNNER_PATH, RUNNER_SH};
+use limatype::FilledUser;
 use limatype::LimaYaml;
 
 pub(crate) struct UserDataArgs<'a> {
     pub hostname: &'a str,
-    pub user: &'a GuestUser,
+    pub user: &'a FilledUser,
     pub config: &'a LimaYaml,
     pub ssh_public_keys: &'a [String],
     pub params: &'a BTreeMap<String, String>,
@@ -181,7 +182,7 @@ pub(crate) fn user_data(a: &UserDataArgs<'_>) -> Result<String, CidataError> {
         timezone: cfg.timezone.as_deref().filter(|t| !t.is_empty()),
         users: vec![CloudUser {
             name: &a.user.name,
-            uid: a.user.uid,
+            uid: i64::from(a.user.uid),
             gecos: &a.user.comment,
             homedir: &a.user.home,
             shell: &a.user.shell,

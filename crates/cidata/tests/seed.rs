@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use cidata::{build_seed, CidataError, Content, IsoBuilder, SeedInput};
-use limatype::LimaYaml;
+use limatype::{Filled, LimaYaml};
 
 const CONFIG: &str = r#"
 vmType: qemu
@@ -61,6 +61,12 @@ fn config() -> LimaYaml {
     serde_yaml::from_str(CONFIG).unwrap()
 }
 
+/// `cfg` with the defaults filled for a Linux x86_64 host, as the instance flow hands it over.
+fn filled(cfg: &LimaYaml) -> Filled {
+    let host = limatype::HostFacts::pretend(limatype::Os::Linux, limatype::Arch::X86_64);
+    limadefaults::fill_in_memory(cfg, &host, "default").unwrap()
+}
+
 fn scripts() -> BTreeMap<String, Vec<u8>> {
     BTreeMap::from([
         (
@@ -75,7 +81,7 @@ fn scripts() -> BTreeMap<String, Vec<u8>> {
 }
 
 fn input<'a>(
-    cfg: &'a LimaYaml,
+    cfg: &'a Filled,
     keys: &'a [String],
     scripts: &'a BTreeMap<String, Vec<u8>>,
     agent: Option<&'a Path>,
@@ -98,7 +104,7 @@ fn keys() -> Vec<String> {
 #[test]
 fn user_data_snapshot() {
     let (cfg, keys, scripts) = (config(), keys(), scripts());
-    let seed = build_seed(&input(&cfg, &keys, &scripts, None)).unwrap();
+    let seed = build_seed(&input(&filled(&cfg), &keys, &scripts, None)).unwrap();
     let ud = seed.text("user-data").unwrap();
     assert!(ud.starts_with("#cloud-config\n"));
     // Must parse back as YAML with the fields cloud-init reads.
@@ -133,7 +139,7 @@ fn user_data_snapshot() {
 #[test]
 fn other_files() {
     let (cfg, keys, scripts) = (config(), keys(), scripts());
-    let seed = build_seed(&input(&cfg, &keys, &scripts, None)).unwrap();
+    let seed = build_seed(&input(&filled(&cfg), &keys, &scripts, None)).unwrap();
     assert_eq!(
         seed.text("meta-data").unwrap(),
         "instance-id: iid-1700000000\nlocal-hostname: lima-default\n"
@@ -182,7 +188,8 @@ fn other_files() {
 #[test]
 fn network_config_without_mac_matches_by_name() {
     let (cfg, keys, scripts) = (LimaYaml::default(), keys(), scripts());
-    let mut i = input(&cfg, &keys, &scripts, None);
+    let f = filled(&cfg);
+    let mut i = input(&f, &keys, &scripts, None);
     i.nic_mac = None;
     let seed = build_seed(&i).unwrap();
     let nc: serde_yaml::Value = serde_yaml::from_str(seed.text("network-config").unwrap()).unwrap();
@@ -201,7 +208,7 @@ fn missing_guest_agent_names_file_and_dir() {
     let dir = tempfile::tempdir().unwrap();
     let agent = dir.path().join("lima-guestagent.Linux-x86_64");
     let (cfg, keys, scripts) = (config(), keys(), scripts());
-    let err = build_seed(&input(&cfg, &keys, &scripts, Some(&agent))).unwrap_err();
+    let err = build_seed(&input(&filled(&cfg), &keys, &scripts, Some(&agent))).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, CidataError::GuestAgentMissing { .. }));
     assert!(msg.contains("lima-guestagent.Linux-x86_64"), "{msg}");
@@ -213,7 +220,7 @@ fn missing_ca_cert_file_is_named() {
     let mut cfg = config();
     cfg.ca_certs.as_mut().unwrap().files = Some(vec!["/nonexistent/ca.pem".into()]);
     let (keys, scripts) = (keys(), scripts());
-    let msg = build_seed(&input(&cfg, &keys, &scripts, None))
+    let msg = build_seed(&input(&filled(&cfg), &keys, &scripts, None))
         .unwrap_err()
         .to_string();
     assert!(
@@ -227,7 +234,7 @@ fn bad_inputs_are_rejected_with_the_field() {
     let (keys, mut scripts) = (keys(), scripts());
     let cfg = config();
     scripts.insert("no-suffix".into(), vec![]);
-    let msg = build_seed(&input(&cfg, &keys, &scripts, None))
+    let msg = build_seed(&input(&filled(&cfg), &keys, &scripts, None))
         .unwrap_err()
         .to_string();
     assert!(msg.contains("no-suffix"), "{msg}");
@@ -238,13 +245,15 @@ fn bad_inputs_are_rejected_with_the_field() {
         .as_mut()
         .unwrap()
         .insert("BAD KEY".into(), "x".into());
-    let msg = build_seed(&input(&cfg, &keys, &scripts, None))
+    let msg = build_seed(&input(&filled(&cfg), &keys, &scripts, None))
         .unwrap_err()
         .to_string();
     assert!(msg.contains("param.BAD KEY"), "{msg}");
 
-    let mut cfg = config();
-    cfg.provision.as_mut().unwrap()[0].script = None;
+    // (After the defaults, which would fill the script in: cidata still refuses it.)
+    let mut y = filled(&config()).into_yaml();
+    y.provision.as_mut().unwrap()[0].script = None;
+    let cfg = Filled::try_from(y).unwrap();
     let msg = build_seed(&input(&cfg, &keys, &scripts, None))
         .unwrap_err()
         .to_string();
@@ -283,7 +292,7 @@ fn iso_lists_and_extracts_with_isoinfo() {
     let agent_bytes: Vec<u8> = (0..3_000_001u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&agent, &agent_bytes).unwrap();
     let (cfg, keys, scripts) = (config(), keys(), scripts());
-    let seed = build_seed(&input(&cfg, &keys, &scripts, Some(&agent))).unwrap();
+    let seed = build_seed(&input(&filled(&cfg), &keys, &scripts, Some(&agent))).unwrap();
     let iso = dir.path().join("cidata.iso");
     seed.write_iso(&iso).unwrap();
 
@@ -409,7 +418,8 @@ fn pyyaml_reads_strings_as_strings() {
     cfg.user.as_mut().unwrap().comment = Some("yes".into());
     cfg.timezone = Some("2001-01-01".into());
     let (keys, scripts) = (keys(), scripts());
-    let mut i = input(&cfg, &keys, &scripts, None);
+    let f = filled(&cfg);
+    let mut i = input(&f, &keys, &scripts, None);
     i.nic_mac = Some("52:55:55:12:34:56".into());
     let seed = build_seed(&i).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use error::{DriverError, ErrorKind, Result};
-pub use limatype::{Arch, HostFacts, Instance, LimaYaml, Os, Status};
+pub use limatype::{Arch, Filled, HostFacts, Instance, LimaYaml, Os, Status};
 pub use version::{host_macos_version, Version};
 
 /// Errors reported by a running VM after [`Driver::start`] returned. The stream ends when the
@@ -115,15 +115,16 @@ impl Default for ConfigContext {
 }
 
 /// The instance a driver is bound to by [`Driver::configure`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceConfig {
     /// Instance name, e.g. `default`.
     pub name: String,
     /// `$LIMA_HOME/<name>`; exists (mode 0700) before `configure` is called.
     pub dir: PathBuf,
-    /// The filled lima.yaml (defaults applied, `fill_config` already run).
-    pub config: LimaYaml,
+    /// The filled lima.yaml (defaults applied, validated, `fill_config` already run): its
+    /// defaulted fields are typed, so a driver needs no defaults of its own.
+    pub config: Filled,
     /// Host port forwarded to the guest's SSH port; 0 when not chosen yet.
     pub ssh_local_port: u16,
 }

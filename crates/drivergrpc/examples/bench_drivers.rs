@@ -58,8 +58,23 @@ async fn bench(bin: PathBuf, iterations: usize) -> Result<(), Error> {
     let cpu_before = (cpu_time("self"), cpu_time(&driver_pid.to_string()));
     let info_ex = median(iterations, || async { external.info().await.map(drop) }).await?;
     let cpu_after = (cpu_time("self"), cpu_time(&driver_pid.to_string()));
-    let path_in = median(iterations, || path(internal.as_ref(), dirs.0.path())).await?;
-    let path_ex = median(iterations, || path(external.as_ref(), dirs.1.path())).await?;
+    let config = limadefaults::fill_in_memory(
+        &LimaYaml {
+            cpus: Some(2),
+            memory: Some("2GiB".into()),
+            ..Default::default()
+        },
+        &limadefaults::detect_host(),
+        "bench",
+    )?;
+    let path_in = median(iterations, || {
+        path(internal.as_ref(), dirs.0.path(), &config)
+    })
+    .await?;
+    let path_ex = median(iterations, || {
+        path(external.as_ref(), dirs.1.path(), &config)
+    })
+    .await?;
 
     let rows = [
         Row {
@@ -129,12 +144,11 @@ async fn bench(bin: PathBuf, iterations: usize) -> Result<(), Error> {
 }
 
 /// One configure -> accept_config -> create round, as the create path of limactl runs it.
-async fn path(d: &dyn Driver, dir: &std::path::Path) -> driver::Result<()> {
-    let config = LimaYaml {
-        cpus: Some(2),
-        memory: Some("2GiB".into()),
-        ..Default::default()
-    };
+async fn path(
+    d: &dyn Driver,
+    dir: &std::path::Path,
+    config: &driver::Filled,
+) -> driver::Result<()> {
     d.configure(InstanceConfig {
         name: "bench".into(),
         dir: dir.to_path_buf(),
@@ -142,7 +156,7 @@ async fn path(d: &dyn Driver, dir: &std::path::Path) -> driver::Result<()> {
         ssh_local_port: 60022,
     })
     .await?;
-    d.accept_config(&config, &ConfigContext::current()).await?;
+    d.accept_config(config, &ConfigContext::current()).await?;
     d.create().await
 }
 

@@ -158,7 +158,13 @@ async fn start_stream_errors_arrive_in_order_then_end() {
     d.configure(InstanceConfig {
         name: "s".into(),
         dir: dir.path().to_path_buf(),
-        ..Default::default()
+        config: limadefaults::fill_in_memory(
+            &driver::LimaYaml::default(),
+            &limadefaults::detect_host(),
+            "s",
+        )
+        .unwrap(),
+        ssh_local_port: 0,
     })
     .await
     .unwrap();

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use limatype::{filenames, LimaYaml};
+use limatype::{filenames, Filled};
 
 use crate::{InstanceError, Result};
 
@@ -31,11 +31,8 @@ fn fetch(file: &limatype::File, dest: &Path, what: &'static str) -> Result<()> {
 }
 
 /// The first image entry for the instance's arch (an entry without `arch` matches any).
-fn image_for_arch(config: &LimaYaml) -> Result<limatype::Image> {
-    let arch = config
-        .arch
-        .clone()
-        .unwrap_or_else(|| limatype::Arch::host().to_string());
+fn image_for_arch(config: &Filled) -> Result<limatype::Image> {
+    let arch = config.arch.to_string();
     let images = config.images.as_deref().unwrap_or_default();
     images
         .iter()
@@ -47,7 +44,7 @@ fn image_for_arch(config: &LimaYaml) -> Result<limatype::Image> {
         })
 }
 
-pub fn fetch_image(dir: &Path, config: &LimaYaml) -> Result<()> {
+pub fn fetch_image(dir: &Path, config: &Filled) -> Result<()> {
     let image = image_for_arch(config)?;
     if let Some(k) = &image.kernel {
         let kernel = limatype::File {

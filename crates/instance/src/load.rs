@@ -3,13 +3,13 @@
 
 use std::path::Path;
 
-use limatype::{filenames, LimaYaml};
+use limatype::{filenames, Filled};
 
 use crate::Result;
 
 /// The text to store as the instance's `lima.yaml` (templates and bases embedded) and the
 /// filled, validated config, for a new instance `name` made from `locator`.
-pub fn load_locator(locator: &str, name: &str) -> Result<(String, LimaYaml)> {
+pub fn load_locator(locator: &str, name: &str) -> Result<(String, Filled)> {
     let mut opts = limaload::LoadOptions::detect();
     opts.name = Some(name.to_string());
     let loaded = limaload::load(locator, &opts)?;
@@ -17,7 +17,7 @@ pub fn load_locator(locator: &str, name: &str) -> Result<(String, LimaYaml)> {
 }
 
 /// The filled, validated config of the existing instance in `dir`.
-pub fn load_instance(dir: &Path, name: &str) -> Result<LimaYaml> {
+pub fn load_instance(dir: &Path, name: &str) -> Result<Filled> {
     let mut opts = limaload::LoadOptions::detect();
     opts.name = Some(name.to_string());
     // `_config/base.yaml` was embedded when the instance was created.

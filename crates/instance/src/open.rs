@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use driver::{ConfigContext, DriverError, DynDriver, Info, InstanceConfig, LimaYaml};
+use driver::{ConfigContext, DriverError, DynDriver, Filled, Info, InstanceConfig};
 use limatype::filenames;
 use registry::Registry;
 
@@ -18,7 +18,7 @@ pub struct Opened {
     pub name: String,
     pub dir: PathBuf,
     /// Filled by the defaults and by the driver's `fill_config`, validated and accepted.
-    pub config: LimaYaml,
+    pub config: Filled,
     pub driver: DynDriver,
     /// `qemu (internal)`, `qemu (external: PATH)`.
     pub driver_description: String,
@@ -83,11 +83,10 @@ pub async fn open(reg: &Registry, name: &str, port: SshPort) -> Result<Opened> {
     let config = load::load_instance(&dir, name)?;
     let ssh_local_port = match port {
         SshPort::Unchosen => 0,
-        SshPort::Choose => match config.ssh.as_ref().and_then(|s| s.local_port).unwrap_or(0) {
-            // limavalidate has checked the range.
-            p @ 1..=65535 => p as u16,
-            _ => hostagent::agent::free_local_port()
+        SshPort::Choose => match config.ssh_local_port {
+            0 => hostagent::agent::free_local_port()
                 .map_err(io("finding a free port on", "127.0.0.1"))?,
+            p => p,
         },
     };
     let resolved = reg.resolve(&config, &ConfigContext::current()).await?;
@@ -223,7 +222,7 @@ async fn agent_main(reg: &Registry, name: &str, dir: &Path) -> Result<()> {
         }
     };
     // The same account the seed creates in the guest.
-    let user = cidata::guest_user(&inst.config).name;
+    let user = inst.config.user.name.clone();
     let key = sshutil::ensure_user_key_in(&store::config_dir()?)?;
     let pubkey = key.public_key()?;
     let opts = hostagent::agent::Options {

@@ -15,15 +15,16 @@ use crate::{open, InstanceError, Opened, Result, SshPort};
 pub fn inspect(name: &str) -> Result<Instance> {
     let loader = |path: &Path| {
         let dir = path.parent().unwrap_or(Path::new("."));
-        let mut config = crate::load::load_instance(dir, name)
-            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
-        if config.vm_type.is_none() {
-            // Made before `create` recorded the driver it chose: that is the host's first.
-            config.vm_type = registry::preferred_order(limatype::Os::host())
-                .first()
-                .map(|s| s.to_string());
+        let config = crate::load::load_instance(dir, name)?;
+        if config.vm_type().is_some() {
+            return Ok(config);
         }
-        Ok(config)
+        // Made before `create` recorded the driver it chose: that is the host's first.
+        let mut yaml = config.into_yaml();
+        yaml.vm_type = registry::preferred_order(limatype::Os::host())
+            .first()
+            .map(|s| s.to_string());
+        Ok(limatype::Filled::try_from(yaml)?)
     };
     match store::inspect(name, &loader) {
         Err(store::StoreError::NotFound(_)) => Err(InstanceError::NotFound(name.to_string())),

@@ -278,6 +278,17 @@ impl<'a> Templates<'a> {
     }
 }
 
+/// [`fill`] without `_config` layers, as a typed [`Filled`](limatype::Filled): for a config
+/// made in memory (tests, the driver conformance kit). The loader (`limaload`) is the way for
+/// a lima.yaml: it adds the `_config` layers and validation.
+pub fn fill_in_memory(
+    config: &LimaYaml,
+    host: &HostFacts,
+    instance_name: &str,
+) -> Result<limatype::Filled, limatype::NotFilled> {
+    limatype::Filled::try_from(fill(config, None, None, host, instance_name))
+}
+
 /// Fills `config` (y) with `defaults` (d, `_config/default.yaml`) below it, `overrides`
 /// (o, `_config/override.yaml`) above it, and built-in defaults for what stays unset.
 /// `instance_name` names the instance (its directory is `host.lima_home/instance_name`).

@@ -112,8 +112,8 @@ pub struct Embedded {
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub embedded: Embedded,
-    /// The filled config (defaults applied, validated).
-    pub config: LimaYaml,
+    /// The filled config (defaults applied, validated), its defaulted fields typed.
+    pub config: limatype::Filled,
 }
 
 /// A YAML parse failure: the field path the deserializer had reached (from
@@ -505,7 +505,7 @@ pub fn fill(e: &Embedded, opts: &LoadOptions) -> Result<LimaYaml, LoadError> {
 }
 
 /// Applies `_config` files and defaults to an embedded config, then validates it.
-pub fn fill_and_validate(e: &Embedded, opts: &LoadOptions) -> Result<LimaYaml, LoadError> {
+pub fn fill_and_validate(e: &Embedded, opts: &LoadOptions) -> Result<limatype::Filled, LoadError> {
     let (defaults, overrides) = config_files(opts)?;
     let mut problems = limavalidate::validate_raw(&e.config);
     problems.extend(
@@ -530,7 +530,16 @@ pub fn fill_and_validate(e: &Embedded, opts: &LoadOptions) -> Result<LimaYaml, L
         opts.host.memory.bytes(),
     ));
     if problems.is_empty() {
-        return Ok(filled);
+        // Validated values parse; a field the defaults left unset would be a defaults bug,
+        // reported like any other problem rather than a panic.
+        return limatype::Filled::try_from(filled).map_err(|nf| {
+            LoadError(vec![Diagnostic {
+                file: e.display.clone(),
+                line: None,
+                field: nf.field.to_string(),
+                message: nf.why,
+            }])
+        });
     }
     let mut diagnostics: Vec<Diagnostic> = Vec::new();
     for d in problems.into_iter().map(|p| {
@@ -607,7 +616,7 @@ pub fn fuzz_one(data: &[u8]) {
         use_default_base: false,
     };
     if let Ok(loaded) = load_text(text, "fuzz.yaml", &opts) {
-        let again = LimaYaml::from_yaml(&loaded.config.to_yaml());
+        let again = LimaYaml::from_yaml(&loaded.config.yaml().to_yaml());
         assert!(
             again.is_ok(),
             "filled config does not parse again: {again:?}"

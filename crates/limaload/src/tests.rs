@@ -65,7 +65,7 @@ fn loads_a_template_with_nested_bases() {
     let loaded = load("template:distro", &fx.opts()).unwrap();
     assert_eq!(loaded.embedded.name, "distro");
     let c = &loaded.config;
-    assert_eq!(c.cpus, Some(2));
+    assert_eq!(c.yaml().cpus, Some(2));
     assert_eq!(c.images.as_ref().unwrap().len(), 2);
     assert_eq!(c.mounts.as_ref().unwrap()[0].location, "/home/alice");
     let scripts: Vec<_> = c
@@ -113,7 +113,7 @@ fn template_url_forms_and_relative_bases() {
     assert_eq!(err.0[0].field, "base[0]");
     let ok = load(&format!("file://{}", fx.path("proj/top2.yaml")), &fx.opts()).unwrap();
     assert_eq!(
-        ok.config.provision.unwrap()[0].script.as_deref(),
+        ok.config.provision.clone().unwrap()[0].script.as_deref(),
         Some("#!/bin/sh\necho hi\n")
     );
 }
@@ -222,9 +222,9 @@ fn config_files_apply_in_order() {
         ("x.yaml", &format!("{IMAGES}cpus: 3\n")),
     ]);
     let c = load(&fx.path("x.yaml"), &fx.opts()).unwrap().config;
-    assert_eq!(c.cpus, Some(3));
-    assert_eq!(c.memory.as_deref(), Some("1GiB"));
-    assert_eq!(c.disk.as_deref(), Some("7GiB"));
+    assert_eq!(c.yaml().cpus, Some(3));
+    assert_eq!(c.yaml().memory.as_deref(), Some("1GiB"));
+    assert_eq!(c.yaml().disk.as_deref(), Some("7GiB"));
 }
 
 #[test]
@@ -310,9 +310,10 @@ fn default_base_yaml_comes_first() {
         ),
     ]);
     let c = load(&fx.path("x.yaml"), &fx.opts()).unwrap().config;
-    assert_eq!(c.memory.as_deref(), Some("2GiB"));
+    assert_eq!(c.yaml().memory.as_deref(), Some("2GiB"));
     let scripts: Vec<_> = c
         .provision
+        .clone()
         .unwrap()
         .into_iter()
         .map(|p| p.script.unwrap())
@@ -324,7 +325,7 @@ fn default_base_yaml_comes_first() {
     let mut no_config = fx.opts();
     no_config.use_default_base = false;
     let c = load(&fx.path("x.yaml"), &no_config).unwrap().config;
-    assert_eq!(c.provision.unwrap().len(), 1);
+    assert_eq!(c.provision.clone().unwrap().len(), 1);
 }
 
 #[test]
@@ -440,8 +441,8 @@ fn a_utf8_bom_is_accepted_in_the_file_and_its_bases() {
         ("plain.yaml", &format!("\u{feff}# comment\n{IMAGES}")),
     ]);
     let loaded = load(&fx.path("top.yaml"), &fx.opts()).unwrap();
-    assert_eq!(loaded.config.cpus, Some(3));
-    assert_eq!(loaded.config.memory.as_deref(), Some("2GiB"));
+    assert_eq!(loaded.config.yaml().cpus, Some(3));
+    assert_eq!(loaded.config.yaml().memory.as_deref(), Some("2GiB"));
     let loaded = load(&fx.path("plain.yaml"), &fx.opts()).unwrap();
     assert!(!loaded.embedded.text.starts_with('\u{feff}'));
     let loaded = load_text(&format!("\u{feff}{IMAGES}"), "stdin.yaml", &fx.opts()).unwrap();
@@ -594,7 +595,7 @@ fn merge_keys_are_resolved_in_bases_too() {
     ]);
     for file in ["top.yaml", "alone.yaml"] {
         let loaded = load(&fx.path(file), &fx.opts()).unwrap_or_else(|e| panic!("{file}: {e}"));
-        let images = loaded.config.images.unwrap();
+        let images = loaded.config.images.clone().unwrap();
         assert_eq!(images.len(), 2, "{file}");
         assert_eq!(images[1].location, "/x.img");
         assert_eq!(images[1].arch.as_deref(), Some("aarch64"));

@@ -104,6 +104,6 @@ fn big_and_binary_files_are_refused_by_name() {
 fn fixture_template_loads() {
     let home = tempfile::tempdir().unwrap();
     let loaded = load("template:tiny", &opts(home.path())).unwrap();
-    assert_eq!(loaded.config.cpus, Some(1));
-    assert_eq!(loaded.config.images.unwrap().len(), 2);
+    assert_eq!(loaded.config.yaml().cpus, Some(1));
+    assert_eq!(loaded.config.images.clone().unwrap().len(), 2);
 }

@@ -3,12 +3,14 @@
 //! `$LIMA_HOME` and of driver executables. No workspace dependencies.
 //!
 //! Every config field is an `Option` (or an optional collection), so "not set" and "set to the
-//! default" stay distinguishable until `limadefaults` fills them. Unknown keys are rejected by
+//! default" stay distinguishable until `limadefaults` fills them; [`Filled`] is the config
+//! after that, its defaulted fields typed and no longer optional. Unknown keys are rejected by
 //! serde (`deny_unknown_fields`); the error names the key and its line.
 
 mod bytesize;
 mod drivername;
 pub mod filenames;
+mod filled;
 mod host;
 mod instance;
 mod yaml;
@@ -17,6 +19,7 @@ pub use bytesize::{ByteSize, ParseByteSizeError};
 pub use drivername::{
     driver_file_name, driver_name_from_file, valid_driver_name, DRIVER_FILE_PREFIX,
 };
+pub use filled::{Filled, FilledUser, MountType, NotFilled};
 pub use host::{Arch, HostFacts, Os, ParseArchError, ParseOsError};
 pub use instance::*;
 pub use yaml::*;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use limatype::{filenames, ByteSize, Image, LimaYaml};
+use limatype::{filenames, Filled, Image};
 
 use crate::cmdline::{self, Accel, DirectBoot, VmSpec};
 use crate::vm;
@@ -32,14 +32,14 @@ pub type Result<T, E = MachineError> = std::result::Result<T, E>;
 pub struct Machine {
     pub name: String,
     pub dir: PathBuf,
-    pub config: LimaYaml,
+    pub config: Filled,
     pub ssh_address: String,
     pub ssh_local_port: u16,
     running: tokio::sync::Mutex<Option<vm::Running>>,
 }
 
 impl Machine {
-    pub fn new(name: &str, dir: &Path, config: LimaYaml, ssh_local_port: u16) -> Self {
+    pub fn new(name: &str, dir: &Path, config: Filled, ssh_local_port: u16) -> Self {
         Self {
             name: name.to_string(),
             dir: dir.to_path_buf(),
@@ -51,10 +51,7 @@ impl Machine {
     }
 
     pub fn arch(&self) -> String {
-        self.config
-            .arch
-            .clone()
-            .unwrap_or_else(|| limatype::Arch::host().to_string())
+        self.config.arch.to_string()
     }
 
     /// The first image entry for the instance's arch (an entry without `arch` matches any).
@@ -74,43 +71,27 @@ impl Machine {
     }
 
     fn memory_mib(&self) -> Result<u64> {
-        // A filled config has both sizes; an unfilled one gets limadefaults' values.
-        let m = self
-            .config
-            .memory
-            .clone()
-            .unwrap_or_else(limadefaults::default_memory_here);
-        m.parse::<ByteSize>()
-            .ok()
-            .map(|b| b.bytes() >> 20)
+        Some(self.config.memory.bytes() >> 20)
             .filter(|m| *m > 0)
-            .ok_or_else(|| MachineError::Config(format!("field `memory`: cannot parse {m:?}")))
+            .ok_or_else(|| {
+                MachineError::Config(format!(
+                    "field `memory`: {} is less than 1MiB",
+                    self.config.memory
+                ))
+            })
     }
 
-    fn disk_bytes(&self) -> Result<u64> {
-        let d = self
-            .config
-            .disk
-            .as_deref()
-            .unwrap_or(limadefaults::DEFAULT_DISK);
-        d.parse::<ByteSize>()
-            .map(ByteSize::bytes)
-            .map_err(|_| MachineError::Config(format!("field `disk`: cannot parse {d:?}")))
+    fn disk_bytes(&self) -> u64 {
+        self.config.disk.bytes()
     }
 
-    /// What qemu needs that this config asks for: a supported arch, an image, sizes, and the
-    /// qemu binary on PATH.
+    /// What qemu needs that this config asks for: an image, sizes, and the qemu binary on
+    /// PATH. (The arch is one Lima knows: the config is filled and typed.)
     pub fn validate(&self) -> Result<()> {
         let arch = self.arch();
-        if !limatype::ARCH_TYPES.contains(&arch.as_str()) {
-            return Err(MachineError::Config(format!(
-                "field `arch`: unknown {arch:?}"
-            )));
-        }
         self.image()?;
         self.memory_mib()?;
-        self.disk_bytes()?;
-        if self.config.cpus.is_some_and(|c| c < 1) {
+        if self.config.cpus < 1 {
             return Err(MachineError::Config(
                 "field `cpus` must be at least 1".into(),
             ));
@@ -143,7 +124,7 @@ impl Machine {
                 base.display()
             )));
         }
-        vm::create_diffdisk(&self.dir, self.disk_bytes()?).await?;
+        vm::create_diffdisk(&self.dir, self.disk_bytes()).await?;
         Ok(())
     }
 
@@ -189,12 +170,7 @@ impl Machine {
             arch,
             accel,
             cpu_type,
-            // A filled config has `cpus`; an unfilled one gets limadefaults' value.
-            cpus: self
-                .config
-                .cpus
-                .unwrap_or_else(limadefaults::default_cpus_here)
-                .max(1) as u32,
+            cpus: self.config.cpus.max(1),
             memory_mib: self.memory_mib()?,
             disk: self.dir.join(filenames::DIFF_DISK),
             cidata_iso: cidata.exists().then_some(cidata),

@@ -173,6 +173,11 @@ impl Driver for QemuDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `config` with this host's defaults filled, as the instance flow hands it over.
+    fn filled(config: LimaYaml) -> driver::Filled {
+        limadefaults::fill_in_memory(&config, &limadefaults::detect_host(), "t").unwrap()
+    }
     use driver::{Arch, ErrorKind, HostFacts, Os};
 
     #[tokio::test]
@@ -191,7 +196,7 @@ mod tests {
         d.configure(InstanceConfig {
             name: "t".into(),
             dir: tmp.path().to_path_buf(),
-            config: LimaYaml::default(),
+            config: filled(LimaYaml::default()),
             ssh_local_port: 60022,
         })
         .await
@@ -231,10 +236,10 @@ mod tests {
         d.configure(InstanceConfig {
             name: "t".into(),
             dir: tmp.path().to_path_buf(),
-            config: LimaYaml {
+            config: filled(LimaYaml {
                 disk: Some("2MiB".into()),
                 ..Default::default()
-            },
+            }),
             ssh_local_port: 0,
         })
         .await

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use driver::{ConfigContext, DriverError, DynDriver, LimaYaml, Os};
+use driver::{ConfigContext, DriverError, DynDriver, Filled, Os};
 
 pub use discovery::ExternalFile;
 
@@ -160,7 +160,7 @@ pub struct Resolved {
     pub location: Location,
     pub driver: DynDriver,
     /// The config after the driver's `fill_config`, with `vmType` set to `name`.
-    pub config: LimaYaml,
+    pub config: Filled,
 }
 
 /// The drivers of this process: internal ones given by the caller plus external ones found on
@@ -287,7 +287,7 @@ impl Registry {
     /// cannot even start counts as refusing, with its error as the reason.
     pub async fn resolve(
         &self,
-        config: &LimaYaml,
+        config: &Filled,
         ctx: &ConfigContext,
     ) -> Result<Resolved, RegistryError> {
         if let Some(name) = config.vm_type.as_deref().filter(|n| !n.is_empty()) {
@@ -321,7 +321,7 @@ impl Registry {
     async fn try_driver(
         &self,
         name: &str,
-        config: &LimaYaml,
+        config: &Filled,
         ctx: &ConfigContext,
     ) -> Result<Resolved, RegistryError> {
         let (driver, location) = self.driver(name).await?;
@@ -330,12 +330,18 @@ impl Registry {
             location: location.clone(),
             error,
         };
-        let mut filled = config.clone();
-        if filled.vm_type.is_none() {
-            filled.vm_type = Some(name.to_string());
+        let mut yaml = config.yaml().clone();
+        if yaml.vm_type.is_none() {
+            yaml.vm_type = Some(name.to_string());
         }
-        driver.fill_config(&mut filled, ctx).await.map_err(fail)?;
-        driver.accept_config(&filled, ctx).await.map_err(fail)?;
+        driver.fill_config(&mut yaml, ctx).await.map_err(fail)?;
+        driver.accept_config(&yaml, ctx).await.map_err(fail)?;
+        // A driver may only set what was unset; one that broke a filled field is refused.
+        let filled = Filled::try_from(yaml).map_err(|e| {
+            fail(DriverError::invalid_config(format!(
+                "after the driver's fill_config: {e}"
+            )))
+        })?;
         Ok(Resolved {
             name: name.to_string(),
             location,

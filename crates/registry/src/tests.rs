@@ -3,12 +3,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use driver::{
-    Arch, Driver, ErrorKind, ErrorStream, HostFacts, Info, InstanceConfig, Os, Result as DResult,
+    Arch, Driver, ErrorKind, ErrorStream, HostFacts, Info, InstanceConfig, LimaYaml, Os,
+    Result as DResult,
 };
 
 use super::*;
 
-/// A driver that accepts configs only on `host_os`, and fills `cpus` when unset.
+/// A driver that accepts configs only on `host_os`, and fills `mountType` when unset.
 struct Fake {
     name: String,
     host_os: &'static str,
@@ -26,7 +27,7 @@ impl Driver for Fake {
         Ok(())
     }
     async fn fill_config(&self, config: &mut LimaYaml, _ctx: &ConfigContext) -> DResult<()> {
-        config.cpus.get_or_insert(7);
+        config.mount_type.get_or_insert_with(|| "9p".into());
         Ok(())
     }
     async fn accept_config(&self, config: &LimaYaml, ctx: &ConfigContext) -> DResult<()> {
@@ -151,6 +152,12 @@ fn internal_wins_and_listing_starts_nothing() {
     assert_eq!(conn.count.load(Ordering::SeqCst), 0);
 }
 
+/// `config` with the defaults filled (as the instance flow hands it to the registry).
+fn filled(config: LimaYaml) -> limatype::Filled {
+    let host = HostFacts::pretend(Os::Linux, Arch::X86_64);
+    limadefaults::fill_in_memory(&config, &host, "t").unwrap()
+}
+
 #[tokio::test]
 async fn unknown_vm_type_lists_available_drivers() {
     let (reg, conn) = registry(vec![internal("qemu", "Linux")], vec![ext("vz")]);
@@ -158,7 +165,11 @@ async fn unknown_vm_type_lists_available_drivers() {
         vm_type: Some("hyperv".into()),
         ..Default::default()
     };
-    let err = reg.resolve(&cfg, &ctx(Os::Linux)).await.err().unwrap();
+    let err = reg
+        .resolve(&filled(cfg.clone()), &ctx(Os::Linux))
+        .await
+        .err()
+        .unwrap();
     let msg = err.to_string();
     assert!(matches!(err, RegistryError::UnknownDriver { .. }), "{msg}");
     assert!(msg.contains("\"hyperv\""), "{msg}");
@@ -176,7 +187,11 @@ async fn explicit_vm_type_is_checked_against_that_driver_only() {
         vm_type: Some("vz".into()),
         ..Default::default()
     };
-    let err = reg.resolve(&cfg, &ctx(Os::Linux)).await.err().unwrap();
+    let err = reg
+        .resolve(&filled(cfg.clone()), &ctx(Os::Linux))
+        .await
+        .err()
+        .unwrap();
     let msg = err.to_string();
     match &err {
         RegistryError::Driver { name, error, .. } => {
@@ -189,9 +204,16 @@ async fn explicit_vm_type_is_checked_against_that_driver_only() {
     assert!(!msg.contains("qemu"), "{msg}");
     assert_eq!(conn.count.load(Ordering::SeqCst), 0);
 
-    let ok = reg.resolve(&cfg, &ctx(Os::Darwin)).await.unwrap();
+    let ok = reg
+        .resolve(&filled(cfg.clone()), &ctx(Os::Darwin))
+        .await
+        .unwrap();
     assert_eq!(ok.name, "vz");
-    assert_eq!(ok.config.cpus, Some(7), "fill_config ran");
+    assert_eq!(
+        ok.config.mount_type,
+        Some(limatype::MountType::NineP),
+        "fill_config ran"
+    );
 }
 
 #[tokio::test]
@@ -201,7 +223,7 @@ async fn no_vm_type_tries_host_preference_order() {
         vec![],
     );
     let r = reg
-        .resolve(&LimaYaml::default(), &ctx(Os::Darwin))
+        .resolve(&filled(LimaYaml::default()), &ctx(Os::Darwin))
         .await
         .unwrap();
     assert_eq!(r.name, "vz");
@@ -214,7 +236,7 @@ async fn no_vm_type_tries_host_preference_order() {
         vec![],
     );
     let r = reg
-        .resolve(&LimaYaml::default(), &ctx(Os::Darwin))
+        .resolve(&filled(LimaYaml::default()), &ctx(Os::Darwin))
         .await
         .unwrap();
     assert_eq!(r.name, "qemu");
@@ -227,7 +249,7 @@ async fn none_accepting_gives_each_reason() {
         vec![ext("broken")],
     );
     let err = reg
-        .resolve(&LimaYaml::default(), &ctx(Os::Darwin))
+        .resolve(&filled(LimaYaml::default()), &ctx(Os::Darwin))
         .await
         .err()
         .unwrap();
@@ -248,7 +270,7 @@ async fn none_accepting_gives_each_reason() {
 async fn drivers_outside_the_preference_are_not_auto_chosen() {
     let (reg, conn) = registry(vec![internal("krunkit", "Linux")], vec![ext("other")]);
     let err = reg
-        .resolve(&LimaYaml::default(), &ctx(Os::Linux))
+        .resolve(&filled(LimaYaml::default()), &ctx(Os::Linux))
         .await
         .err()
         .unwrap();
@@ -266,7 +288,7 @@ async fn external_drivers_start_lazily_and_failures_name_the_file() {
     );
     // Resolving on Linux needs qemu only: the broken driver is never started.
     let r = reg
-        .resolve(&LimaYaml::default(), &ctx(Os::Linux))
+        .resolve(&filled(LimaYaml::default()), &ctx(Os::Linux))
         .await
         .unwrap();
     assert_eq!(r.name, "qemu");

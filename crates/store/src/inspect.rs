@@ -2,14 +2,14 @@
 
 use std::path::Path;
 
-use limatype::{filenames, Instance, LimaYaml, Status};
+use limatype::{filenames, Filled, Instance, Status};
 
 use crate::{instance_dir, read_instance_pid_file, Result, StoreError};
 
 /// Reads an instance's `lima.yaml` into the values it runs with (the caller's loader fills the
 /// defaults; the store does not know them). Its error makes the instance `Broken`.
 pub type YamlLoader<'a> =
-    &'a dyn Fn(&Path) -> std::result::Result<LimaYaml, Box<dyn std::error::Error + Send + Sync>>;
+    &'a dyn Fn(&Path) -> std::result::Result<Filled, Box<dyn std::error::Error + Send + Sync>>;
 
 /// What an instance is and whether it runs, from its directory: `lima.yaml` (through `load`),
 /// pid files (checked with `kill(pid, 0)`), `ssh.config`. Starts no process and connects to
@@ -44,19 +44,16 @@ pub fn inspect(name: &str, load: YamlLoader) -> Result<Instance> {
     };
     match load(&yaml_path) {
         Ok(y) => {
-            inst.vm_type = y.vm_type.clone().unwrap_or_default();
-            inst.arch = y
-                .arch
-                .clone()
-                .unwrap_or_else(|| limatype::Arch::host().to_string());
-            inst.cpus = y.cpus.unwrap_or(0);
-            inst.memory = size_field(y.memory.as_deref());
-            inst.disk = size_field(y.disk.as_deref());
-            inst.ssh_local_port = y.ssh.as_ref().and_then(|s| s.local_port).unwrap_or(0);
+            inst.vm_type = y.vm_type().unwrap_or_default().to_string();
+            inst.arch = y.arch.to_string();
+            inst.cpus = i64::from(y.cpus);
+            inst.memory = size_field(y.memory);
+            inst.disk = size_field(y.disk);
+            inst.ssh_local_port = i64::from(y.ssh_local_port);
             inst.additional_disks = y.additional_disks.clone().unwrap_or_default();
             inst.networks = y.networks.clone().unwrap_or_default();
             inst.message = y.message.clone().unwrap_or_default();
-            inst.config = Some(y);
+            inst.config = Some(y.into_yaml());
         }
         Err(e) => {
             inst.status = Status::Broken;
@@ -122,19 +119,22 @@ pub fn ssh_port_from_config(path: &Path) -> Option<i64> {
 }
 
 /// Bytes of a `memory`/`disk` value for the instance table; 0 when unset or unreadable.
-fn size_field(value: Option<&str>) -> i64 {
-    value
-        .and_then(|v| v.parse::<limatype::ByteSize>().ok())
-        .map_or(0, |b| i64::try_from(b.bytes()).unwrap_or(i64::MAX))
+fn size_field(size: limatype::ByteSize) -> i64 {
+    i64::try_from(size.bytes()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The file as written, no defaults.
-    fn raw(path: &Path) -> std::result::Result<LimaYaml, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(serde_yaml::from_str(&std::fs::read_to_string(path)?)?)
+    /// The file with this host's defaults (no `_config` layers, no validation).
+    fn raw(path: &Path) -> std::result::Result<Filled, Box<dyn std::error::Error + Send + Sync>> {
+        let y: limatype::LimaYaml = serde_yaml::from_str(&std::fs::read_to_string(path)?)?;
+        Ok(limadefaults::fill_in_memory(
+            &y,
+            &limadefaults::detect_host(),
+            "t",
+        )?)
     }
 
     fn with_home<T>(f: impl FnOnce(&Path) -> T) -> T {

@@ -133,7 +133,19 @@ mod tests {
             .arg(&log)
             .spawn()
             .unwrap();
-        assert!(pid_belongs_to(named.id() as i32, inst.path()));
+        let cmdline = || std::fs::read(format!("/proc/{}/cmdline", named.id())).unwrap_or_default();
+        // The kernel sets the new command line a moment after spawn returns.
+        for _ in 0..200 {
+            if cmdline().starts_with(b"tail") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            pid_belongs_to(named.id() as i32, inst.path()),
+            "{:?}",
+            String::from_utf8_lossy(&cmdline())
+        );
         for c in [&mut other, &mut ours, &mut named] {
             c.kill().unwrap();
             c.wait().unwrap();

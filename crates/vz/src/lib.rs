@@ -181,13 +181,18 @@ mod tests {
         d.configure(InstanceConfig {
             name: "x".into(),
             dir: dir.clone(),
-            config: LimaYaml {
-                video: Some(limatype::Video {
-                    display: Some("default".into()),
+            config: limadefaults::fill_in_memory(
+                &LimaYaml {
+                    video: Some(limatype::Video {
+                        display: Some("default".into()),
+                        ..Default::default()
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            },
+                },
+                &driver::HostFacts::pretend(driver::Os::Darwin, driver::Arch::Aarch64),
+                "x",
+            )
+            .unwrap(),
             ssh_local_port: 0,
         })
         .await

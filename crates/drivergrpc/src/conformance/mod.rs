@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use driver::{
-    Arch, ConfigContext, Driver, DynDriver, ErrorKind, HostFacts, Instance, InstanceConfig,
+    Arch, ConfigContext, Driver, DynDriver, ErrorKind, Filled, HostFacts, Instance, InstanceConfig,
     LimaYaml, Os, Result,
 };
 use futures::StreamExt;
@@ -303,8 +303,21 @@ async fn transcript(
         outcome(&d.validate().await, &dir_s),
     );
 
-    let mut config = cfg.instance_config.clone();
+    // As the instance flow does: the defaults, then the driver's own filling.
+    let host = limadefaults::detect_host();
+    let mut config = limadefaults::fill_in_memory(&cfg.instance_config, &host, "conformance")
+        .map(Filled::into_yaml)
+        .unwrap_or_else(|_| cfg.instance_config.clone());
     let _ = d.fill_config(&mut config, &ConfigContext::current()).await;
+    let config = match Filled::try_from(config) {
+        Ok(c) => c,
+        Err(e) => {
+            failures.push(format!(
+                "{form}: the config is not filled after fill_config: {e}"
+            ));
+            return steps;
+        }
+    };
     let configured = d
         .configure(InstanceConfig {
             name: "conformance".into(),

@@ -147,7 +147,7 @@ impl Driver for TestFake {
     async fn validate(&self) -> Result<()> {
         let inst = self.instance()?;
         match inst.config.cpus {
-            Some(n) if n > 8 => Err(DriverError::invalid_config(format!(
+            n if n > 8 => Err(DriverError::invalid_config(format!(
                 "cpus: testfake runs at most 8 CPUs, not {n}"
             ))),
             _ => Ok(()),
