@@ -97,7 +97,10 @@ mod tests {
         assert_eq!(rules("store", "downloader").len(), 1);
         assert!(rules("store", "sshutil")[0].contains("7.1"));
         assert!(rules("sshutil", "hostagent")[0].contains("7.2"));
-        assert!(rules("sshutil", "store").is_empty(), "a lower sub-layer is allowed");
+        assert!(
+            rules("sshutil", "store").is_empty(),
+            "a lower sub-layer is allowed"
+        );
     }
 
     #[test]

@@ -294,18 +294,7 @@ fn find_url_plugin(scheme: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
     let name = format!("limactl-url-{scheme}{}", std::env::consts::EXE_SUFFIX);
     dirs.iter()
         .map(|d| d.join(&name))
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && is_executable(&m)))
-}
-
-#[cfg(unix)]
-fn is_executable(m: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    m.permissions().mode() & 0o111 != 0
-}
-
-#[cfg(not(unix))]
-fn is_executable(_: &std::fs::Metadata) -> bool {
-    true
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && osutil::is_executable(&m)))
 }
 
 /// Resolves custom URL schemes (`dev:webapp`) through `limactl-url-<scheme>` plugins: the

@@ -110,11 +110,10 @@ pub fn kvm_usable() -> bool {
         .is_ok()
 }
 
-/// A stable, locally administered MAC address for an instance dir (`52:55:55:xx:xx:xx`).
+/// A stable, locally administered MAC address for an instance dir (`52:55:55:xx:xx:xx`):
+/// Lima's rule (`limadefaults::mac_address`) with the directory as the unique id.
 pub fn mac_address(inst_dir: &Path) -> String {
-    use sha2::Digest;
-    let sha = sha2::Sha256::digest(inst_dir.as_os_str().as_encoded_bytes());
-    format!("52:55:55:{:02x}:{:02x}:{:02x}", sha[0], sha[1], sha[2])
+    limadefaults::mac_address("", &inst_dir.to_string_lossy())
 }
 
 /// The full argument list (without the binary name).
