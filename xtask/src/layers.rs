@@ -148,8 +148,14 @@ pub const LAYERS: &[Layer] = &[
         owns: "the CLI",
     },
     Layer {
-        crate_name: "guestagent",
+        crate_name: "gamux",
         layer: (1, 0),
+        kind: Kind::Guest,
+        owns: "the guest agent's wire protocol: framed streams multiplexed over one byte channel",
+    },
+    Layer {
+        crate_name: "guestagent",
+        layer: (1, 1),
         kind: Kind::Guest,
         owns: "the agent inside the VM",
     },
