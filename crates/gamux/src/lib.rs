@@ -75,8 +75,10 @@
 //!
 //! # Sessions, resync and dead peers
 //!
-//! Each side starts by sending Sync then Hello with a fresh random nonce, and its reader
-//! starts by scanning: it discards bytes (a half frame, stale bytes from an earlier host
+//! Each side starts by sending one maximal frame's worth of zero bytes (65548: they complete
+//! any frame a previous writer on the channel left half-written, so a peer reader stuck
+//! mid-frame then sees a bad header and rescans), then Sync, then Hello with a fresh random
+//! nonce; its reader starts by scanning: it discards bytes (a half frame, stale bytes from an earlier host
 //! connection) until the marker, then expects a Hello (anything else: scan again). A Hello
 //! with a nonce different from the last one seen starts a new peer session: every stream
 //! of the old one is reset, and [`Mux::watch_session`] reports the new generation. A side

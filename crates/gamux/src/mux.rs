@@ -683,6 +683,7 @@ async fn writer_task<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut wr: W) -> M
 }
 
 async fn keepalive_task(shared: Arc<Shared>, every: Duration) -> MuxError {
+    let every = every.max(Duration::from_millis(1));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -691,7 +692,7 @@ async fn keepalive_task(shared: Arc<Shared>, every: Duration) -> MuxError {
         let now = u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let idle =
             Duration::from_millis(now.saturating_sub(shared.last_read_ms.load(Ordering::Relaxed)));
-        if idle > every * 3 {
+        if idle > every.saturating_mul(3) {
             return MuxError::KeepaliveTimeout(idle);
         }
         shared.out.try_push(&Frame {

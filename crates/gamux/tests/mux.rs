@@ -594,6 +594,17 @@ async fn host_reconnect_resets_old_streams_and_works_again() {
         let _ = g1.write(&vec![2u8; 200_000]).await.unwrap();
         drop(host1);
         drop(s1);
+        // A host connection that leaves half a Data frame for stream 1 (32 KiB announced,
+        // 100 bytes sent) before it goes away: the guest's reader is mid-frame when the next
+        // host arrives, and the newcomer's zero filler completes that frame.
+        let (mut hx, rx_half) = tokio::io::duplex(1 << 16);
+        conn_tx.send(rx_half).await.unwrap();
+        let mut half = vec![0xA7, 0x05, 0, 0, 0, 0, 0, 1, 0, 0, 0x80, 0];
+        half.extend_from_slice(&[9u8; 100]);
+        hx.write_all(&half).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(hx);
+        tokio::time::sleep(Duration::from_millis(50)).await;
 
         let (h2, r2) = tokio::io::duplex(1 << 20);
         conn_tx.send(r2).await.unwrap();
@@ -623,6 +634,7 @@ async fn host_reconnect_resets_old_streams_and_works_again() {
         };
         assert!(old.is_err(), "{old:?}");
         assert!(sessions.borrow_and_update().unwrap().generation >= 2);
+        assert!(guest.stats().resyncs >= 1, "{:?}", guest.stats());
     })
     .await;
 }
