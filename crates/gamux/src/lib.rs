@@ -73,6 +73,13 @@
 //! datagram and open frames, and by fixed queue lengths on the receiving side (control and
 //! datagrams beyond them are dropped and counted, opens beyond the backlog are rejected).
 //!
+//! # Datagrams
+//!
+//! UDP needs no stream: the host gives each (client address, guest port) pair a flow id and
+//! sends Datagram frames carrying the target address; the guest keeps one UDP socket per
+//! flow and answers on the same flow id with the source address. Datagrams are never
+//! stored beyond a fixed queue: when the receiver lags they are dropped, as UDP would.
+//!
 //! # Sessions, resync and dead peers
 //!
 //! Each side starts by sending one maximal frame's worth of zero bytes (65548: they complete
@@ -93,6 +100,10 @@
 //! The end wakes every stream, open, accept and receive with the reason, so a guest
 //! writer blocked on a virtio-serial port whose host side went away cannot wedge the
 //! agent: the agent then opens the port again and starts a new [`Mux`].
+//!
+//! A limit: when the peer's reader was in the middle of a Data frame, the zero filler that
+//! completes it is delivered to that (old-session) stream just before the stream is reset;
+//! frames carry no checksum.
 
 pub mod error;
 pub mod frame;
