@@ -806,3 +806,30 @@ async fn random_input_never_panics() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn stream_table_and_accept_backlog_are_bounded() {
+    bounded(10, async {
+        let cfg = Config {
+            max_streams: 4,
+            accept_backlog: 2,
+            ..Config::default()
+        };
+        let (host, guest) = pair_with(cfg);
+        // Nobody accepts yet: two opens wait in the backlog, the third is rejected.
+        let (h1, h2) = (host.clone(), host.clone());
+        let a = tokio::spawn(async move { h1.open(Proto::Tcp, addr(1)).await });
+        let b = tokio::spawn(async move { h2.open(Proto::Tcp, addr(2)).await });
+        wait_until("two opens queued", || guest.stream_count() == 2).await;
+        let third = host.open(Proto::Tcp, addr(3)).await;
+        assert!(matches!(third, Err(MuxError::OpenRejected(_))), "{third:?}");
+        spawn_echo(guest.clone());
+        let (_a, _b) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
+        let _c = host.open(Proto::Tcp, addr(4)).await.unwrap();
+        let _d = host.open(Proto::Tcp, addr(5)).await.unwrap();
+        assert_eq!(host.stream_count(), 4);
+        let e = host.open(Proto::Tcp, addr(6)).await;
+        assert_eq!(e.unwrap_err(), MuxError::TooManyStreams(4));
+    })
+    .await;
+}
