@@ -66,6 +66,8 @@ pub struct Options {
     pub ready_timeout: Duration,
     /// How progress messages name the driver, e.g. `qemu (internal)`.
     pub driver_description: String,
+    /// The port forwarding rules in effect (`portfwd::effective_rules`).
+    pub port_forwards: Vec<limatype::PortForward>,
 }
 
 /// Why the VM's error stream says it ended: its error, or (the stream closed without one)
@@ -149,6 +151,27 @@ pub async fn run(
         .start()
         .await
         .map_err(|e| fail(&hub, driver_call("start")(e)))?;
+    // Guest ports reach the host through the guest agent's channel, as soon as it answers.
+    let _forwarder = match vm.guest_agent_conn().await {
+        Ok(driver::GuestAgentConn::UnixSocket(sock)) => {
+            let report: portfwd::Report = std::sync::Arc::new(|line: String| {
+                tracing::info!("{line}");
+            });
+            Some(AbortOnDrop(tokio::spawn(portfwd::run(
+                sock,
+                opts.port_forwards.clone(),
+                report,
+            ))))
+        }
+        Ok(driver::GuestAgentConn::SshForward) => {
+            tracing::warn!("port forwarding over SSH is not implemented; guest ports are not forwarded");
+            None
+        }
+        Err(e) => {
+            tracing::warn!("driver guest_agent_conn: {e}; guest ports are not forwarded");
+            None
+        }
+    };
     progress(
         &hub,
         format!(
@@ -210,6 +233,15 @@ pub async fn run(
     match reason {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// A task that ends with the scope that holds it (the forwarder ends with the agent's run).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -96,6 +96,14 @@ pub enum InstanceError {
         #[source]
         source: store::StoreError,
     },
+    #[error(
+        "the guest agent {file} was not found in {}; build it with `cargo xtask build`",
+        searched.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    GuestAgentMissing {
+        file: String,
+        searched: Vec<PathBuf>,
+    },
     #[error("starting the host agent: {0}")]
     SpawnAgent(#[source] std::io::Error),
     #[error("starting instance {name:?}: {why}\n{logs}")]

@@ -6,6 +6,7 @@
 //! ([`agentproc`]). The host agent process itself opens the instance through this crate too
 //! ([`run_host_agent`]). `limactl`'s commands are thin clap code over it.
 
+pub mod agentbin;
 pub mod agentproc;
 mod disks;
 mod error;

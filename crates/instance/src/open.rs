@@ -175,13 +175,14 @@ impl Opened {
     /// fresh instance id (so cloud-init runs its per-instance steps again).
     pub fn write_seed(&self, scripts: &BTreeMap<String, Vec<u8>>, pubkey: &str) -> Result<()> {
         let keys = [pubkey.trim().to_string()];
+        let agent = crate::agentbin::find(self.config.os, self.config.arch)?;
         let seed = cidata::build_seed(&cidata::SeedInput {
             instance_name: &self.name,
             instance_id: cidata::fresh_instance_id(),
             config: &self.config,
             ssh_public_keys: &keys,
             boot_scripts: scripts,
-            guest_agent: None,
+            guest_agent: agent.as_deref(),
             nic_mac: (!self.info.mac_address.is_empty()).then(|| self.info.mac_address.clone()),
         })
         .and_then(|seed| seed.write_iso(&self.dir.join(filenames::CIDATA_ISO)));
@@ -233,6 +234,10 @@ async fn agent_main(reg: &Registry, name: &str, dir: &Path) -> Result<()> {
         private_key: key.private.clone(),
         ready_timeout: ready_timeout(),
         driver_description: inst.driver_description.clone(),
+        port_forwards: portfwd::effective_rules(
+            inst.config.port_forwards.as_deref().unwrap_or_default(),
+            GUEST_SSH_PORT,
+        ),
     };
     let seed = |scripts: &BTreeMap<String, Vec<u8>>| {
         inst.write_seed(scripts, &pubkey)
@@ -241,6 +246,9 @@ async fn agent_main(reg: &Registry, name: &str, dir: &Path) -> Result<()> {
     hostagent::agent::run(opts, inst.driver.as_ref(), &seed, hub).await?;
     Ok(())
 }
+
+/// The guest's sshd port (never forwarded to the host).
+const GUEST_SSH_PORT: u16 = 22;
 
 /// How long the guest may take to become ready (`LIMA_READY_TIMEOUT` seconds, default 600).
 fn ready_timeout() -> Duration {

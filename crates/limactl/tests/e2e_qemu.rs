@@ -165,6 +165,7 @@ fn lifecycle(
     name: &str,
     recover_from_kill: bool,
     driver_starts: Option<&dyn Fn() -> usize>,
+    http_port: u16,
 ) {
     let yaml = yaml.to_str().unwrap();
     // Two starts of one instance at once: one starts it, the other fails clearly.
@@ -195,6 +196,8 @@ fn lifecycle(
 
     let uname = env.ok(&["shell", name, "uname", "-a"]);
     assert!(uname.starts_with("Linux "), "uname -a printed {uname:?}");
+
+    guest_port_is_forwarded(env, name, http_port);
     let out = env.limactl(&["shell", name, "sh", "-c", "echo 'a b'; exit 7"]);
     assert_eq!(out.status.code(), Some(7), "exit code must propagate");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a b\n");
@@ -281,11 +284,56 @@ fn lifecycle(
     });
 }
 
+/// An HTTP server started in the guest on 127.0.0.1 is reachable on the host's 127.0.0.1 at
+/// the same port (the guest agent reports it, the host agent forwards it through the guest
+/// agent's channel), and its port is released when the server stops.
+fn guest_port_is_forwarded(env: &Env, name: &str, port: u16) {
+    use std::io::{Read, Write};
+    env.ok(&[
+        "shell",
+        name,
+        "sh",
+        "-c",
+        &format!("nohup python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 &"),
+    ]);
+    let get = || -> Option<String> {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut out = String::new();
+        c.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let started = Instant::now();
+    wait_until(
+        "the guest's HTTP server on the host",
+        Duration::from_secs(60),
+        || get().is_some_and(|r| r.starts_with("HTTP/1.0 200")),
+    );
+    eprintln!(
+        "guest port {port} reachable on the host after {:?}",
+        started.elapsed()
+    );
+    let log = std::fs::read_to_string(env.dir(name).join("ha.stderr.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "Forwarding TCP from 127.0.0.1:{port} to 127.0.0.1:{port}"
+        )),
+        "{log}"
+    );
+    env.ok(&["shell", name, "pkill", "-f", "http.server"]);
+    wait_until(
+        "the host port to be released",
+        Duration::from_secs(10),
+        || std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+    );
+}
+
 #[test]
 fn e2e_qemu_internal_driver() {
     let Some(yaml) = local_image() else { return };
     let env = Env::new();
-    lifecycle(&env, &yaml, "e2e-int", true, None);
+    lifecycle(&env, &yaml, "e2e-int", true, None, 18781);
 }
 
 /// The `lima-driver-qemu` executable of this build: beside limactl when the workspace was
@@ -344,7 +392,7 @@ fn e2e_qemu_external_driver() {
             .lines()
             .count()
     };
-    lifecycle(&env, &yaml, "e2e-ext", true, Some(&count));
+    lifecycle(&env, &yaml, "e2e-ext", true, Some(&count), 18782);
     let n = count();
     // At least one driver process per host agent (first start, restart, recovery).
     assert!(n >= 3, "the external driver was started {n} times");
