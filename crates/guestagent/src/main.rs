@@ -1,6 +1,11 @@
-//! `lima-guestagent`: Lima's agent inside the guest, for now a debugging tool for port
-//! discovery.
+//! `lima-guestagent`: Lima's agent inside the guest.
 //!
+//! - `lima-guestagent daemon [--device PATH | --connect-unix PATH]` serves the host agent
+//!   over the virtio-serial port (default `/dev/virtio-ports/io.lima-vm.guest_agent.0`) or a
+//!   unix socket: it announces the listening ports and connects the host's TCP streams (see
+//!   `guestagent::daemon` and `guestagent::proto`). It runs until killed, opening the channel
+//!   again a second after it ends; logs go to stderr (`RUST_LOG` sets the level, default
+//!   `info`). systemd starts it as `lima-guestagent.service` (cidata's `boot.sh`).
 //! - `lima-guestagent ports` prints every listening TCP socket and every bound, unconnected
 //!   UDP socket (IPv4 and IPv6) as one JSON object a line:
 //!   `{"proto":"tcp","family":"ipv4","ip":"127.0.0.1","port":8080,"uid":1000,"inode":4242}`;
@@ -10,15 +15,15 @@
 //!   all as added; it runs until killed, and a failed poll is reported on stderr and retried
 //!   (except on a system without sock_diag, where it exits).
 //!
-//! What it does not do yet: it is not a daemon. It serves nothing to the host agent (no
-//! virtio-serial channel, no `gamux` protocol), forwards no port and carries no tunnel; the
-//! host does not start it. Those come with the `gamux` crate.
+//! Not done yet: UDP forwarding (the daemon rejects udp opens and drops datagrams).
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use guestagent::daemon;
 use guestagent::ports::{self, PortsError, Watcher};
 use serde::Serialize;
 
@@ -26,7 +31,7 @@ use serde::Serialize;
 #[command(
     name = "lima-guestagent",
     version,
-    about = "Lima's guest agent (inside the VM): port discovery, for debugging"
+    about = "Lima's guest agent (inside the VM): serves the host agent, lists ports"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -35,6 +40,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the host agent over the virtio-serial port (or a unix socket) until killed.
+    Daemon {
+        /// The virtio-serial port to open.
+        #[arg(long, value_name = "PATH", default_value = daemon::DEFAULT_DEVICE)]
+        device: PathBuf,
+        /// Connect to this unix socket instead of opening the device (tests, debugging).
+        #[arg(long, value_name = "PATH", conflicts_with = "device")]
+        connect_unix: Option<PathBuf>,
+        /// Wait this long before opening the channel again after it ended, in milliseconds.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        retry_ms: u64,
+        /// The port polling interval, in milliseconds.
+        #[arg(long, value_name = "N", default_value_t = ports::DEFAULT_INTERVAL.as_millis() as u64)]
+        interval_ms: u64,
+    },
     /// Print the listening TCP and bound UDP ports as JSON lines.
     Ports {
         /// Keep polling and print each listener added or removed.
@@ -49,6 +69,22 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Daemon {
+            device,
+            connect_unix,
+            retry_ms,
+            interval_ms,
+        } => {
+            let endpoint = match connect_unix {
+                Some(p) => daemon::Endpoint::Unix(p),
+                None => daemon::Endpoint::Device(device),
+            };
+            run_daemon(
+                endpoint,
+                Duration::from_millis(retry_ms),
+                Duration::from_millis(interval_ms),
+            )
+        }
         Command::Ports { watch: false, .. } => list(),
         Command::Ports {
             watch: true,
@@ -114,5 +150,38 @@ fn watch(period: Duration) -> Result<(), Failure> {
                 Err(e) => eprintln!("lima-guestagent: {e}"),
             }
         }
+    })
+}
+
+fn run_daemon(
+    endpoint: daemon::Endpoint,
+    retry: Duration,
+    period: Duration,
+) -> Result<(), Failure> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Message(format!("starting the tokio runtime: {e}")))?;
+    runtime.block_on(async {
+        tracing::info!(
+            "lima-guestagent {} (control protocol {}) serving the host agent over {endpoint}",
+            env!("CARGO_PKG_VERSION"),
+            guestagent::proto::VERSION
+        );
+        let options = daemon::Options {
+            retry_delay: retry,
+            ..daemon::Options::default()
+        };
+        let mut watcher = Watcher::with_interval(period);
+        daemon::run(&endpoint, &mut watcher, &options).await
     })
 }

@@ -141,6 +141,20 @@ impl Watcher {
         }
     }
 
+    /// Polls now (without waiting for the interval) and folds the result into
+    /// [`Watcher::known`], dropping the events not yet taken: for a caller that is about to
+    /// announce the whole of `known` (a snapshot) instead of the changes. A failed poll
+    /// changes nothing.
+    pub async fn refresh(&mut self) -> Result<(), PortsError> {
+        let source = Arc::clone(&self.source);
+        let now = tokio::task::spawn_blocking(move || source())
+            .await
+            .map_err(PortsError::Task)??;
+        apply(&mut self.known, now);
+        self.pending.clear();
+        Ok(())
+    }
+
     /// The watcher as a stream of events (errors included; the stream never ends).
     pub fn into_stream(self) -> impl Stream<Item = Result<Event, PortsError>> + Send {
         futures::stream::unfold(self, |mut w| async move {
