@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs as root on every boot (from the per-boot runner): loads lima.env and param.env, runs
-# boot/*.sh in order, installs the guest agent, applies provisioning, and finally creates
-# /run/lima-boot-done, which the host agent waits for over SSH.
+# boot/*.sh in order, installs the guest agent and starts it as the systemd service
+# lima-guestagent.service, applies provisioning, and finally creates /run/lima-boot-done,
+# which the host agent waits for over SSH.
 set -eu
 MNT="${LIMA_CIDATA_MNT:?LIMA_CIDATA_MNT is not set}"
 DONE=/run/lima-boot-done
@@ -36,9 +37,58 @@ for f in "$MNT"/boot/*.sh; do
 	[ -e "$f" ] && run "$f"
 done
 
+# BEGIN guestagent
+# The guest agent: installed when the seed has one (replaced through a rename, so a running
+# copy is never written to), then run by systemd as lima-guestagent.service, which serves the
+# host agent over the virtio-serial port; restarted when its binary or unit changed.
+GA_UNIT_DIR=/etc/systemd/system
+GA_SYSTEMD_RUN=/run/systemd/system
+install_guestagent() {
+	ga_bin="${LIMA_CIDATA_GUEST_INSTALL_PREFIX:-/usr/local}/bin/lima-guestagent"
+	ga_changed=false
+	if ! cmp -s "$MNT/lima-guestagent" "$ga_bin"; then
+		install -D -m 755 "$MNT/lima-guestagent" "$ga_bin.new" || return 1
+		mv -f "$ga_bin.new" "$ga_bin" || return 1
+		ga_changed=true
+	fi
+	if ! [ -d "$GA_SYSTEMD_RUN" ] || ! command -v systemctl >/dev/null 2>&1; then
+		log "No systemd: the guest agent is installed but not started (no port forwarding)"
+		return 0
+	fi
+	ga_unit="$GA_UNIT_DIR/lima-guestagent.service"
+	mkdir -p "$GA_UNIT_DIR" || return 1
+	cat >"$ga_unit.new" <<UNIT || return 1
+[Unit]
+Description=Lima guest agent (port forwarding)
+After=network.target
+
+[Service]
+Type=simple
+ExecStart=$ga_bin daemon
+Restart=always
+RestartSec=1
+OOMPolicy=continue
+OOMScoreAdjust=-500
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+	if cmp -s "$ga_unit.new" "$ga_unit"; then
+		rm -f "$ga_unit.new"
+	else
+		mv -f "$ga_unit.new" "$ga_unit" || return 1
+		ga_changed=true
+	fi
+	systemctl daemon-reload || return 1
+	systemctl enable --now lima-guestagent.service || return 1
+	if [ "$ga_changed" = true ]; then
+		systemctl restart lima-guestagent.service || return 1
+	fi
+}
 if [ -f "$MNT/lima-guestagent" ]; then
-	run install -D -m 755 "$MNT/lima-guestagent" "${LIMA_CIDATA_GUEST_INSTALL_PREFIX:-/usr/local}/bin/lima-guestagent"
+	run install_guestagent
 fi
+# END guestagent
 
 # provision.data/NAME goes to the path, owner and mode given by LIMA_CIDATA_DATAFILE_NAME_*.
 for f in "$MNT"/provision.data/*; do

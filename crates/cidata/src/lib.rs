@@ -1,6 +1,8 @@
 //! `cidata` — layer 7.0: the cloud-init NoCloud seed of an instance (`cidata.iso`, volume label
 //! `cidata`): `user-data`, `meta-data`, `network-config`, `lima.env`, `param.env`, our `boot.sh`
-//! with the driver's boot scripts under `boot/`, provisioning scripts and the guest agent.
+//! with the driver's boot scripts under `boot/`, provisioning scripts and the guest agent
+//! (`lima-guestagent`, which `boot.sh` installs and runs as the systemd service
+//! `lima-guestagent.service`: `lima-guestagent daemon`, `Restart=always`).
 //! The ISO is written by our own small ISO9660 + Joliet writer ([`iso`]); no host tool needed.
 
 pub mod iso;
