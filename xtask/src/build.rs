@@ -4,11 +4,20 @@
 //! ```text
 //! _output/bin/limactl
 //! _output/libexec/lima/lima-driver-<name>     (one per external driver)
+//! _output/share/lima/lima-guestagent.Linux-<arch>  (the guest agent, Linux hosts only)
 //! _output/share/lima/templates/               (dist only, from the top-level templates/)
 //! ```
 //!
-//! limactl finds external drivers in `<its dir>/../libexec/lima`, so the tree (and the dist
-//! tarball, unpacked anywhere) is relocatable.
+//! limactl finds external drivers in `<its dir>/../libexec/lima` and the guest agent it puts
+//! into a guest's seed in `<its dir>/../share/lima`, so the tree (and the dist tarball,
+//! unpacked anywhere) is relocatable.
+//!
+//! The guest agent (`lima-guestagent`, crate `guestagent`) is built for the host's arch with
+//! the host's toolchain, in the same profile as limactl, and named with Lima's OS and arch
+//! names (`lima-guestagent.Linux-x86_64`, `lima-guestagent.Linux-aarch64`). It is built only
+//! on a Linux host (elsewhere that would be a binary for the wrong OS; cross-building it is
+//! not done yet), and it links the build host's glibc dynamically, so a guest needs a glibc
+//! at least as new.
 
 use std::path::{Path, PathBuf};
 
@@ -168,8 +177,59 @@ fn build_tree(plan: &Plan, release: bool, prefix: &Path) -> Result<()> {
             .with_context(|| format!("building {exe}"))?;
         install(&bins.join(&exe), &libexec.join(&exe))?;
     }
+    build_guestagent(release, &prefix.join("share/lima"))?;
     eprintln!("==> {}", prefix.display());
     Ok(())
+}
+
+/// The installed guest agent's file name for a Linux guest of `arch`:
+/// `lima-guestagent.Linux-<arch>`, as limactl looks it up.
+pub fn guestagent_file_name(arch: limatype::Arch) -> String {
+    format!(
+        "lima-guestagent.{}-{}",
+        limatype::Os::Linux.as_str(),
+        arch.as_str()
+    )
+}
+
+/// Builds `lima-guestagent` (on a Linux host) and returns where cargo put it, or `None` on
+/// other hosts.
+pub fn cargo_build_guestagent(release: bool) -> Result<Option<PathBuf>> {
+    if limatype::Os::host() != limatype::Os::Linux {
+        eprintln!(
+            "==> guest agent: not built on {} (it must be a Linux binary; cross-building is not done yet)",
+            limatype::Os::host()
+        );
+        return Ok(None);
+    }
+    eprintln!("==> guest agent: lima-guestagent");
+    let mut args = vec!["build", "-p", "guestagent", "--bin", "lima-guestagent"];
+    if release {
+        args.push("--release");
+    }
+    duct::cmd(cargo(), &args)
+        .dir(crate::project_root())
+        .run()
+        .context("building lima-guestagent")?;
+    let exe = target_dir()
+        .join(if release { "release" } else { "debug" })
+        .join("lima-guestagent");
+    if !exe.is_file() {
+        bail!("built lima-guestagent not found at {}", exe.display());
+    }
+    Ok(Some(exe))
+}
+
+/// Builds the guest agent and installs it as `<share>/lima-guestagent.Linux-<host arch>`.
+fn build_guestagent(release: bool, share: &Path) -> Result<()> {
+    let Some(exe) = cargo_build_guestagent(release)? else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(share)?;
+    install(
+        &exe,
+        &share.join(guestagent_file_name(limatype::Arch::host())),
+    )
 }
 
 /// Drivers left in libexec by an earlier build with another `--external` list would still be
@@ -309,6 +369,18 @@ mod tests {
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn guestagent_names_follow_lima() {
+        assert_eq!(
+            guestagent_file_name(limatype::Arch::X86_64),
+            "lima-guestagent.Linux-x86_64"
+        );
+        assert_eq!(
+            guestagent_file_name(limatype::Arch::Aarch64),
+            "lima-guestagent.Linux-aarch64"
+        );
     }
 
     #[test]

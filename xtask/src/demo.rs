@@ -1,5 +1,7 @@
-//! `cargo xtask demo`: builds limactl (and the local image if missing), boots a fresh instance
-//! from the local image's lima.yaml, and shows `limactl shell NAME uname -a`.
+//! `cargo xtask demo`: builds limactl and the guest agent (and the local image if missing),
+//! boots a fresh instance from the local image's lima.yaml, and shows
+//! `limactl shell NAME uname -a`. The guest agent is cargo's `lima-guestagent` beside the
+//! built limactl, which limactl takes for a guest of the host's arch.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -21,13 +23,15 @@ pub fn local_image_yaml() -> PathBuf {
     crate::project_root().join("_output/images/debian-12-local/lima.yaml")
 }
 
-/// Builds limactl and returns its path (in the target dir cargo uses for this xtask run).
+/// Builds limactl and the guest agent (next to it, where limactl looks for a development
+/// build) and returns limactl's path (in the target dir cargo uses for this xtask run).
 pub fn build_limactl() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    duct::cmd!(cargo, "build", "-q", "-p", "limactl")
+    duct::cmd!(&cargo, "build", "-q", "-p", "limactl")
         .dir(crate::project_root())
         .run()
         .context("building limactl")?;
+    crate::build::cargo_build_guestagent(false)?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::project_root().join("target"));
