@@ -141,17 +141,17 @@ impl Watcher {
         }
     }
 
-    /// Polls now (without waiting for the interval) and folds the result into
-    /// [`Watcher::known`], dropping the events not yet taken: for a caller that is about to
-    /// announce the whole of `known` (a snapshot) instead of the changes. A failed poll
-    /// changes nothing.
+    /// For a caller about to announce the whole of [`Watcher::known`] (a snapshot) instead of
+    /// the changes: drops the events not yet taken (`known` already has them), then polls now
+    /// (without waiting for the interval) and folds the result into `known` without queueing
+    /// events. A failed poll leaves `known` as it was.
     pub async fn refresh(&mut self) -> Result<(), PortsError> {
+        self.pending.clear();
         let source = Arc::clone(&self.source);
         let now = tokio::task::spawn_blocking(move || source())
             .await
             .map_err(PortsError::Task)??;
         apply(&mut self.known, now);
-        self.pending.clear();
         Ok(())
     }
 
@@ -295,6 +295,36 @@ mod tests {
         assert_eq!(w.next().await.unwrap(), Event::Removed(a));
         assert_eq!(w.next().await.unwrap(), Event::Added(b.clone()));
         assert_eq!(w.next().await.unwrap(), Event::Removed(b));
+    }
+
+    #[tokio::test]
+    async fn refresh_folds_a_poll_into_known_without_events() {
+        let a = l(Proto::Tcp, "127.0.0.1", 80, 1);
+        let b = l(Proto::Tcp, "127.0.0.1", 81, 2);
+        let script: Mutex<VecDeque<Result<Vec<Listener>, PortsError>>> = Mutex::new(
+            [
+                Ok(vec![a.clone()]),
+                Ok(vec![a.clone(), b.clone()]),
+                Err(PortsError::Unsupported { os: "test" }),
+                Ok(vec![b.clone()]),
+            ]
+            .into(),
+        );
+        let mut w = Watcher::with_source(Duration::from_millis(1), move || {
+            script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| Ok(vec![]))
+        });
+        w.refresh().await.unwrap();
+        assert_eq!(w.known().collect::<Vec<_>>(), [&a]);
+        w.refresh().await.unwrap();
+        assert_eq!(w.known().collect::<Vec<_>>(), [&a, &b]);
+        assert!(w.refresh().await.is_err());
+        assert_eq!(w.known().count(), 2);
+        // Changes after a refresh are relative to it.
+        assert_eq!(w.next().await.unwrap(), Event::Removed(a));
     }
 
     #[test]
