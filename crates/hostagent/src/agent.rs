@@ -164,7 +164,9 @@ pub async fn run(
             ))))
         }
         Ok(driver::GuestAgentConn::SshForward) => {
-            tracing::warn!("port forwarding over SSH is not implemented; guest ports are not forwarded");
+            tracing::warn!(
+                "port forwarding over SSH is not implemented; guest ports are not forwarded"
+            );
             None
         }
         Err(e) => {
