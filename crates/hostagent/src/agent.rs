@@ -154,8 +154,11 @@ pub async fn run(
     // Guest ports reach the host through the guest agent's channel, as soon as it answers.
     let _forwarder = match vm.guest_agent_conn().await {
         Ok(driver::GuestAgentConn::UnixSocket(sock)) => {
-            let report: portfwd::Report = std::sync::Arc::new(|line: String| {
+            // In ha.stderr.log as upstream prints it, and in the event stream.
+            let events = hub.clone();
+            let report: portfwd::Report = std::sync::Arc::new(move |line: String| {
                 tracing::info!("{line}");
+                events.note(line);
             });
             Some(AbortOnDrop(tokio::spawn(portfwd::run(
                 sock,

@@ -42,6 +42,15 @@ impl Hub {
         let _ = self.tx.send(ev);
     }
 
+    /// An event that tells something (a port forwarded) without changing the state: the
+    /// current status (running, ssh port, ...) with `note` as its progress text.
+    pub fn note(&self, note: String) {
+        let mut status = self.current().status;
+        status.progress = Some(note);
+        status.errors.clear();
+        self.emit(status);
+    }
+
     pub fn current(&self) -> Event {
         self.current.lock().unwrap().clone()
     }
@@ -89,6 +98,25 @@ pub async fn query(path: &Path) -> std::io::Result<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_note_keeps_the_state() {
+        let hub = Hub::new(None);
+        hub.emit(Status {
+            running: true,
+            ssh_local_port: 2222,
+            progress: Some("READY".into()),
+            ..Default::default()
+        });
+        hub.note("Forwarding TCP from 127.0.0.1:80 to 127.0.0.1:8080".into());
+        let now = hub.current().status;
+        assert!(now.running);
+        assert_eq!(now.ssh_local_port, 2222);
+        assert_eq!(
+            now.progress.as_deref(),
+            Some("Forwarding TCP from 127.0.0.1:80 to 127.0.0.1:8080")
+        );
+    }
     use tokio::io::AsyncBufReadExt;
 
     #[tokio::test]
