@@ -321,6 +321,64 @@ fn guest_port_is_forwarded(env: &Env, name: &str, port: u16) {
         )),
         "{log}"
     );
+    // Many connections, one after another and at once: none fails, nothing leaks in the host
+    // agent (its open descriptors come back to where they were).
+    let ha_fds = || {
+        let pid = env.pid(name, "ha.pid").unwrap();
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let fds_before = ha_fds();
+    let t = Instant::now();
+    for i in 0..1000 {
+        let r = get().unwrap_or_default();
+        assert!(r.starts_with("HTTP/1.0 200"), "request {i}: {r:?}");
+    }
+    eprintln!("1000 sequential requests in {:?}", t.elapsed());
+    let threads: Vec<_> = (0..64)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                c.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+                let mut out = String::new();
+                c.read_to_string(&mut out).unwrap();
+                out
+            })
+        })
+        .collect();
+    for t in threads {
+        assert!(t.join().unwrap().starts_with("HTTP/1.0 200"));
+    }
+    wait_until(
+        "the host agent's descriptors to settle",
+        Duration::from_secs(10),
+        || ha_fds() <= fds_before + 2,
+    );
+
+    // The guest agent killed in the guest: systemd restarts it and the forward works again.
+    env.ok(&[
+        "shell",
+        name,
+        "sudo",
+        "pkill",
+        "-KILL",
+        "-x",
+        "lima-guestagent",
+    ]);
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_millis(200));
+    wait_until(
+        "forwarding after the guest agent restarted",
+        Duration::from_secs(20),
+        || get().is_some_and(|r| r.starts_with("HTTP/1.0 200")),
+    );
+    eprintln!(
+        "forwarding back {:?} after the guest agent was killed",
+        t.elapsed()
+    );
+
     env.ok(&["shell", name, "pkill", "-f", "http.server"]);
     wait_until(
         "the host port to be released",
