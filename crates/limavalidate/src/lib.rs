@@ -77,6 +77,32 @@ fn is_abs(p: &str) -> bool {
     p.starts_with('/')
 }
 
+/// `guestPort`/`hostPort` (`side` is `guest` or `host`): unset beside a socket, equal to the
+/// start of its range, a valid port.
+fn check_single_port(
+    p: &mut Problems,
+    f: &str,
+    side: &str,
+    port: Option<i64>,
+    socket: &str,
+    range_start: i64,
+) {
+    let Some(port) = port.filter(|p| *p != 0) else {
+        return;
+    };
+    let field = format!("{f}.{side}Port");
+    if !socket.is_empty() {
+        p.add(
+            field.clone(),
+            format!("must be unset when `{side}Socket` is set"),
+        );
+    }
+    if port != range_start {
+        p.add(field.clone(), format!("must match `{side}PortRange[0]`"));
+    }
+    check_port(p, &field, port);
+}
+
 fn check_port(p: &mut Problems, field: &str, port: i64) {
     let msg = match port {
         i64::MIN..=-1 => "must be > 0",
@@ -927,30 +953,8 @@ fn check_forward_ports(p: &mut Problems, f: &str, rule: &limatype::PortForward, 
         guest_range,
         host_range,
     } = e;
-    if let Some(port) = rule.guest_port.filter(|p| *p != 0) {
-        if !guest_socket.is_empty() {
-            p.add(
-                format!("{f}.guestPort"),
-                "must be unset when `guestSocket` is set",
-            );
-        }
-        if port != guest_range[0] {
-            p.add(format!("{f}.guestPort"), "must match `guestPortRange[0]`");
-        }
-        check_port(p, &format!("{f}.guestPort"), port);
-    }
-    if let Some(port) = rule.host_port.filter(|p| *p != 0) {
-        if !host_socket.is_empty() {
-            p.add(
-                format!("{f}.hostPort"),
-                "must be unset when `hostSocket` is set",
-            );
-        }
-        if port != host_range[0] {
-            p.add(format!("{f}.hostPort"), "must match `hostPortRange[0]`");
-        }
-        check_port(p, &format!("{f}.hostPort"), port);
-    }
+    check_single_port(p, f, "guest", rule.guest_port, guest_socket, guest_range[0]);
+    check_single_port(p, f, "host", rule.host_port, host_socket, host_range[0]);
     for j in 0..2 {
         check_port(p, &format!("{f}.guestPortRange[{j}]"), guest_range[j]);
         if host_socket.is_empty() {
