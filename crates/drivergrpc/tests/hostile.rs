@@ -51,9 +51,7 @@ fn read_pid(path: &Path) -> i32 {
 
 /// Alive and not a zombie (a zombie is dead; its reaper is not necessarily us).
 fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
+    osutil::pid_alive(pid)
 }
 
 fn wait_gone(pid: i32, what: &str) {
