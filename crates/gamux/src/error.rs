@@ -125,6 +125,9 @@ pub enum MuxError {
         /// The maximum.
         max: usize,
     },
+    /// An open's target cannot be sent (e.g. an empty or too long unix socket path).
+    #[error("bad open target: {0}")]
+    BadTarget(String),
     /// A control message could not be encoded as JSON.
     #[error("control message is not valid JSON: {0}")]
     Json(String),

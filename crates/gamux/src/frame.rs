@@ -21,6 +21,8 @@ pub const MAX_PAYLOAD: usize = 64 * 1024;
 pub const SYNC: [u8; HEADER_LEN] = [
     MAGIC, 0x00, b'g', b'a', b'm', b'u', b'x', b'/', b's', b'y', b'n', b'c',
 ];
+/// The longest unix socket path an Open may carry.
+pub const MAX_UNIX_PATH: usize = 4096;
 /// The Hello payload's length.
 pub const HELLO_LEN: usize = 24;
 
@@ -48,6 +50,8 @@ pub enum Proto {
     Tcp,
     /// UDP (a connected socket per stream; datagrams usually use [`Message::Datagram`]).
     Udp,
+    /// A unix stream socket, named by its path in the guest.
+    Unix,
 }
 
 impl Proto {
@@ -55,6 +59,47 @@ impl Proto {
         match self {
             Proto::Tcp => 1,
             Proto::Udp => 2,
+            Proto::Unix => 3,
+        }
+    }
+}
+
+/// What a stream is opened to, as the guest sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A UDP address (a connected socket).
+    Udp(SocketAddr),
+    /// A unix stream socket's path.
+    Unix(String),
+}
+
+impl Target {
+    /// The transport.
+    pub fn proto(&self) -> Proto {
+        match self {
+            Target::Tcp(_) => Proto::Tcp,
+            Target::Udp(_) => Proto::Udp,
+            Target::Unix(_) => Proto::Unix,
+        }
+    }
+
+    /// The IP address, for TCP and UDP targets.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            Target::Tcp(a) | Target::Udp(a) => Some(*a),
+            Target::Unix(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Tcp(a) => write!(f, "tcp {a}"),
+            Target::Udp(a) => write!(f, "udp {a}"),
+            Target::Unix(p) => write!(f, "unix {p}"),
         }
     }
 }
@@ -83,13 +128,16 @@ pub enum Message<'a> {
     Hello(Hello),
     /// A JSON control message.
     Control(&'a [u8]),
-    /// Open a stream to a target (host to guest).
+    /// Open a stream to a TCP or UDP target (host to guest).
     Open {
         /// Transport.
         proto: Proto,
         /// Target address, as seen from the guest.
         addr: SocketAddr,
     },
+    /// Open a stream to a unix socket in the guest (an Open frame with proto 3): its path,
+    /// UTF-8, 1 to 4096 bytes.
+    OpenUnix(&'a [u8]),
     /// The answer to Open: `Ok` or the error text.
     OpenResult(Result<(), &'a [u8]>),
     /// Stream bytes (counted against the receiver's window).
@@ -125,7 +173,7 @@ impl Message<'_> {
             Message::Sync => ty::SYNC,
             Message::Hello(_) => ty::HELLO,
             Message::Control(_) => ty::CONTROL,
-            Message::Open { .. } => ty::OPEN,
+            Message::Open { .. } | Message::OpenUnix(_) => ty::OPEN,
             Message::OpenResult(_) => ty::OPEN_RESULT,
             Message::Data(_) => ty::DATA,
             Message::CloseWrite => ty::CLOSE_WRITE,
@@ -251,6 +299,7 @@ impl Frame<'_> {
             Message::Hello(_) => HELLO_LEN,
             Message::Control(b) | Message::Data(b) | Message::Close(b) => b.len(),
             Message::Open { addr, .. } => 1 + addr_len(Some(addr)),
+            Message::OpenUnix(path) => 1 + path.len(),
             Message::OpenResult(Ok(())) => 1,
             Message::OpenResult(Err(t)) => 1 + t.len(),
             Message::CloseWrite => 0,
@@ -305,6 +354,10 @@ impl Frame<'_> {
             Message::Open { proto, addr } => {
                 out.push(proto.byte());
                 put_addr(out, Some(addr));
+            }
+            Message::OpenUnix(path) => {
+                out.push(Proto::Unix.byte());
+                out.extend_from_slice(path);
             }
             Message::OpenResult(Ok(())) => out.push(0),
             Message::OpenResult(Err(t)) => {
@@ -433,6 +486,16 @@ fn parse_payload<'a>(h: &Header, p: &'a [u8]) -> Result<Message<'a>, FrameError>
             let proto = match proto {
                 1 => Proto::Tcp,
                 2 => Proto::Udp,
+                3 => {
+                    if rest.is_empty()
+                        || rest.len() > MAX_UNIX_PATH
+                        || rest.contains(&0)
+                        || std::str::from_utf8(rest).is_err()
+                    {
+                        return Err(bad("bad unix socket path"));
+                    }
+                    return Ok(Message::OpenUnix(rest));
+                }
                 _ => return Err(bad("unknown proto")),
             };
             match get_addr(rest) {
@@ -715,6 +778,10 @@ mod tests {
                 },
             },
             Frame {
+                stream: 9,
+                msg: Message::OpenUnix(b"/run/user/1000/app.sock"),
+            },
+            Frame {
                 stream: 3,
                 msg: Message::OpenResult(Ok(())),
             },
@@ -854,6 +921,31 @@ mod tests {
                     ty: "window",
                     stream: 1,
                     reason: "wrong length",
+                },
+            ),
+            // A unix open with an empty path, a NUL in it, or bytes that are not UTF-8.
+            (
+                vec![MAGIC, 0x03, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 3],
+                FrameError::BadPayload {
+                    ty: "open",
+                    stream: 1,
+                    reason: "bad unix socket path",
+                },
+            ),
+            (
+                vec![MAGIC, 0x03, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3, 3, b'/', 0],
+                FrameError::BadPayload {
+                    ty: "open",
+                    stream: 1,
+                    reason: "bad unix socket path",
+                },
+            ),
+            (
+                vec![MAGIC, 0x03, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3, 3, b'/', 0xff],
+                FrameError::BadPayload {
+                    ty: "open",
+                    stream: 1,
+                    reason: "bad unix socket path",
                 },
             ),
         ];

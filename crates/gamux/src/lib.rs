@@ -3,14 +3,15 @@
 //! channel — qemu's virtio-serial port (`/dev/virtio-ports/io.lima-vm.guest_agent.0` in the
 //! guest, the unix socket `ga.sock` on the host, which the host agent may leave and rejoin at
 //! any time). Over it this crate carries a JSON control channel, many byte streams (one per
-//! forwarded TCP connection, opened by the host with a target), and UDP datagrams per flow.
+//! forwarded TCP or unix-socket connection, opened by the host with a target), and UDP
+//! datagrams per flow.
 //! No workspace dependencies.
 //!
 //! # API
 //!
 //! [`Mux::new`]`(io, Role::Host | Role::Guest)` over any `AsyncRead + AsyncWrite + Send`
 //! (split into a reader task and a writer task). The host calls [`Mux::open`]`(proto, addr)`
-//! and gets a [`Stream`] (`AsyncRead + AsyncWrite`; `shutdown()` half-closes). The guest
+//! or [`Mux::open_unix`]`(path)` and gets a [`Stream`] (`AsyncRead + AsyncWrite`; `shutdown()` half-closes). The guest
 //! calls [`Mux::accept`] and answers each [`OpenRequest`] with [`Responder::accept`] (after
 //! connecting to the target) or [`Responder::reject`]. Both sides have
 //! [`Mux::send_control`] / [`Mux::recv_control`] (JSON), [`Mux::send_datagram`] /
@@ -36,7 +37,7 @@
 //! | `0x00` | Sync | — | none: the whole 12-byte marker is `A7 00 "gamux/sync"` |
 //! | `0x01` | Hello | 0 | version u16, role u8 (1 host, 2 guest), 0 u8, nonce u64 (≠ 0), echo u64 (the peer nonce last seen, 0 none), window u32 (≠ 0) |
 //! | `0x02` | Control | 0 | JSON |
-//! | `0x03` | Open | ≠ 0 | proto u8 (1 tcp, 2 udp), address |
+//! | `0x03` | Open | ≠ 0 | proto u8 (1 tcp, 2 udp) and an address; or proto 3 (unix) and the socket's path (UTF-8, no NUL, 1–4096 bytes) |
 //! | `0x04` | OpenResult | ≠ 0 | 0 (ok) or 1 followed by UTF-8 error text |
 //! | `0x05` | Data | ≠ 0 | bytes |
 //! | `0x06` | CloseWrite | ≠ 0 | none: the sender will send no more data (half-close) |
@@ -111,7 +112,7 @@ mod mux;
 mod stream;
 
 pub use error::{FrameError, MuxError};
-pub use frame::{Proto, MAX_PAYLOAD};
+pub use frame::{Proto, Target, MAX_PAYLOAD, MAX_UNIX_PATH};
 pub use mux::{Config, Datagram, Mux, Session, Stats};
 pub use stream::{OpenRequest, Responder, Stream};
 

@@ -15,7 +15,10 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::error::{FrameError, MuxError};
-use crate::frame::{self, Decoder, Frame, Hello, Message, Proto, HEADER_LEN, MAX_PAYLOAD, VERSION};
+use crate::frame::{
+    self, Decoder, Frame, Hello, Message, Proto, Target, HEADER_LEN, MAX_PAYLOAD, MAX_UNIX_PATH,
+    VERSION,
+};
 use crate::stream::{OpenRequest, Reset, Responder, Stream, StreamShared};
 use crate::Role;
 
@@ -406,7 +409,18 @@ impl Shared {
                     tracing::warn!("gamux: control message is not JSON: {e}");
                 }
             },
-            Message::Open { proto, addr } => self.on_open(id, proto, addr, q),
+            Message::Open { proto, addr } => {
+                let target = match proto {
+                    Proto::Udp => Target::Udp(addr),
+                    _ => Target::Tcp(addr),
+                };
+                self.on_open(id, target, q)
+            }
+            Message::OpenUnix(path) => {
+                // The codec checked it is UTF-8.
+                let path = String::from_utf8_lossy(path).into_owned();
+                self.on_open(id, Target::Unix(path), q)
+            }
             Message::OpenResult(res) => {
                 if let Some(ss) = self.get_stream(id) {
                     let mut st = lock(&ss.state);
@@ -542,7 +556,7 @@ impl Shared {
         Ok(())
     }
 
-    fn on_open(self: &Arc<Self>, id: u32, proto: Proto, addr: SocketAddr, q: &Queues) {
+    fn on_open(self: &Arc<Self>, id: u32, target: Target, q: &Queues) {
         let reject = |text: &[u8]| {
             self.out.push(&Frame {
                 stream: id,
@@ -566,12 +580,8 @@ impl Shared {
             }
             map.insert(id, ss.clone());
         }
-        let req = OpenRequest {
-            stream: id,
-            proto,
-            addr,
-        };
-        let responder = Responder::new(self.clone(), ss.clone(), proto, addr);
+        let responder = Responder::new(self.clone(), ss.clone(), target.clone());
+        let req = OpenRequest { stream: id, target };
         if let Err(e) = q.accept.try_send((req, responder)) {
             // Dropping the responder rejects; say why instead.
             let (_, responder) = e.into_inner();
@@ -865,9 +875,27 @@ impl Mux {
         self.shared.close_reason().unwrap_or(MuxError::Shutdown)
     }
 
-    /// Host side: opens a stream to `addr` on the guest and waits for the guest's answer.
-    /// Waits for the peer's Hello first; wrap it in a timeout to bound the wait.
+    /// Host side: opens a stream to `addr` on the guest (TCP, or a connected UDP socket) and
+    /// waits for the guest's answer. Waits for the peer's Hello first; wrap it in a timeout
+    /// to bound the wait.
     pub async fn open(&self, proto: Proto, addr: SocketAddr) -> Result<Stream, MuxError> {
+        let target = match proto {
+            Proto::Tcp => Target::Tcp(addr),
+            Proto::Udp => Target::Udp(addr),
+            Proto::Unix => return Err(MuxError::BadTarget("a unix target needs a path".into())),
+        };
+        self.open_target(target).await
+    }
+
+    /// Host side: opens a stream to a unix socket in the guest (see [`Mux::open`]).
+    pub async fn open_unix(&self, path: &str) -> Result<Stream, MuxError> {
+        if path.is_empty() || path.len() > MAX_UNIX_PATH || path.contains('\0') {
+            return Err(MuxError::BadTarget(format!("unix socket path {path:?}")));
+        }
+        self.open_target(Target::Unix(path.to_string())).await
+    }
+
+    async fn open_target(&self, target: Target) -> Result<Stream, MuxError> {
         if self.shared.role != Role::Host {
             return Err(MuxError::WrongRole {
                 op: "open",
@@ -898,11 +926,19 @@ impl Mux {
         }
         let id = ss.id;
         // From here on, dropping `stream` (also when this future is dropped) closes it.
-        let stream = Stream::new(self.shared.clone(), ss, proto, addr);
-        let open = Frame {
-            stream: id,
-            msg: Message::Open { proto, addr },
+        let stream = Stream::new(self.shared.clone(), ss, target.clone());
+        let msg = match &target {
+            Target::Tcp(a) => Message::Open {
+                proto: Proto::Tcp,
+                addr: *a,
+            },
+            Target::Udp(a) => Message::Open {
+                proto: Proto::Udp,
+                addr: *a,
+            },
+            Target::Unix(p) => Message::OpenUnix(p.as_bytes()),
         };
+        let open = Frame { stream: id, msg };
         if !self.shared.out.push_wait(&open).await {
             return Err(self.closed_err());
         }

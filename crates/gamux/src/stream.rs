@@ -5,7 +5,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -14,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
 use crate::error::MuxError;
-use crate::frame::{Frame, Message, Proto, MAX_PAYLOAD};
+use crate::frame::{Frame, Message, Target, MAX_PAYLOAD};
 use crate::mux::{lock, Shared};
 
 /// Why a stream ended abruptly.
@@ -123,33 +122,21 @@ impl StreamShared {
 pub struct Stream {
     shared: Arc<Shared>,
     ss: Arc<StreamShared>,
-    proto: Proto,
-    addr: SocketAddr,
+    target: Target,
 }
 
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stream")
             .field("id", &self.ss.id)
-            .field("proto", &self.proto)
-            .field("addr", &self.addr)
+            .field("target", &self.target)
             .finish()
     }
 }
 
 impl Stream {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        ss: Arc<StreamShared>,
-        proto: Proto,
-        addr: SocketAddr,
-    ) -> Stream {
-        Stream {
-            shared,
-            ss,
-            proto,
-            addr,
-        }
+    pub(crate) fn new(shared: Arc<Shared>, ss: Arc<StreamShared>, target: Target) -> Stream {
+        Stream { shared, ss, target }
     }
 
     /// The stream id.
@@ -157,14 +144,9 @@ impl Stream {
         self.ss.id
     }
 
-    /// The target's transport.
-    pub fn proto(&self) -> Proto {
-        self.proto
-    }
-
-    /// The target address (as seen from the guest).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// What the stream was opened to (as seen from the guest).
+    pub fn target(&self) -> &Target {
+        &self.target
     }
 }
 
@@ -307,10 +289,8 @@ impl Drop for Stream {
 pub struct OpenRequest {
     /// The new stream's id.
     pub stream: u32,
-    /// The transport.
-    pub proto: Proto,
-    /// The target address (as seen from the guest).
-    pub addr: SocketAddr,
+    /// What to connect to (as seen from the guest).
+    pub target: Target,
 }
 
 /// The guest's answer to one [`OpenRequest`]: [`Responder::accept`] after connecting to the
@@ -318,8 +298,7 @@ pub struct OpenRequest {
 pub struct Responder {
     shared: Arc<Shared>,
     ss: Option<Arc<StreamShared>>,
-    proto: Proto,
-    addr: SocketAddr,
+    target: Target,
 }
 
 impl std::fmt::Debug for Responder {
@@ -331,17 +310,11 @@ impl std::fmt::Debug for Responder {
 }
 
 impl Responder {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        ss: Arc<StreamShared>,
-        proto: Proto,
-        addr: SocketAddr,
-    ) -> Responder {
+    pub(crate) fn new(shared: Arc<Shared>, ss: Arc<StreamShared>, target: Target) -> Responder {
         Responder {
             shared,
             ss: Some(ss),
-            proto,
-            addr,
+            target,
         }
     }
 
@@ -362,7 +335,8 @@ impl Responder {
             self.shared.remove_stream(&ss);
             return Err(self.shared.close_reason().unwrap_or(MuxError::Shutdown));
         }
-        Ok(Stream::new(self.shared.clone(), ss, self.proto, self.addr))
+        let target = std::mem::replace(&mut self.target, Target::Unix(String::new()));
+        Ok(Stream::new(self.shared.clone(), ss, target))
     }
 
     /// Answers with an error text (e.g. "connection refused"); the host's `open` fails with it.

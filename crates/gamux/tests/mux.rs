@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gamux::frame::{Frame, Hello, Message, SYNC, VERSION};
-use gamux::{Config, Mux, MuxError, Proto, Role, Stream};
+use gamux::{Config, Mux, MuxError, Proto, Role, Stream, Target};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 
@@ -184,16 +184,53 @@ async fn open_echo_over_unix_socket_pair() {
 }
 
 #[tokio::test]
+async fn unix_opens_carry_the_path_and_bad_paths_are_refused_before_sending() {
+    bounded(10, async {
+        let (host, guest) = pair();
+        let g = guest.clone();
+        tokio::spawn(async move {
+            while let Ok((req, resp)) = g.accept().await {
+                assert_eq!(req.target, Target::Unix("/run/app.sock".into()));
+                let mut s = resp.accept().unwrap();
+                s.write_all(b"unix").await.unwrap();
+                s.shutdown().await.unwrap();
+            }
+        });
+        let mut s = host.open_unix("/run/app.sock").await.unwrap();
+        assert_eq!(s.target(), &Target::Unix("/run/app.sock".into()));
+        let mut got = String::new();
+        s.read_to_string(&mut got).await.unwrap();
+        assert_eq!(got, "unix");
+        for bad in ["", "/a\0b"] {
+            assert!(matches!(
+                host.open_unix(bad).await,
+                Err(MuxError::BadTarget(_))
+            ));
+        }
+        let long = "/".repeat(gamux::MAX_UNIX_PATH + 1);
+        assert!(matches!(
+            host.open_unix(&long).await,
+            Err(MuxError::BadTarget(_))
+        ));
+        assert!(matches!(
+            host.open(Proto::Unix, addr(1)).await,
+            Err(MuxError::BadTarget(_))
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn open_request_carries_the_target_and_rejections_arrive() {
     bounded(10, async {
         let (host, guest) = pair();
         let g = guest.clone();
         tokio::spawn(async move {
             while let Ok((req, resp)) = g.accept().await {
-                if req.addr.port() == 1 {
+                if req.target.addr().unwrap().port() == 1 {
                     resp.reject("connection refused");
                 } else {
-                    assert_eq!(req.proto, Proto::Udp);
+                    assert_eq!(req.target.proto(), Proto::Udp);
                     drop(resp); // not answered: rejected too
                 }
             }
@@ -385,7 +422,7 @@ async fn a_reader_that_never_reads_blocks_no_other_stream() {
         tokio::spawn(async move {
             while let Ok((req, resp)) = g.accept().await {
                 let s = resp.accept().unwrap();
-                if req.addr.port() == 1 {
+                if req.target.addr().unwrap().port() == 1 {
                     // A firehose towards a host reader that never reads.
                     let w2 = w2.clone();
                     tokio::spawn(async move {
@@ -537,7 +574,7 @@ async fn a_raw_peer_hello_then_new_nonce_resets_old_streams() {
         .unwrap();
         a.write_all(&bytes).await.unwrap();
         let (req, resp) = guest.accept().await.unwrap();
-        assert_eq!((req.stream, req.addr), (5, addr(22)));
+        assert_eq!((req.stream, req.target), (5, Target::Tcp(addr(22))));
         let mut s = resp.accept().unwrap();
         assert_eq!(guest.stream_count(), 1);
         assert_eq!(guest.session().unwrap().generation, 1);
