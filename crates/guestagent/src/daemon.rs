@@ -6,11 +6,16 @@
 //!   listeners at once and sends the full snapshot ([`Message::Ports`]); then each change its
 //!   [`Watcher`] sees as [`Message::Added`] / [`Message::Removed`]. While no host session is
 //!   up, changes are only recorded (the next snapshot carries them). See [`crate::proto`].
-//! - **Opens**: a `tcp` stream is connected to its address (within [`CONNECT_TIMEOUT`]) and
-//!   bytes are copied both ways with half-close ([`tokio::io::copy_bidirectional`]: the
-//!   host's CloseWrite shuts down the write side of the TCP connection and the reply still
-//!   flows back); a failed connect rejects the open with the error's text. `udp` streams are
-//!   rejected and datagrams dropped: UDP forwarding is not done yet.
+//! - **Opens**: a `tcp` or `unix` stream is connected to its target (within
+//!   [`CONNECT_TIMEOUT`]) and bytes are copied both ways with half-close
+//!   ([`tokio::io::copy_bidirectional`]: the host's CloseWrite shuts down the write side of
+//!   the connection and the reply still flows back); a failed connect rejects the open with
+//!   the error's text. `udp` streams are rejected: UDP goes as datagrams.
+//! - **Datagrams**: each flow id gets a UDP socket connected to the first datagram's target;
+//!   replies go back on the flow with the target's address; a flow idle for
+//!   [`UDP_IDLE_TIMEOUT`] is closed.
+//! - **Clock**: the host sends its time on every session and every 10 s; the agent steps the
+//!   guest's clock when it is more than a second off (the guest lags after the host slept).
 //! - **Disconnects**: [`serve`] returns when the channel ends (EOF, an I/O error, a write that
 //!   made no progress for `gamux`'s write timeout); [`run`] then waits
 //!   [`Options::retry_delay`] and opens the channel again with a new [`gamux::Mux`], for ever.
@@ -19,17 +24,21 @@
 //!
 //! Logs go through `tracing` (the binary writes them to stderr, i.e. journald).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use gamux::{Mux, MuxError, OpenRequest, Proto, Responder, Role};
+use gamux::{Mux, MuxError, OpenRequest, Responder, Role, Target};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket, UnixStream};
+use tokio::sync::mpsc;
 
 use crate::ports::{Event, PortsError, Watcher};
-use crate::proto::{Message, Port, VERSION};
+use crate::proto::{clock_correction, HostMessage, Message, Port, VERSION};
 
 /// The guest side of qemu's virtio-serial port `io.lima-vm.guest_agent.0`.
 pub const DEFAULT_DEVICE: &str = "/dev/virtio-ports/io.lima-vm.guest_agent.0";
@@ -168,7 +177,8 @@ pub async fn serve<C: Channel>(io: C, watcher: &mut Watcher, config: &gamux::Con
         e = mux.closed() => e,
         e = announce(&mux, watcher, &mut had_session) => e,
         e = accept_loop(&mux) => e,
-        e = drain(&mux) => e,
+        e = datagrams(&mux) => e,
+        e = host_messages(&mux) => e,
     };
     mux.close();
     Outcome {
@@ -258,30 +268,26 @@ async fn accept_loop(mux: &Mux) -> MuxError {
 
 /// Connects one open to its target and copies until both directions end.
 async fn answer(req: OpenRequest, responder: Responder) {
-    match req.proto {
-        Proto::Tcp => {}
-        Proto::Udp => {
-            tracing::debug!("stream {}: rejecting udp open to {}", req.stream, req.addr);
-            responder.reject("udp streams are not supported by this guest agent yet");
-            return;
+    let target = req.target.clone();
+    let connected = match &target {
+        Target::Tcp(addr) => connect(TcpStream::connect(addr)).await.map(|tcp| {
+            let _ = tcp.set_nodelay(true);
+            Conn::Tcp(tcp)
+        }),
+        Target::Unix(path) => connect(UnixStream::connect(path)).await.map(Conn::Unix),
+        Target::Udp(_) => {
+            // UDP travels as datagrams (see `datagrams`), not as streams.
+            Err("udp streams are not supported: send datagrams".to_string())
         }
-    }
-    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(req.addr)).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => {
-            tracing::debug!("stream {}: connecting to {}: {e}", req.stream, req.addr);
-            responder.reject(&format!("connecting to {}: {e}", req.addr));
-            return;
-        }
-        Err(_) => {
-            responder.reject(&format!(
-                "connecting to {}: no answer within {:?}",
-                req.addr, CONNECT_TIMEOUT
-            ));
+    };
+    let conn = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!("stream {}: {target}: {e}", req.stream);
+            responder.reject(&format!("connecting to {target}: {e}"));
             return;
         }
     };
-    let _ = tcp.set_nodelay(true);
     let mut stream = match responder.accept() {
         Ok(s) => s,
         Err(e) => {
@@ -289,42 +295,186 @@ async fn answer(req: OpenRequest, responder: Responder) {
             return;
         }
     };
-    let mut tcp = tcp;
-    match tokio::io::copy_bidirectional(&mut stream, &mut tcp).await {
+    let copied = match conn {
+        Conn::Tcp(mut c) => tokio::io::copy_bidirectional(&mut stream, &mut c).await,
+        Conn::Unix(mut c) => tokio::io::copy_bidirectional(&mut stream, &mut c).await,
+    };
+    match copied {
         Ok((to_guest, to_host)) => tracing::debug!(
-            "stream {} to {}: done ({to_guest} bytes in, {to_host} out)",
-            req.stream,
-            req.addr
+            "stream {} to {target}: done ({to_guest} bytes in, {to_host} out)",
+            req.stream
         ),
-        Err(e) => tracing::debug!("stream {} to {}: {e}", req.stream, req.addr),
+        Err(e) => tracing::debug!("stream {} to {target}: {e}", req.stream),
     }
 }
 
-/// Reads (and ignores) what the host sends that this agent does not use yet: control
-/// messages and datagrams.
-async fn drain(mux: &Mux) -> MuxError {
-    let control = async {
-        loop {
-            match mux.recv_control().await {
-                Ok(v) => tracing::debug!("ignoring a control message from the host: {v}"),
-                Err(e) => return e,
-            }
-        }
-    };
-    let datagrams = async {
-        loop {
-            match mux.recv_datagram().await {
-                Ok(d) => tracing::debug!(
-                    "dropping a {}-byte datagram on flow {} (udp forwarding is not supported yet)",
-                    d.data.len(),
-                    d.flow
-                ),
-                Err(e) => return e,
-            }
-        }
-    };
-    tokio::select! {
-        e = control => e,
-        e = datagrams => e,
+enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// A connect bounded by [`CONNECT_TIMEOUT`], its error as text.
+async fn connect<T>(fut: impl Future<Output = io::Result<T>>) -> Result<T, String> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
     }
+}
+
+/// A UDP flow with no datagram either way for this long is closed.
+pub const UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One UDP flow: a socket connected to the flow's target, and the task reading its replies.
+struct UdpFlow {
+    socket: Arc<UdpSocket>,
+    target: SocketAddr,
+    last_used: Instant,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for UdpFlow {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// UDP: each flow the host sends on gets a socket connected to the datagram's target; what
+/// the target answers goes back on the same flow with its address. Idle flows are closed.
+async fn datagrams(mux: &Mux) -> MuxError {
+    let (reply_tx, mut replies) = mpsc::channel::<(u32, SocketAddr, Vec<u8>)>(1024);
+    let mut flows: HashMap<u32, UdpFlow> = HashMap::new();
+    let mut sweep = tokio::time::interval(UDP_IDLE_TIMEOUT / 4);
+    loop {
+        tokio::select! {
+            d = mux.recv_datagram() => {
+                let d = match d {
+                    Ok(d) => d,
+                    Err(e) => return e,
+                };
+                let flow = match flows.get_mut(&d.flow) {
+                    Some(f) if d.addr.is_none_or(|a| a == f.target) => f,
+                    _ => {
+                        let Some(target) = d.addr else {
+                            tracing::debug!("datagram on unknown flow {} without a target", d.flow);
+                            continue;
+                        };
+                        match open_flow(d.flow, target, reply_tx.clone()).await {
+                            Ok(f) => flows.entry(d.flow).insert_entry(f).into_mut(),
+                            Err(e) => {
+                                tracing::debug!("udp flow {} to {target}: {e}", d.flow);
+                                continue;
+                            }
+                        }
+                    }
+                };
+                flow.last_used = Instant::now();
+                if let Err(e) = flow.socket.send(&d.data).await {
+                    // ECONNREFUSED from an earlier datagram: nothing listens (yet).
+                    tracing::debug!("udp flow {} to {}: {e}", d.flow, flow.target);
+                }
+            }
+            Some((id, from, data)) = replies.recv() => {
+                if let Some(f) = flows.get_mut(&id) {
+                    f.last_used = Instant::now();
+                }
+                if let Err(e) = mux.send_datagram(id, Some(from), &data).await {
+                    return e;
+                }
+            }
+            _ = sweep.tick() => {
+                let now = Instant::now();
+                flows.retain(|_, f| now.duration_since(f.last_used) <= UDP_IDLE_TIMEOUT);
+            }
+        }
+    }
+}
+
+async fn open_flow(
+    id: u32,
+    target: SocketAddr,
+    replies: mpsc::Sender<(u32, SocketAddr, Vec<u8>)>,
+) -> io::Result<UdpFlow> {
+    let any: SocketAddr = if target.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = Arc::new(UdpSocket::bind(any).await?);
+    socket.connect(target).await?;
+    let reader_socket = socket.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match reader_socket.recv(&mut buf).await {
+                Ok(n) => {
+                    // A full queue drops the datagram, as a congested network would.
+                    let _ = replies.try_send((id, target, buf[..n].to_vec()));
+                }
+                // ICMP port unreachable for an earlier send: keep the flow.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(_) => return,
+            }
+        }
+    });
+    Ok(UdpFlow {
+        socket,
+        target,
+        last_used: Instant::now(),
+        reader,
+    })
+}
+
+/// Handles the host's control messages: the host's clock (see [`HostMessage::Time`]).
+async fn host_messages(mux: &Mux) -> MuxError {
+    loop {
+        let v = match mux.recv_control().await {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
+        match serde_json::from_value::<HostMessage>(v.clone()) {
+            Ok(HostMessage::Time { unix_ms }) => sync_clock(unix_ms),
+            Err(_) => tracing::debug!("ignoring a control message from the host: {v}"),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Steps the guest's clock to the host's when they are too far apart (the host slept).
+fn sync_clock(host_ms: i64) {
+    let Some(off) = clock_correction(host_ms, now_ms()) else {
+        return;
+    };
+    match set_clock(now_ms().saturating_add(off)) {
+        Ok(()) => tracing::info!("set the clock to the host's: it was off by {off} ms"),
+        Err(e) => tracing::warn!("the clock is off by {off} ms and cannot be set: {e}"),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn set_clock(unix_ms: i64) -> io::Result<()> {
+    let ts = libc::timespec {
+        tv_sec: unix_ms.div_euclid(1000),
+        tv_nsec: unix_ms.rem_euclid(1000) * 1_000_000,
+    };
+    // SAFETY: a valid timespec; the call only reads it.
+    if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_clock(_unix_ms: i64) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "setting the clock is implemented for Linux only",
+    ))
 }

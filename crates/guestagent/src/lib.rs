@@ -9,14 +9,12 @@
 //! - [`proto`]: the control messages sent to the host agent (port snapshot, added, removed),
 //!   as JSON.
 //! - [`daemon`]: `lima-guestagent daemon`: serves the host agent over the virtio-serial port
-//!   with `gamux` — announces ports, connects the host's TCP streams to their targets, and
-//!   reopens the channel whenever it ends.
+//!   with `gamux` — announces ports, connects the host's TCP and unix-socket streams to their
+//!   targets, relays UDP datagrams per flow, and reopens the channel whenever it ends.
 //! - `channel` (unix): the virtio-serial port opened non-blocking and driven by epoll.
 //!
 //! The binary `lima-guestagent` (`src/main.rs`) runs the daemon (started by systemd, see
 //! `cidata`'s `boot.sh`) and prints ports as JSON lines for debugging.
-//!
-//! Not done yet: UDP forwarding (udp opens are rejected, datagrams dropped).
 
 #[cfg(unix)]
 pub mod channel;

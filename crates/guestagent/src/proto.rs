@@ -13,14 +13,19 @@
 //! (proto, ip, port): two sockets on one port are one port.
 //!
 //! A reader should ignore unknown fields and unknown `type`s (later versions may add some).
-//! The host sends nothing on the control channel yet; the agent logs and ignores whatever
-//! arrives.
+//!
+//! The host sends [`HostMessage`]s the same way:
+//!
+//! | type | when | JSON |
+//! | --- | --- | --- |
+//! | `time` | on every new session and every 10 s | `{"type":"time","unix_ms":1764438000000}`: the host's clock; the agent steps the guest's clock when it is off by more than [`CLOCK_TOLERANCE_MS`] (after the host slept, the guest's clock lags) |
 //!
 //! Streams (not control messages): the host opens a `gamux` stream with proto `tcp` and the
 //! address to connect to as the guest sees it (`127.0.0.1:8080`, `[::1]:8080`,
-//! `10.0.2.15:8080`); the agent connects and copies bytes both ways with half-close, or
-//! rejects the open with the connect error's text. Proto `udp` streams and datagrams are
-//! rejected / dropped for now (UDP forwarding is not done yet).
+//! `10.0.2.15:8080`), or proto `unix` and a socket path; the agent connects and copies bytes
+//! both ways with half-close, or rejects the open with the connect error's text. UDP goes as
+//! `gamux` datagrams: the host picks a flow id per client and names the guest address in
+//! each datagram; the agent answers on the same flow (proto `udp` streams are rejected).
 
 use std::net::IpAddr;
 
@@ -79,6 +84,27 @@ pub enum Message {
     },
 }
 
+/// How far the guest's clock may be from the host's before the agent sets it.
+pub const CLOCK_TOLERANCE_MS: i64 = 1000;
+
+/// One control message from the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum HostMessage {
+    /// The host's wall clock, in milliseconds since the Unix epoch.
+    Time {
+        /// Milliseconds since 1970-01-01 UTC.
+        unix_ms: i64,
+    },
+}
+
+/// The correction to apply to the guest's clock (`host - guest`, in ms) when it is off by
+/// more than [`CLOCK_TOLERANCE_MS`]; `None` when it is close enough.
+pub fn clock_correction(host_ms: i64, guest_ms: i64) -> Option<i64> {
+    let off = host_ms.saturating_sub(guest_ms);
+    (off.saturating_abs() > CLOCK_TOLERANCE_MS).then_some(off)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +117,23 @@ mod tests {
             ip: "127.0.0.1".parse().unwrap(),
             port: 8080,
         }
+    }
+
+    #[test]
+    fn clock_is_set_only_beyond_the_tolerance() {
+        assert_eq!(clock_correction(10_000, 9_500), None);
+        assert_eq!(clock_correction(10_000, 10_999), None);
+        assert_eq!(clock_correction(3_600_000, 0), Some(3_600_000));
+        assert_eq!(clock_correction(0, 5_000), Some(-5_000));
+        assert_eq!(clock_correction(i64::MAX, i64::MIN), Some(i64::MAX));
+        let m: HostMessage =
+            serde_json::from_value(json!({"type":"time","unix_ms":1764438000000_i64})).unwrap();
+        assert_eq!(
+            m,
+            HostMessage::Time {
+                unix_ms: 1_764_438_000_000
+            }
+        );
     }
 
     #[test]
