@@ -1,28 +1,54 @@
 //! The forwarding loop: connect to the guest agent's channel, follow its port reports, keep one
-//! host listener per forwarded guest port, and tunnel every accepted connection. Reconnects
-//! when the channel ends (guest agent restarted, VM rebooted) and re-applies the snapshot the
-//! guest agent sends on every new session.
+//! host listener per forwarded guest port, and tunnel every accepted connection (TCP) or
+//! datagram (UDP). Static forwards ([`crate::static_forwards`]: `static: true` rules and unix
+//! sockets) listen from the start and for as long as the loop runs; each connection uses the
+//! channel's session of the moment. The host's clock goes to the guest agent on each session
+//! and every [`CLOCK_INTERVAL`]. Reconnects when the channel ends (guest agent restarted,
+//! VM rebooted) and re-applies the snapshot the guest agent sends on every new session.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use gamux::{Mux, Proto, Role};
+use gamux::{Mux, Proto, Role, Target};
 use limatype::PortForward;
-use tokio::net::{TcpListener, UnixStream};
+use tokio::net::{TcpListener, UdpSocket, UnixListener, UnixStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::rules::{decide, Decision, GuestPort};
+use crate::rules::{decide, static_forwards, Decision, GuestPort, StaticForward};
 
 /// Where readable lines about forwarding go (the host agent's events and log):
 /// "Forwarding TCP from 127.0.0.1:8080 to 127.0.0.1:8080", as upstream prints them.
 pub type Report = Arc<dyn Fn(String) + Send + Sync>;
 
+/// A UDP flow with no datagram either way for this long is forgotten (its guest socket too).
+pub const UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a connection accepted while no channel session is up waits for one.
+const SESSION_WAIT: Duration = Duration::from_secs(10);
+
+/// The channel's session of the moment (`None` between sessions).
+type Current = watch::Receiver<Option<Arc<Mux>>>;
+
 /// Forwards guest ports until the task is dropped/aborted. `socket` is the host end of the
-/// guest agent channel; `rules` are [`crate::effective_rules`].
+/// guest agent channel; `rules` are [`crate::effective_rules`]. Reverse socket rules are
+/// left to the caller (they need SSH).
 pub async fn run(socket: PathBuf, rules: Vec<PortForward>, report: Report) {
+    let (current_tx, current) = watch::channel::<Option<Arc<Mux>>>(None);
+    let flows = Arc::new(UdpFlows::default());
+    let (statics, skipped) = static_forwards(&rules);
+    for why in skipped {
+        report(format!("Not forwarding: {why}"));
+    }
+    let mut static_tasks = Vec::new();
+    for fwd in statics {
+        if let Some(task) = start_static(&fwd, &current, &flows, &report).await {
+            static_tasks.push(AbortOnDrop(task));
+        }
+    }
     loop {
         let stream = match UnixStream::connect(&socket).await {
             Ok(s) => s,
@@ -33,6 +59,10 @@ pub async fn run(socket: PathBuf, rules: Vec<PortForward>, report: Report) {
             }
         };
         let mux = Arc::new(Mux::new(stream, Role::Host));
+        flows.clear();
+        current_tx.send_replace(Some(mux.clone()));
+        let _datagrams = AbortOnDrop(tokio::spawn(deliver_datagrams(mux.clone(), flows.clone())));
+        let _clock = AbortOnDrop(tokio::spawn(send_clock(mux.clone())));
         let mut active: BTreeMap<GuestPort, Active> = BTreeMap::new();
         loop {
             let msg = tokio::select! {
@@ -40,21 +70,53 @@ pub async fn run(socket: PathBuf, rules: Vec<PortForward>, report: Report) {
                 e = mux.closed() => Err(e),
             };
             match msg {
-                Ok(v) => apply(&v, &rules, &mux, &mut active, &report).await,
+                Ok(v) => apply(&v, &rules, &current, &flows, &mut active, &report).await,
                 Err(e) => {
                     tracing::debug!("guest agent channel ended: {e}");
                     break;
                 }
             }
         }
+        current_tx.send_replace(None);
         for (g, a) in std::mem::take(&mut active) {
             a.stop(g, &report);
         }
+        flows.clear();
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-/// One forwarded guest port: its host address and the task accepting there.
+/// How often the host's clock is sent to the guest agent (which steps the guest's clock when
+/// it is off by more than a second: after the host slept, the guest lags).
+pub const CLOCK_INTERVAL: Duration = Duration::from_secs(10);
+
+async fn send_clock(mux: Arc<Mux>) {
+    if mux.ready().await.is_err() {
+        return;
+    }
+    loop {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let msg = serde_json::json!({"type": "time", "unix_ms": unix_ms});
+        if mux.send_control(&msg).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(CLOCK_INTERVAL).await;
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One forwarded guest port: its host address and the task serving there.
 struct Active {
     host: SocketAddr,
     guest: SocketAddr,
@@ -97,7 +159,8 @@ fn guest_port(v: &serde_json::Value) -> Option<GuestPort> {
 async fn apply(
     msg: &serde_json::Value,
     rules: &[PortForward],
-    mux: &Arc<Mux>,
+    current: &Current,
+    flows: &Arc<UdpFlows>,
     active: &mut BTreeMap<GuestPort, Active>,
     report: &Report,
 ) {
@@ -119,12 +182,12 @@ async fn apply(
                 }
             }
             for g in now {
-                add(g, rules, mux, active, report).await;
+                add(g, rules, current, flows, active, report).await;
             }
         }
         Some("added") => {
             if let Some(g) = msg.get("port").and_then(guest_port) {
-                add(g, rules, mux, active, report).await;
+                add(g, rules, current, flows, active, report).await;
             }
         }
         Some("removed") => {
@@ -143,48 +206,331 @@ async fn apply(
 async fn add(
     g: GuestPort,
     rules: &[PortForward],
-    mux: &Arc<Mux>,
+    current: &Current,
+    flows: &Arc<UdpFlows>,
     active: &mut BTreeMap<GuestPort, Active>,
     report: &Report,
 ) {
-    if active.contains_key(&g) || !g.tcp {
-        // UDP forwarding is not done yet.
+    if active.contains_key(&g) {
         return;
     }
     let Some(Decision::Forward { host, guest }) = decide(rules, g) else {
         return;
     };
     // Two guest sockets (0.0.0.0 and ::) may map to one host address: forward it once.
-    if active.values().any(|a| a.host == host) {
+    if active
+        .iter()
+        .any(|(other, a)| other.tcp == g.tcp && a.host == host)
+    {
         return;
     }
-    let listener = match TcpListener::bind(host).await {
-        Ok(l) => l,
+    let proto = proto_name(g.tcp);
+    let task = match listen_port(g.tcp, host, guest, current, flows).await {
+        Ok(task) => task,
         Err(e) => {
             report(format!(
-                "Not forwarding TCP {} to {host}: cannot listen there: {e}",
+                "Not forwarding {proto} {} to {host}: cannot listen there: {e}",
                 SocketAddr::new(g.ip, g.port)
             ));
             return;
         }
     };
-    report(format!("Forwarding TCP from {guest} to {host}"));
-    let mux = mux.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut conn, _)) = listener.accept().await else {
-                continue;
-            };
-            let mux = mux.clone();
-            tokio::spawn(async move {
-                match mux.open(Proto::Tcp, guest).await {
-                    Ok(mut tunnel) => {
-                        let _ = tokio::io::copy_bidirectional(&mut conn, &mut tunnel).await;
-                    }
-                    Err(e) => tracing::debug!("tunnel to {guest}: {e}"),
-                }
-            });
-        }
-    });
+    report(format!("Forwarding {proto} from {guest} to {host}"));
     active.insert(g, Active { host, guest, task });
+}
+
+/// Binds `host` and serves it: a TCP accept loop or a UDP relay.
+async fn listen_port(
+    tcp: bool,
+    host: SocketAddr,
+    guest: SocketAddr,
+    current: &Current,
+    flows: &Arc<UdpFlows>,
+) -> std::io::Result<JoinHandle<()>> {
+    if tcp {
+        let listener = TcpListener::bind(host).await?;
+        Ok(tokio::spawn(tcp_accept_loop(
+            listener,
+            guest,
+            current.clone(),
+        )))
+    } else {
+        let socket = Arc::new(UdpSocket::bind(host).await?);
+        Ok(tokio::spawn(udp_relay(
+            socket,
+            guest,
+            current.clone(),
+            flows.clone(),
+        )))
+    }
+}
+
+/// Sets one static forward up; reports it (or why not).
+async fn start_static(
+    fwd: &StaticForward,
+    current: &Current,
+    flows: &Arc<UdpFlows>,
+    report: &Report,
+) -> Option<JoinHandle<()>> {
+    match fwd {
+        StaticForward::Port { tcp, host, guest } => {
+            let proto = proto_name(*tcp);
+            match listen_port(*tcp, *host, *guest, current, flows).await {
+                Ok(task) => {
+                    report(format!(
+                        "Forwarding {proto} from {guest} to {host} (static)"
+                    ));
+                    Some(task)
+                }
+                Err(e) => {
+                    report(format!(
+                        "Not forwarding {proto} {guest} to {host}: cannot listen there: {e}"
+                    ));
+                    None
+                }
+            }
+        }
+        StaticForward::Socket { host, guest } => match listen_unix(host) {
+            Ok(listener) => {
+                report(format!(
+                    "Forwarding {guest} to unix {} (static)",
+                    host.display()
+                ));
+                Some(tokio::spawn(unix_accept_loop(
+                    listener,
+                    guest.clone(),
+                    current.clone(),
+                )))
+            }
+            Err(e) => {
+                report(format!(
+                    "Not forwarding {guest} to unix {}: cannot listen there: {e}",
+                    host.display()
+                ));
+                None
+            }
+        },
+        StaticForward::Reverse { .. } => None,
+    }
+}
+
+/// Binds a unix socket at `path`: its directory made (owner-only) if missing, a stale socket
+/// from an earlier run replaced, the socket itself owner-only.
+fn listen_unix(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            ))
+        }
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// The session to open a tunnel on: the current one, or the next within [`SESSION_WAIT`].
+async fn session(mut current: Current) -> Option<Arc<Mux>> {
+    let wait = current.wait_for(|m| m.as_ref().is_some_and(|m| m.close_reason().is_none()));
+    match tokio::time::timeout(SESSION_WAIT, wait).await {
+        Ok(Ok(m)) => m.clone(),
+        _ => None,
+    }
+}
+
+async fn tcp_accept_loop(listener: TcpListener, guest: SocketAddr, current: Current) {
+    loop {
+        let conn = match listener.accept().await {
+            Ok((conn, _)) => conn,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::debug!("accepting on {:?}: {e}", listener.local_addr());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = conn.set_nodelay(true);
+        tokio::spawn(tunnel(conn, Target::Tcp(guest), current.clone()));
+    }
+}
+
+async fn unix_accept_loop(listener: UnixListener, guest: Target, current: Current) {
+    loop {
+        let conn = match listener.accept().await {
+            Ok((conn, _)) => conn,
+            Err(e) => {
+                tracing::debug!("accepting on a unix socket: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        tokio::spawn(tunnel(conn, guest.clone(), current.clone()));
+    }
+}
+
+/// Copies one host connection to a new stream to `guest`, both ways with half-close.
+async fn tunnel<C>(mut conn: C, guest: Target, current: Current)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Some(mux) = session(current).await else {
+        tracing::debug!("tunnel to {guest}: no guest agent session");
+        return;
+    };
+    let opened = match &guest {
+        Target::Unix(path) => mux.open_unix(path).await,
+        Target::Tcp(a) => mux.open(Proto::Tcp, *a).await,
+        Target::Udp(a) => mux.open(Proto::Udp, *a).await,
+    };
+    match opened {
+        Ok(mut stream) => {
+            let _ = tokio::io::copy_bidirectional(&mut conn, &mut stream).await;
+        }
+        Err(e) => tracing::debug!("tunnel to {guest}: {e}"),
+    }
+}
+
+/// The UDP flows of the current session: one per (host socket, client address), each with
+/// the flow id its Datagram frames carry.
+#[derive(Default)]
+struct UdpFlows {
+    inner: Mutex<FlowTable>,
+}
+
+#[derive(Default)]
+struct FlowTable {
+    by_id: HashMap<u32, Flow>,
+    by_client: HashMap<(SocketAddr, SocketAddr), u32>,
+    next_id: u32,
+}
+
+struct Flow {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    client: SocketAddr,
+    last_used: Instant,
+}
+
+impl UdpFlows {
+    fn table(&self) -> std::sync::MutexGuard<'_, FlowTable> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn clear(&self) {
+        let mut t = self.table();
+        t.by_id.clear();
+        t.by_client.clear();
+    }
+
+    /// The flow id for a datagram from `client` on `socket`, made if new.
+    fn flow_for(&self, socket: &Arc<UdpSocket>, local: SocketAddr, client: SocketAddr) -> u32 {
+        let mut t = self.table();
+        if let Some(&id) = t.by_client.get(&(local, client)) {
+            if let Some(f) = t.by_id.get_mut(&id) {
+                f.last_used = Instant::now();
+            }
+            return id;
+        }
+        let id = loop {
+            t.next_id = t.next_id.wrapping_add(1);
+            if t.next_id != 0 && !t.by_id.contains_key(&t.next_id) {
+                break t.next_id;
+            }
+        };
+        t.by_client.insert((local, client), id);
+        t.by_id.insert(
+            id,
+            Flow {
+                socket: socket.clone(),
+                local,
+                client,
+                last_used: Instant::now(),
+            },
+        );
+        id
+    }
+
+    /// Where a datagram from the guest on flow `id` goes.
+    fn reply_to(&self, id: u32) -> Option<(Arc<UdpSocket>, SocketAddr)> {
+        let mut t = self.table();
+        let f = t.by_id.get_mut(&id)?;
+        f.last_used = Instant::now();
+        Some((f.socket.clone(), f.client))
+    }
+
+    fn expire(&self, idle: Duration) {
+        let mut t = self.table();
+        let now = Instant::now();
+        let old: Vec<u32> = t
+            .by_id
+            .iter()
+            .filter(|(_, f)| now.duration_since(f.last_used) > idle)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in old {
+            if let Some(f) = t.by_id.remove(&id) {
+                t.by_client.remove(&(f.local, f.client));
+            }
+        }
+    }
+}
+
+/// Relays datagrams from host clients on `socket` to `guest`, each client its own flow.
+async fn udp_relay(
+    socket: Arc<UdpSocket>,
+    guest: SocketAddr,
+    current: Current,
+    flows: Arc<UdpFlows>,
+) {
+    let local = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, client) = match socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                // ICMP errors from an earlier send surface here; the socket goes on.
+                tracing::debug!("udp {local}: {e}");
+                continue;
+            }
+        };
+        // No session: the datagram is lost, as on a network without a route.
+        let Some(mux) = current.borrow().clone() else {
+            continue;
+        };
+        let flow = flows.flow_for(&socket, local, client);
+        if let Err(e) = mux.send_datagram(flow, Some(guest), &buf[..n]).await {
+            tracing::debug!("udp {local} to guest {guest}: {e}");
+        }
+    }
+}
+
+/// Delivers the guest's datagrams to their host clients and expires idle flows, for one
+/// session.
+async fn deliver_datagrams(mux: Arc<Mux>, flows: Arc<UdpFlows>) {
+    let mut sweep = tokio::time::interval(UDP_IDLE_TIMEOUT / 4);
+    loop {
+        tokio::select! {
+            d = mux.recv_datagram() => {
+                let Ok(d) = d else { return };
+                if let Some((socket, client)) = flows.reply_to(d.flow) {
+                    if let Err(e) = socket.send_to(&d.data, client).await {
+                        tracing::debug!("udp reply to {client}: {e}");
+                    }
+                }
+            }
+            _ = sweep.tick() => flows.expire(UDP_IDLE_TIMEOUT),
+        }
+    }
 }

@@ -5,10 +5,15 @@
 //! connections, and each connection is tunnelled to the guest through the guest agent. The
 //! bytes never pass through a driver process, so internal and external drivers forward alike.
 //!
-//! Not done yet: UDP forwarding, unix-socket rules (`guestSocket`/`hostSocket`, `reverse`).
+//! UDP ports are relayed per client address as `gamux` datagrams (idle flows expire);
+//! `static: true` rules and unix-socket rules (`guestSocket` → `hostSocket`) listen from the
+//! start. Reverse socket rules need SSH and are the host agent's.
 
 pub mod forward;
 pub mod rules;
 
-pub use forward::{run, Report};
-pub use rules::{decide, effective_rules, Decision, GuestPort};
+pub use forward::{run, Report, UDP_IDLE_TIMEOUT};
+pub use rules::{
+    decide, effective_rules, static_forwards, Decision, GuestPort, StaticForward,
+    MAX_STATIC_PORTS_PER_RULE,
+};

@@ -1,8 +1,16 @@
 //! Which host address a guest port is forwarded to: upstream Lima's `portForwards` rules, in
 //! their order, with the SSH port never forwarded and upstream's catch-all rule last (guest
 //! 127.0.0.1, all ports, to the host's 127.0.0.1). Pure functions of the filled rules.
+//!
+//! Two kinds of forwards: dynamic ones ([`decide`]: a port the guest agent reports, forwarded
+//! while it listens) and the ones set up when the host agent starts ([`static_forwards`]:
+//! `static: true` rules, and every rule with a `guestSocket` or `hostSocket`, whose sockets
+//! the guest agent does not report).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+use gamux::Target;
 
 use limatype::PortForward;
 
@@ -21,6 +29,119 @@ pub enum Decision {
     Forward { host: SocketAddr, guest: SocketAddr },
     /// A rule says `ignore: true` (or it is the guest's SSH port).
     Ignore,
+    /// A static or socket rule covers the port: [`static_forwards`] set it up already.
+    Static,
+}
+
+/// Most ports one static rule sets up (a static rule over a wide range would otherwise hold
+/// thousands of host ports).
+pub const MAX_STATIC_PORTS_PER_RULE: usize = 1024;
+
+/// A forward set up when the host agent starts, for as long as it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StaticForward {
+    /// Listen on a host TCP or UDP address and forward to a guest address.
+    Port {
+        /// TCP (else UDP).
+        tcp: bool,
+        /// The host address to listen on.
+        host: SocketAddr,
+        /// The guest address to connect or send to.
+        guest: SocketAddr,
+    },
+    /// Listen on a host unix socket and connect each connection to `guest` (a unix socket or
+    /// a TCP address in the guest).
+    Socket {
+        /// The host socket's path.
+        host: PathBuf,
+        /// Where in the guest.
+        guest: Target,
+    },
+    /// `reverse: true`: listen on the guest socket and connect to the host socket (done over
+    /// SSH by the host agent, as upstream does).
+    Reverse {
+        /// The host socket connections go to.
+        host: PathBuf,
+        /// The guest socket to listen on.
+        guest: String,
+    },
+}
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+/// The forwards to set up at start, in rule order (ignore rules have none). Also returns the
+/// rules it skipped, with the reason (to report, not to fail on: validation ran already).
+pub fn static_forwards(rules: &[PortForward]) -> (Vec<StaticForward>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        if rule.ignore == Some(true) {
+            continue;
+        }
+        let guest_socket = non_empty(&rule.guest_socket);
+        let host_socket = non_empty(&rule.host_socket);
+        let [lo, hi] = rule
+            .guest_port_range
+            .or(rule.guest_port.map(|p| [p, p]))
+            .unwrap_or([1, 65535]);
+        let guest_ip = guest_target(parse_ip(
+            rule.guest_ip.as_deref(),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ));
+        match (guest_socket, host_socket) {
+            (Some(g), Some(h)) if rule.reverse == Some(true) => out.push(StaticForward::Reverse {
+                host: PathBuf::from(h),
+                guest: g.to_string(),
+            }),
+            (Some(g), Some(h)) => out.push(StaticForward::Socket {
+                host: PathBuf::from(h),
+                guest: Target::Unix(g.to_string()),
+            }),
+            (None, Some(h)) => match u16::try_from(lo) {
+                Ok(port) if lo == hi && port > 0 => out.push(StaticForward::Socket {
+                    host: PathBuf::from(h),
+                    guest: Target::Tcp(SocketAddr::new(guest_ip, port)),
+                }),
+                _ => skipped.push(format!(
+                    "portForwards[{i}]: a hostSocket needs one guestPort, not {lo}-{hi}"
+                )),
+            },
+            (Some(_), None) => skipped.push(format!(
+                "portForwards[{i}]: guestSocket without hostSocket is not forwarded"
+            )),
+            (None, None) if rule.static_ == Some(true) => {
+                let count = usize::try_from(hi - lo + 1).unwrap_or(0);
+                if count == 0 || count > MAX_STATIC_PORTS_PER_RULE {
+                    skipped.push(format!(
+                        "portForwards[{i}]: a static rule forwards 1 to {MAX_STATIC_PORTS_PER_RULE} ports, not {lo}-{hi}"
+                    ));
+                    continue;
+                }
+                let [host_lo, _] = rule.host_port_range.unwrap_or([lo, hi]);
+                let host_ip = parse_ip(rule.host_ip.as_deref(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+                for port in lo..=hi {
+                    let (Ok(gp), Ok(hp)) =
+                        (u16::try_from(port), u16::try_from(port - lo + host_lo))
+                    else {
+                        continue;
+                    };
+                    for tcp in [true, false] {
+                        if proto_matches(rule, tcp) {
+                            out.push(StaticForward::Port {
+                                tcp,
+                                host: SocketAddr::new(host_ip, hp),
+                                guest: SocketAddr::new(guest_ip, gp),
+                            });
+                        }
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    (out, skipped)
 }
 
 /// The rules in effect: the config's (filled) rules, with an ignore rule for the guest's SSH
@@ -100,9 +221,9 @@ pub fn decide(rules: &[PortForward], g: GuestPort) -> Option<Decision> {
             }
             return Some(Decision::Ignore);
         }
-        if rule.host_socket.as_deref().is_some_and(|s| !s.is_empty()) {
-            // Port to unix socket forwarding is not done here yet.
-            continue;
+        if rule.static_ == Some(true) || non_empty(&rule.host_socket).is_some() {
+            // Set up at start by `static_forwards`; the guest port is served there already.
+            return Some(Decision::Static);
         }
         let [host_lo, _] = rule.host_port_range.unwrap_or([lo, hi]);
         let host_port = u16::try_from(i64::from(g.port) - lo + host_lo).ok()?;

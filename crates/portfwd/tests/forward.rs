@@ -42,7 +42,11 @@ fn serve_opens(mux: Arc<Mux>) {
     tokio::spawn(async move {
         while let Ok((req, responder)) = mux.accept().await {
             tokio::spawn(async move {
-                match TcpStream::connect(req.addr).await {
+                let Some(addr) = req.target.addr() else {
+                    responder.reject("not a tcp target");
+                    return;
+                };
+                match TcpStream::connect(addr).await {
                     Ok(mut c) => {
                         let mut s = responder.accept().unwrap();
                         let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
