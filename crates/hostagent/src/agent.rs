@@ -153,19 +153,9 @@ pub async fn run(
         .map_err(|e| fail(&hub, driver_call("start")(e)))?;
     // Guest ports reach the host through the guest agent's channel, as soon as it answers.
     let _forwarder = match vm.guest_agent_conn().await {
-        Ok(driver::GuestAgentConn::UnixSocket(sock)) => {
-            // In ha.stderr.log as upstream prints it, and in the event stream.
-            let events = hub.clone();
-            let report: portfwd::Report = std::sync::Arc::new(move |line: String| {
-                tracing::info!("{line}");
-                events.note(line);
-            });
-            Some(AbortOnDrop(tokio::spawn(portfwd::run(
-                sock,
-                opts.port_forwards.clone(),
-                report,
-            ))))
-        }
+        Ok(driver::GuestAgentConn::UnixSocket(sock)) => Some(AbortOnDrop(tokio::spawn(
+            portfwd::run(sock, opts.port_forwards.clone(), forward_report(&hub)),
+        ))),
         Ok(driver::GuestAgentConn::SshForward) => {
             tracing::warn!(
                 "port forwarding over SSH is not implemented; guest ports are not forwarded"
@@ -223,6 +213,17 @@ pub async fn run(
         ..Default::default()
     });
     tracing::info!("instance is running");
+    // Reverse socket forwards need SSH, which works from here on.
+    let _reverse: Vec<AbortOnDrop> = portfwd::static_forwards(&opts.port_forwards)
+        .0
+        .into_iter()
+        .filter_map(|f| match f {
+            portfwd::StaticForward::Reverse { host, guest } => Some(AbortOnDrop(tokio::spawn(
+                crate::reverse::run(ssh_args.clone(), host, guest, forward_report(&hub)),
+            ))),
+            _ => None,
+        })
+        .collect();
 
     let reason = tokio::select! {
         why = vm_errors.next() => {
@@ -239,6 +240,15 @@ pub async fn run(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Where forwarding lines go: `ha.stderr.log` (as upstream prints them) and the event stream.
+fn forward_report(hub: &Hub) -> portfwd::Report {
+    let events = hub.clone();
+    std::sync::Arc::new(move |line: String| {
+        tracing::info!("{line}");
+        events.note(line);
+    })
 }
 
 /// A task that ends with the scope that holds it (the forwarder ends with the agent's run).

@@ -1,10 +1,12 @@
 //! `hostagent` — layer 7.1: the host agent of one instance (`limactl hostagent NAME`). It
 //! drives the instance's `driver::Driver` (handed over by limactl from the registry, internal
 //! or external alike), starts the VM, waits for the guest to be usable
-//! over SSH, reports progress as JSON-line events (in `ha.stdout.log` and on `ha.sock`), and on
+//! over SSH, forwards guest ports (`portfwd` on the driver's guest agent channel; reverse
+//! unix sockets over SSH, [`reverse`]), reports progress as JSON-line events (in `ha.stdout.log` and on `ha.sock`), and on
 //! SIGTERM/SIGINT stops the VM and cleans up.
 
 pub mod agent;
 pub mod events;
 pub mod requirements;
+pub mod reverse;
 pub mod server;
