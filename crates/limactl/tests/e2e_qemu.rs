@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+#[path = "e2e_qemu/forwarding.rs"]
+mod forwarding;
+
 fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -156,17 +159,29 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// The full lifecycle on one instance: start, shell, list, refuse delete, stop, start again,
-/// qemu killed behind our back and recovered, delete; nothing left running. `driver_starts`
-/// counts the driver processes started so far (an external driver's; `None` for internal).
-fn lifecycle(
-    env: &Env,
-    yaml: &Path,
-    name: &str,
-    recover_from_kill: bool,
-    driver_starts: Option<&dyn Fn() -> usize>,
+/// One driver form's run of [`lifecycle`].
+struct Case<'a> {
+    name: &'a str,
+    /// Counts the driver processes started so far (an external driver's; `None` for internal).
+    driver_starts: Option<&'a dyn Fn() -> usize>,
+    /// The guest HTTP server's port (forwarded to the same host port).
     http_port: u16,
-) {
+    /// Host ports of the forwarding checks (distinct per case: cases run in parallel).
+    fwd: forwarding::Ports,
+    /// Also reboot the guest and check forwarding comes back.
+    reboot: bool,
+}
+
+/// The full lifecycle on one instance: start, shell, port forwarding, list, refuse delete,
+/// stop, start again, qemu killed behind our back and recovered, delete; nothing left running.
+fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
+    let Case {
+        name,
+        driver_starts,
+        http_port,
+        fwd,
+        reboot,
+    } = *case;
     let yaml = yaml.to_str().unwrap();
     // Two starts of one instance at once: one starts it, the other fails clearly.
     let first = env.spawn(&["start", "--name", name, "--tty=false", yaml]);
@@ -198,6 +213,11 @@ fn lifecycle(
     assert!(uname.starts_with("Linux "), "uname -a printed {uname:?}");
 
     guest_port_is_forwarded(env, name, http_port);
+    forwarding::check(env, name, fwd);
+    if reboot {
+        forwarding::reboot(env, name);
+        forwarding::check_again(env, name, fwd, "a reboot of the guest");
+    }
     let out = env.limactl(&["shell", name, "sh", "-c", "echo 'a b'; exit 7"]);
     assert_eq!(out.status.code(), Some(7), "exit code must propagate");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a b\n");
@@ -250,6 +270,7 @@ fn lifecycle(
 
     env.ok(&["start", name]);
     assert_eq!(env.status_str(name), "Running");
+    forwarding::check_again(env, name, fwd, "limactl stop and start");
     if let (Some(count), Some(before)) = (driver_starts, starts_before) {
         // `stop` starts none; `start` one in limactl and one in the host agent.
         let cycle = count() - before;
@@ -259,20 +280,19 @@ fn lifecycle(
         );
     }
 
-    if recover_from_kill {
-        let qemu = env.pid(name, "qemu.pid").unwrap();
-        // SAFETY: killing the qemu this test started.
-        unsafe { libc::kill(qemu, libc::SIGKILL) };
-        wait_until("status to leave Running", Duration::from_secs(30), || {
-            env.status_str(name) != "Running"
-        });
-        let out = env.limactl(&["shell", name, "true"]);
-        assert!(!out.status.success(), "shell into a dead VM must fail");
-        env.ok(&["start", name]);
-        assert_eq!(env.status_str(name), "Running");
-        let uname = env.ok(&["shell", name, "uname"]);
-        assert_eq!(uname.trim(), "Linux");
-    }
+    // qemu killed behind our back: the status says so, and start recovers.
+    let qemu = env.pid(name, "qemu.pid").unwrap();
+    // SAFETY: killing the qemu this test started.
+    unsafe { libc::kill(qemu, libc::SIGKILL) };
+    wait_until("status to leave Running", Duration::from_secs(30), || {
+        env.status_str(name) != "Running"
+    });
+    let out = env.limactl(&["shell", name, "true"]);
+    assert!(!out.status.success(), "shell into a dead VM must fail");
+    env.ok(&["start", name]);
+    assert_eq!(env.status_str(name), "Running");
+    let uname = env.ok(&["shell", name, "uname"]);
+    assert_eq!(uname.trim(), "Linux");
 
     let ha = env.pid(name, "ha.pid").unwrap();
     let qemu = env.pid(name, "qemu.pid").unwrap();
@@ -391,7 +411,16 @@ fn guest_port_is_forwarded(env: &Env, name: &str, port: u16) {
 fn e2e_qemu_internal_driver() {
     let Some(yaml) = local_image() else { return };
     let env = Env::new();
-    lifecycle(&env, &yaml, "e2e-int", true, None, 18781);
+    let fwd = forwarding::Ports { base: 19000 };
+    let yaml = edited_yaml(&env, &yaml, |v| forwarding::add_rules(v, fwd));
+    let case = Case {
+        name: "e2e-int",
+        driver_starts: None,
+        http_port: 18781,
+        fwd,
+        reboot: true,
+    };
+    lifecycle(&env, &yaml, &case);
 }
 
 /// The `lima-driver-qemu` executable of this build: beside limactl when the workspace was
@@ -450,7 +479,16 @@ fn e2e_qemu_external_driver() {
             .lines()
             .count()
     };
-    lifecycle(&env, &yaml, "e2e-ext", true, Some(&count), 18782);
+    let fwd = forwarding::Ports { base: 19100 };
+    let yaml = edited_yaml(&env, &yaml, |v| forwarding::add_rules(v, fwd));
+    let case = Case {
+        name: "e2e-ext",
+        driver_starts: Some(&count),
+        http_port: 18782,
+        fwd,
+        reboot: false,
+    };
+    lifecycle(&env, &yaml, &case);
     let n = count();
     // At least one driver process per host agent (first start, restart, recovery).
     assert!(n >= 3, "the external driver was started {n} times");
