@@ -161,7 +161,7 @@ async fn h2_run(
             let req = http::Request::post("http://guest/tunnel")
                 .body(())
                 .expect("request");
-            let (_resp, mut body) = client.send_request(req, false).expect("send");
+            let (resp, mut body) = client.send_request(req, false).expect("send");
             let data = bytes::Bytes::from(vec![0x5au8; CHUNK]);
             let mut left = total;
             while left > 0 {
@@ -175,6 +175,8 @@ async fn h2_run(
                 left -= n;
             }
             body.send_data(bytes::Bytes::new(), true).expect("end");
+            // Dropping the stream before the answer would cancel what is still queued.
+            resp.await.expect("response");
         }));
     }
     for w in writers {
