@@ -318,24 +318,17 @@ pub fn run(args: Args) -> Result<()> {
     // Phase 1: the internal driver; ssh -L and hostfwd on the same VM.
     eprintln!("==> bench portfwd: starting the instance (internal qemu driver)");
     let t = Instant::now();
-    let out = bench
-        .limactl(&[
+    start_instance(
+        &bench,
+        &[
             "start",
             "--name",
             NAME,
             "--tty=false",
             bench_yaml.to_str().context("non-UTF-8 path")?,
-        ])
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()?;
-    let out_text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!("limactl start failed ({}):\n{out_text}", out.status);
-    }
-    let out = out_text;
-    check_driver(&out, "internal")?;
+        ],
+        "internal",
+    )?;
     eprintln!("    ready in {:.1?}", t.elapsed());
     bench.start_servers(0)?;
     qmp(
@@ -377,41 +370,44 @@ pub fn run(args: Args) -> Result<()> {
         let _ = ssh.kill();
     }
 
-    // Phase 2: the same instance restarted with qemu as an external driver.
+    // Phase 2: the same instance restarted with qemu as an external driver. A failure here
+    // still prints phase 1's figures, with the error in the external column.
     eprintln!("==> bench portfwd: restarting with the external qemu driver");
-    bench
-        .limactl(&["stop", NAME])
-        .stdout_null()
-        .stderr_null()
-        .run()
-        .context("limactl stop")?;
-    bench.external = true;
-    let since = bench.log_len();
-    let out = bench
-        .limactl(&["start", NAME, "--tty=false"])
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()?;
-    let out_text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!(
-            "limactl start (external driver) failed ({}):\n{out_text}",
-            out.status
-        );
-    }
-    let out = out_text;
-    check_driver(&out, "external")?;
-    bench.start_servers(since)?;
-    load("before phase 2 (external)", &mut notes);
-    for run in 0..args.runs {
-        eprintln!(
-            "==> run {}/{}: {}",
-            run + 1,
-            args.runs,
-            Via::External.header()
-        );
-        measure(Via::External, &args, &mut results);
+    let restarted = (|| -> Result<()> {
+        bench
+            .limactl(&["stop", NAME])
+            .stdout_null()
+            .stderr_null()
+            .run()
+            .context("limactl stop")?;
+        bench.external = true;
+        let since = bench.log_len();
+        start_instance(&bench, &["start", NAME, "--tty=false"], "external")?;
+        bench.start_servers(since)
+    })();
+    match restarted {
+        Ok(()) => {
+            load("before phase 2 (external)", &mut notes);
+            for run in 0..args.runs {
+                eprintln!(
+                    "==> run {}/{}: {}",
+                    run + 1,
+                    args.runs,
+                    Via::External.header()
+                );
+                measure(Via::External, &args, &mut results);
+            }
+        }
+        Err(e) => {
+            let e = format!("{e:#}");
+            eprintln!("    {e}");
+            for row in ROWS {
+                results
+                    .entry((row, Via::External))
+                    .or_default()
+                    .push(Err(e.clone()));
+            }
+        }
     }
     load("at the end", &mut notes);
 
@@ -446,9 +442,26 @@ fn build(release: bool) -> Result<(PathBuf, PathBuf)> {
     Ok((dir.join("limactl"), dir.join("lima-driver-qemu")))
 }
 
-fn check_driver(start_output: &str, form: &str) -> Result<()> {
-    if !start_output.contains(&format!("qemu ({form}) driver")) {
-        bail!("limactl start did not use the {form} qemu driver:\n{start_output}");
+/// `limactl start ...`, checking that it succeeded with the qemu driver in the given form
+/// ("internal" or "external"), as its "Using the qemu (...) driver" line says.
+fn start_instance(bench: &Bench, argv: &[&str], form: &str) -> Result<()> {
+    let out = bench
+        .limactl(argv)
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .context("running limactl start")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "limactl {} failed ({}):\n{text}",
+            argv.join(" "),
+            out.status
+        );
+    }
+    if !text.contains(&format!("qemu ({form}")) {
+        bail!("limactl start did not use the {form} qemu driver:\n{text}");
     }
     Ok(())
 }
@@ -773,9 +786,14 @@ fn raw_phase(bench: &Bench, args: &Args, results: &mut Results) -> Result<()> {
             let down = raw_down(bench, &mut conn, args.raw_mib);
             for (row, r) in [(Row::Tcp1Up, up), (Row::Tcp1Down, down)] {
                 let r = r.map_err(|e| format!("{e:#}"));
+                let dir = if row == Row::Tcp1Up {
+                    "host→guest"
+                } else {
+                    "guest→host"
+                };
                 match &r {
-                    Ok(v) => eprintln!("    run {} {:<30} {v:.3}", run + 1, row.label()),
-                    Err(e) => eprintln!("    run {} {:<30} error: {e}", run + 1, row.label()),
+                    Ok(v) => eprintln!("    run {} {dir} Gbit/s {v:.3}", run + 1),
+                    Err(e) => eprintln!("    run {} {dir}: error: {e}", run + 1),
                 }
                 results.entry((row, Via::Raw)).or_default().push(r);
             }
