@@ -910,20 +910,21 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// A cell's median over its successful runs, or the first error when every run failed.
-fn cell(results: &Results, row: Row, path: Via) -> Option<Result<(f64, usize), String>> {
+/// A cell's median over its successful runs with the failed runs' errors, or the first error
+/// when every run failed.
+fn cell(results: &Results, row: Row, path: Via) -> Option<Result<(f64, Vec<String>), String>> {
     let runs = results.get(&(row, path))?;
     let mut ok: Vec<f64> = runs
         .iter()
         .filter_map(|r| r.as_ref().ok().copied())
         .collect();
+    let failed: Vec<String> = runs
+        .iter()
+        .filter_map(|r| r.as_ref().err().cloned())
+        .collect();
     if ok.is_empty() {
-        return Some(Err(runs
-            .iter()
-            .find_map(|r| r.as_ref().err().cloned())
-            .unwrap_or_default()));
+        return Some(Err(failed.into_iter().next().unwrap_or_default()));
     }
-    let failed = runs.len() - ok.len();
     Some(Ok((median(&mut ok), failed)))
 }
 
@@ -968,12 +969,14 @@ fn print_report(args: &Args, results: &Results, notes: &[String], reproduce: &st
                 Some(Err(e)) => error_ref(&e),
                 Some(Ok((v, failed))) => {
                     med.insert(p, v);
-                    if failed > 0 {
+                    if !failed.is_empty() {
                         partial.push(format!(
-                            "{} / {}: {failed} of {} runs failed (median of the rest)",
+                            "{} / {}: {} of {} runs failed (median of the rest): {}",
                             row.label(),
                             p.header(),
-                            args.runs
+                            failed.len(),
+                            runs_of(results, row, p),
+                            failed.join("; ")
                         ));
                         format!("{}*", row.format(v))
                     } else {
@@ -1031,6 +1034,10 @@ fn print_report(args: &Args, results: &Results, notes: &[String], reproduce: &st
     for (i, e) in errors.iter().enumerate() {
         println!("error[{}]: {e}", i + 1);
     }
+}
+
+fn runs_of(results: &Results, row: Row, path: Via) -> usize {
+    results.get(&(row, path)).map_or(0, Vec::len)
 }
 
 fn now() -> String {
