@@ -99,7 +99,7 @@ pub fn output_dir() -> PathBuf {
     crate::project_root().join("_output")
 }
 
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map(|p| {

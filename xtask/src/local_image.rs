@@ -37,6 +37,7 @@ pub const KERNEL_CMDLINE: &str = "root=/dev/vda rw console=ttyS0";
 /// Packages on top of minbase: init, ssh, cloud-init (python3-cffi-backend is missing from its
 /// dependency closure under debootstrap, and cloud-init fails to configure without it), the
 /// cloud kernel, networking by systemd-networkd/resolved, and resize2fs for growing the root.
+/// iperf3 is the guest-side server of `cargo xtask bench portfwd`.
 const INCLUDE: &[&str] = &[
     "systemd",
     "systemd-sysv",
@@ -53,6 +54,7 @@ const INCLUDE: &[&str] = &[
     "e2fsprogs",
     "procps",
     "linux-image-cloud-amd64",
+    "iperf3",
 ];
 
 /// Host tools the build runs, with the Debian package providing each.

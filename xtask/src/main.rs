@@ -3,6 +3,7 @@
 
 mod bench_boot;
 mod bench_drivers;
+mod bench_portfwd;
 mod build;
 mod check_layers;
 mod ci;
@@ -49,6 +50,9 @@ enum BenchCmd {
     Boot(bench_boot::Args),
     /// Per-call latency of a driver: internal (in-process) vs external (gRPC on a socket).
     Drivers(bench_drivers::Args),
+    /// Guest→host port forwarding: this project's forwarder (internal and external driver)
+    /// vs ssh -L, qemu's hostfwd and the raw virtio-serial channel (iperf3, latency, churn).
+    Portfwd(bench_portfwd::Args),
 }
 
 fn main() -> Result<()> {
@@ -61,6 +65,7 @@ fn main() -> Result<()> {
         Cmd::LocalImage(args) => local_image::run(args),
         Cmd::Bench(BenchCmd::Boot(args)) => bench_boot::run(args),
         Cmd::Bench(BenchCmd::Drivers(args)) => bench_drivers::run(args),
+        Cmd::Bench(BenchCmd::Portfwd(args)) => bench_portfwd::run(args),
     }
 }
 
