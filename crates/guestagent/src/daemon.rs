@@ -43,6 +43,11 @@ use crate::proto::{clock_correction, HostMessage, Message, Port, VERSION};
 /// The guest side of qemu's virtio-serial port `io.lima-vm.guest_agent.0`.
 pub const DEFAULT_DEVICE: &str = "/dev/virtio-ports/io.lima-vm.guest_agent.0";
 
+/// The copy buffer per direction of a connection: one maximal `gamux` frame, so a TCP read
+/// fills a frame and a frame is one TCP write (tokio's default, 8 KiB, costs eight times
+/// the system calls, which are dear in an emulated guest).
+pub const COPY_BUF: usize = gamux::MAX_PAYLOAD;
+
 /// How long a TCP connect for an open may take before the open is rejected.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -270,11 +275,13 @@ async fn accept_loop(mux: &Mux) -> MuxError {
 async fn answer(req: OpenRequest, responder: Responder) {
     let target = req.target.clone();
     let connected = match &target {
-        Target::Tcp(addr) => connect(TcpStream::connect(addr)).await.map(|tcp| {
+        Target::Tcp(addr) => connect(|| TcpStream::connect(*addr)).await.map(|tcp| {
             let _ = tcp.set_nodelay(true);
             Conn::Tcp(tcp)
         }),
-        Target::Unix(path) => connect(UnixStream::connect(path)).await.map(Conn::Unix),
+        Target::Unix(path) => connect(|| UnixStream::connect(path.clone()))
+            .await
+            .map(Conn::Unix),
         Target::Udp(_) => {
             // UDP travels as datagrams (see `datagrams`), not as streams.
             Err("udp streams are not supported: send datagrams".to_string())
@@ -296,8 +303,12 @@ async fn answer(req: OpenRequest, responder: Responder) {
         }
     };
     let copied = match conn {
-        Conn::Tcp(mut c) => tokio::io::copy_bidirectional(&mut stream, &mut c).await,
-        Conn::Unix(mut c) => tokio::io::copy_bidirectional(&mut stream, &mut c).await,
+        Conn::Tcp(mut c) => {
+            tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut c, COPY_BUF, COPY_BUF).await
+        }
+        Conn::Unix(mut c) => {
+            tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut c, COPY_BUF, COPY_BUF).await
+        }
     };
     match copied {
         Ok((to_guest, to_host)) => tracing::debug!(
@@ -313,12 +324,33 @@ enum Conn {
     Unix(UnixStream),
 }
 
-/// A connect bounded by [`CONNECT_TIMEOUT`], its error as text.
-async fn connect<T>(fut: impl Future<Output = io::Result<T>>) -> Result<T, String> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+/// How long a refused connect is tried again: a server that closes and opens its listening
+/// socket again (iperf3 between tests, a dev server reloading) is still forwarded on the
+/// host, where the client's connect already succeeded; without this it would get a reset.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(1);
+
+/// A connect bounded by [`CONNECT_TIMEOUT`], tried again for [`REFUSED_RETRY`] while refused;
+/// its error as text.
+async fn connect<T, F, Fut>(mut attempt: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = io::Result<T>>,
+{
+    let started = Instant::now();
+    loop {
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt()).await {
+            Ok(Ok(c)) => return Ok(c),
+            Ok(Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+                ) && started.elapsed() < REFUSED_RETRY =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+        }
     }
 }
 

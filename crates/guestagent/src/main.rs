@@ -166,8 +166,8 @@ fn run_daemon(
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: in an emulated guest, waking another thread costs more than it saves.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::Message(format!("starting the tokio runtime: {e}")))?;

@@ -394,7 +394,10 @@ where
     };
     match opened {
         Ok(mut stream) => {
-            let _ = tokio::io::copy_bidirectional(&mut conn, &mut stream).await;
+            // One maximal frame per read and write (tokio's default buffer is 8 KiB).
+            let buf = gamux::MAX_PAYLOAD;
+            let _ =
+                tokio::io::copy_bidirectional_with_sizes(&mut conn, &mut stream, buf, buf).await;
         }
         Err(e) => tracing::debug!("tunnel to {guest}: {e}"),
     }
