@@ -412,7 +412,7 @@ fn e2e_qemu_internal_driver() {
     let Some(yaml) = local_image() else { return };
     let env = Env::new();
     let fwd = forwarding::Ports { base: 19000 };
-    let yaml = edited_yaml(&env, &yaml, |v| forwarding::add_rules(v, fwd));
+    let yaml = edited_yaml(&env, &yaml, |v| forwarding::add_rules(&env, v, fwd));
     let case = Case {
         name: "e2e-int",
         driver_starts: None,
@@ -480,7 +480,7 @@ fn e2e_qemu_external_driver() {
             .count()
     };
     let fwd = forwarding::Ports { base: 19100 };
-    let yaml = edited_yaml(&env, &yaml, |v| forwarding::add_rules(v, fwd));
+    let yaml = edited_yaml(&env, &yaml, |v| forwarding::add_rules(&env, v, fwd));
     let case = Case {
         name: "e2e-ext",
         driver_starts: Some(&count),
