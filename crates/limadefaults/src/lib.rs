@@ -104,6 +104,15 @@ pub fn mac_address(machine_id: &str, unique_id: &str) -> String {
     format!("52:55:55:{:02x}:{:02x}:{:02x}", sum[0], sum[1], sum[2])
 }
 
+/// The 9p/virtiofs tag of a mount (Lima's `limayaml.MountTag`): `lima-` plus 8 bytes of
+/// sha256(`location:mountPoint`) in hex, stable for the pair, so the same location may be
+/// mounted at two points. The qemu driver's devices and cidata's fstab lines both use it.
+pub fn mount_tag(location: &str, mount_point: &str) -> String {
+    let sum = Sha256::digest(format!("{location}:{mount_point}").as_bytes());
+    let hex: String = sum[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("lima-{hex}")
+}
+
 /// The guest hostname of an instance (`lima-NAME`, dots and underscores as dashes).
 pub fn hostname(instance_name: &str) -> String {
     format!("lima-{}", instance_name.replace(['.', '_'], "-"))
