@@ -71,6 +71,8 @@ pub const DEFAULT_9P_PROTOCOL_VERSION: &str = "9p2000.L";
 pub const DEFAULT_9P_MSIZE: &str = "128KiB";
 pub const DEFAULT_9P_CACHE_RO: &str = "fscache";
 pub const DEFAULT_9P_CACHE_RW: &str = "mmap";
+/// `mounts[].virtiofs.queueSize` under qemu (filled by the qemu driver, as upstream does).
+pub const DEFAULT_VIRTIOFS_QUEUE_SIZE: i64 = 1024;
 /// Lima's fallback user name when the host's is not a valid Linux name (or is `admin`).
 pub const FALLBACK_USER: &str = "lima";
 
