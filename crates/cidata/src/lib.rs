@@ -89,12 +89,8 @@ pub fn fresh_instance_id() -> String {
     format!("iid-{secs}")
 }
 
-/// The 9p/virtiofs tag of a mount: stable for a (location, mount point) pair.
-pub fn mount_tag(location: &str, mount_point: &str) -> String {
-    use sha2::Digest;
-    let sum = sha2::Sha256::digest(format!("{location}:{mount_point}").as_bytes());
-    format!("lima-{}", hex::encode(&sum[..8]))
-}
+/// The 9p/virtiofs tag of a mount (defined in `limadefaults`, shared with the qemu driver).
+pub use limadefaults::mount_tag;
 
 fn check_env_value(field: &str, key: &str, value: &str) -> Result<(), CidataError> {
     let key_ok = !key.is_empty()

@@ -272,3 +272,76 @@ fn to_json(file: &str, value: &impl Serialize) -> Result<String, CidataError> {
         reason: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(mount_type: &str) -> LimaYaml {
+        serde_yaml::from_str(&format!(
+            "mountType: {mount_type}\nmounts:\n\
+             - {{location: /home/alice, mountPoint: /home/alice, writable: false, 9p: {{protocolVersion: 9p2000.L, msize: 128KiB, cache: fscache}}}}\n\
+             - {{location: /tmp/lima, mountPoint: /mnt/lima, writable: true, 9p: {{protocolVersion: 9p2000.L, msize: 256KiB, cache: mmap}}}}\n"
+        ))
+        .unwrap()
+    }
+
+    /// Upstream's lines (pkg/cidata/cidata.go): `ro`/`rw`, for 9p
+    /// `trans=virtio,version=..,msize=<bytes>,cache=..`, then `nofail`; the tag is
+    /// `mount_tag(location, mountPoint)`, as the qemu driver's devices use it.
+    #[test]
+    fn ninep_fstab_lines() {
+        let m = fstab_mounts(&config("9p")).unwrap();
+        assert_eq!(
+            m,
+            [
+                [
+                    mount_tag("/home/alice", "/home/alice"),
+                    "/home/alice".into(),
+                    "9p".into(),
+                    "ro,trans=virtio,version=9p2000.L,msize=131072,cache=fscache,nofail".into(),
+                    "0".into(),
+                    "0".into()
+                ],
+                [
+                    mount_tag("/tmp/lima", "/mnt/lima"),
+                    "/mnt/lima".into(),
+                    "9p".into(),
+                    "rw,trans=virtio,version=9p2000.L,msize=262144,cache=mmap,nofail".into(),
+                    "0".into(),
+                    "0".into()
+                ],
+            ]
+        );
+    }
+
+    #[test]
+    fn virtiofs_fstab_lines() {
+        let m = fstab_mounts(&config("virtiofs")).unwrap();
+        let opts: Vec<(&str, &str, &str)> = m
+            .iter()
+            .map(|l| (l[1].as_str(), l[2].as_str(), l[3].as_str()))
+            .collect();
+        assert_eq!(
+            opts,
+            [
+                ("/home/alice", "virtiofs", "ro,nofail"),
+                ("/mnt/lima", "virtiofs", "rw,nofail")
+            ]
+        );
+        assert_eq!(m[1][0], mount_tag("/tmp/lima", "/mnt/lima"));
+    }
+
+    #[test]
+    fn reverse_sshfs_has_no_fstab_lines() {
+        assert!(fstab_mounts(&config("reverse-sshfs")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_msize_names_the_field() {
+        let mut c = config("9p");
+        c.mounts.as_mut().unwrap()[1].nine_p.as_mut().unwrap().msize = Some("lots".into());
+        let e = fstab_mounts(&c).unwrap_err().to_string();
+        assert!(e.starts_with("mounts[1].9p.msize:"), "{e}");
+    }
+}

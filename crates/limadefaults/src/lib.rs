@@ -71,6 +71,8 @@ pub const DEFAULT_9P_PROTOCOL_VERSION: &str = "9p2000.L";
 pub const DEFAULT_9P_MSIZE: &str = "128KiB";
 pub const DEFAULT_9P_CACHE_RO: &str = "fscache";
 pub const DEFAULT_9P_CACHE_RW: &str = "mmap";
+/// `mounts[].virtiofs.queueSize` under qemu (filled by the qemu driver, as upstream does).
+pub const DEFAULT_VIRTIOFS_QUEUE_SIZE: i64 = 1024;
 /// Lima's fallback user name when the host's is not a valid Linux name (or is `admin`).
 pub const FALLBACK_USER: &str = "lima";
 
@@ -102,6 +104,15 @@ pub fn default_containerd_archives() -> Vec<File> {
 pub fn mac_address(machine_id: &str, unique_id: &str) -> String {
     let sum = Sha256::digest(format!("{machine_id}{unique_id}").as_bytes());
     format!("52:55:55:{:02x}:{:02x}:{:02x}", sum[0], sum[1], sum[2])
+}
+
+/// The 9p/virtiofs tag of a mount (Lima's `limayaml.MountTag`): `lima-` plus 8 bytes of
+/// sha256(`location:mountPoint`) in hex, stable for the pair, so the same location may be
+/// mounted at two points. The qemu driver's devices and cidata's fstab lines both use it.
+pub fn mount_tag(location: &str, mount_point: &str) -> String {
+    let sum = Sha256::digest(format!("{location}:{mount_point}").as_bytes());
+    let hex: String = sum[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("lima-{hex}")
 }
 
 /// The guest hostname of an instance (`lima-NAME`, dots and underscores as dashes).

@@ -270,3 +270,15 @@ fn memory_default_is_min_4gib_half_host() {
     let here: limatype::ByteSize = default_memory_here().parse().unwrap();
     assert!(here.bytes() <= 4 << 30);
 }
+
+#[test]
+fn mount_tag_is_upstreams_hash_of_location_and_mount_point() {
+    // Lima: fmt.Sprintf("lima-%x", sha256.Sum256([]byte(location+":"+mountPoint))[0:8]).
+    assert_eq!(
+        mount_tag("/Users/alice", "/Users/alice"),
+        "lima-7f44ea287ede93be"
+    );
+    assert_ne!(mount_tag("/a", "/b"), mount_tag("/a", "/c"));
+    // qemu's 9p mount_tag and virtiofs tags must stay short.
+    assert_eq!(mount_tag("/x", "/y").len(), 21);
+}

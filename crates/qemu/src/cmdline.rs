@@ -37,6 +37,31 @@ pub struct DirectBoot {
     pub cmdline: Option<String>,
 }
 
+/// How a host directory reaches the guest (`mountType` 9p or virtiofs; reverse-sshfs mounts
+/// have no device).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MountDevice {
+    /// `-virtfs local,...`: qemu serves the directory itself. Only the security model is a
+    /// host-side option; `protocolVersion`, `msize` and `cache` are the guest's mount options.
+    NineP { security_model: String },
+    /// A `vhost-user-fs-pci` device talking to a `virtiofsd` listening on `socket`.
+    Virtiofs { socket: PathBuf, queue_size: u32 },
+}
+
+/// One entry of `mounts` as qemu sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountSpec {
+    /// The host directory (absolute once the config is filled).
+    pub location: PathBuf,
+    /// The tag the guest's fstab names (`limadefaults::mount_tag`, as cidata uses it).
+    pub tag: String,
+    pub writable: bool,
+    pub device: MountDevice,
+}
+
+/// The id of the shared memory backend virtiofs needs (vhost-user maps guest RAM).
+pub const VIRTIOFS_MEM_ID: &str = "virtiofs-shm";
+
 /// Everything the command line depends on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VmSpec {
@@ -58,6 +83,8 @@ pub struct VmSpec {
     pub ssh_address: String,
     pub ssh_local_port: u16,
     pub mac: String,
+    /// Host directories shared with the guest, in `mounts` order.
+    pub mounts: Vec<MountSpec>,
 }
 
 /// `qemu-system-<arch>`.
@@ -116,6 +143,11 @@ pub fn mac_address(inst_dir: &Path) -> String {
     limadefaults::mac_address("", &inst_dir.to_string_lossy())
 }
 
+/// A value inside a qemu `-opt key=value,...` list: commas are doubled.
+pub fn opt_value(v: &Path) -> String {
+    v.display().to_string().replace(',', ",,")
+}
+
 /// The full argument list (without the binary name).
 pub fn build_args(spec: &VmSpec) -> Vec<String> {
     let dir = &spec.inst_dir;
@@ -125,6 +157,22 @@ pub fn build_args(spec: &VmSpec) -> Vec<String> {
 
     push(&["-name", &format!("lima-{}", spec.name)]);
     push(&["-m", &spec.memory_mib.to_string()]);
+    if spec
+        .mounts
+        .iter()
+        .any(|m| matches!(m.device, MountDevice::Virtiofs { .. }))
+    {
+        // vhost-user needs guest RAM the daemon can map. Upstream uses a file in /dev/shm; a
+        // memfd behaves the same without depending on /dev/shm's size (small in containers).
+        push(&[
+            "-object",
+            &format!(
+                "memory-backend-memfd,id={VIRTIOFS_MEM_ID},size={}M,share=on",
+                spec.memory_mib
+            ),
+        ]);
+        push(&["-numa", &format!("node,memdev={VIRTIOFS_MEM_ID}")]);
+    }
     let cpu = if spec.accel == Accel::Tcg && spec.cpu_type.starts_with("host") {
         // "host" needs a hardware accelerator.
         spec.cpu_type.replacen("host", "max", 1)
@@ -213,6 +261,38 @@ pub fn build_args(spec: &VmSpec) -> Vec<String> {
     push(&["-device", "virtio-rng-pci"]);
     push(&["-display", "none", "-vga", "none", "-parallel", "none"]);
 
+    for (i, m) in spec.mounts.iter().enumerate() {
+        match &m.device {
+            MountDevice::NineP { security_model } => {
+                let mut o = format!(
+                    "local,mount_tag={},path={},security_model={security_model}",
+                    m.tag,
+                    opt_value(&m.location)
+                );
+                if !m.writable {
+                    o.push_str(",readonly=on");
+                }
+                push(&["-virtfs", &o]);
+            }
+            MountDevice::Virtiofs { socket, queue_size } => {
+                // Read-only is not enforced here (vhost-user-fs has no such property); the
+                // guest mounts it `ro`, and virtiofsd is started read-only when it can be.
+                let chardev = format!("char-virtiofs-{i}");
+                push(&[
+                    "-chardev",
+                    &format!("socket,id={chardev},path={}", opt_value(socket)),
+                ]);
+                push(&[
+                    "-device",
+                    &format!(
+                        "vhost-user-fs-pci,queue-size={queue_size},chardev={chardev},tag={}",
+                        m.tag
+                    ),
+                ]);
+            }
+        }
+    }
+
     push(&[
         "-chardev",
         &format!(
@@ -277,6 +357,7 @@ mod tests {
             ssh_address: "127.0.0.1".into(),
             ssh_local_port: 40022,
             mac: "52:55:55:12:34:56".into(),
+            mounts: vec![],
             inst_dir: dir,
         }
     }
@@ -363,5 +444,128 @@ mod tests {
         assert_eq!(m, mac_address(Path::new("/a/b")));
         assert_ne!(m, mac_address(Path::new("/a/c")));
         assert!(m.starts_with("52:55:55:") && m.len() == 17, "{m}");
+    }
+
+    fn ninep(location: &str, mount_point: &str, writable: bool) -> MountSpec {
+        MountSpec {
+            location: location.into(),
+            tag: limadefaults::mount_tag(location, mount_point),
+            writable,
+            device: MountDevice::NineP {
+                security_model: "none".into(),
+            },
+        }
+    }
+
+    fn virtiofs(i: usize, location: &str, writable: bool) -> MountSpec {
+        MountSpec {
+            location: location.into(),
+            tag: limadefaults::mount_tag(location, location),
+            writable,
+            device: MountDevice::Virtiofs {
+                socket: format!("/home/u/.lima/vm/virtiofsd-{i}.sock").into(),
+                queue_size: 1024,
+            },
+        }
+    }
+
+    #[test]
+    fn no_mounts_no_devices() {
+        let a = build_args(&spec("x86_64", Accel::Kvm));
+        assert!(after(&a, "-virtfs").is_empty());
+        assert!(after(&a, "-object").is_empty() && after(&a, "-numa").is_empty());
+        assert!(!a.iter().any(|x| x.contains("virtiofs")));
+    }
+
+    #[test]
+    fn ninep_read_only_and_writable() {
+        let mut s = spec("x86_64", Accel::Kvm);
+        s.mounts = vec![
+            ninep("/home/u", "/home/u", false),
+            ninep("/tmp/lima", "/mnt/lima", true),
+        ];
+        let a = build_args(&s);
+        assert_eq!(
+            after(&a, "-virtfs"),
+            [
+                format!(
+                    "local,mount_tag={},path=/home/u,security_model=none,readonly=on",
+                    limadefaults::mount_tag("/home/u", "/home/u")
+                ),
+                format!(
+                    "local,mount_tag={},path=/tmp/lima,security_model=none",
+                    limadefaults::mount_tag("/tmp/lima", "/mnt/lima")
+                ),
+            ]
+        );
+        // 9p needs no shared memory backend.
+        assert!(after(&a, "-object").is_empty() && after(&a, "-numa").is_empty());
+    }
+
+    #[test]
+    fn commas_in_paths_are_doubled() {
+        let mut s = spec("x86_64", Accel::Kvm);
+        s.mounts = vec![ninep("/a,b", "/a,b", true), virtiofs(1, "/c", true)];
+        if let MountDevice::Virtiofs { socket, .. } = &mut s.mounts[1].device {
+            *socket = "/i,j/virtiofsd-1.sock".into();
+        }
+        let a = build_args(&s);
+        assert!(after(&a, "-virtfs")[0].contains(",path=/a,,b,"));
+        assert!(after(&a, "-chardev")
+            .contains(&"socket,id=char-virtiofs-1,path=/i,,j/virtiofsd-1.sock"));
+    }
+
+    #[test]
+    fn ninep_security_model_is_passed_through() {
+        let mut s = spec("x86_64", Accel::Kvm);
+        let mut m = ninep("/srv", "/srv", true);
+        m.device = MountDevice::NineP {
+            security_model: "mapped-xattr".into(),
+        };
+        s.mounts = vec![m];
+        let a = build_args(&s);
+        assert!(after(&a, "-virtfs")[0].ends_with(",path=/srv,security_model=mapped-xattr"));
+    }
+
+    #[test]
+    fn virtiofs_memory_backend_once_and_one_device_per_mount() {
+        let mut s = spec("x86_64", Accel::Kvm);
+        s.mounts = vec![
+            virtiofs(0, "/home/u", false),
+            virtiofs(1, "/tmp/lima", true),
+        ];
+        let a = build_args(&s);
+        assert_eq!(
+            after(&a, "-object"),
+            ["memory-backend-memfd,id=virtiofs-shm,size=2048M,share=on"]
+        );
+        assert_eq!(after(&a, "-numa"), ["node,memdev=virtiofs-shm"]);
+        assert_eq!(after(&a, "-m"), ["2048"], "backend size must equal -m");
+        let chardevs = after(&a, "-chardev");
+        for i in 0..2 {
+            let sock = format!("/home/u/.lima/vm/virtiofsd-{i}.sock");
+            assert!(
+                chardevs.contains(&format!("socket,id=char-virtiofs-{i},path={sock}").as_str()),
+                "{chardevs:?}"
+            );
+        }
+        let fs: Vec<&str> = after(&a, "-device")
+            .into_iter()
+            .filter(|d| d.starts_with("vhost-user-fs-pci"))
+            .collect();
+        assert_eq!(
+            fs,
+            [
+                format!(
+                    "vhost-user-fs-pci,queue-size=1024,chardev=char-virtiofs-0,tag={}",
+                    limadefaults::mount_tag("/home/u", "/home/u")
+                ),
+                format!(
+                    "vhost-user-fs-pci,queue-size=1024,chardev=char-virtiofs-1,tag={}",
+                    limadefaults::mount_tag("/tmp/lima", "/tmp/lima")
+                ),
+            ]
+        );
+        assert!(after(&a, "-virtfs").is_empty());
     }
 }

@@ -1,6 +1,6 @@
 //! qemu's config rules (Lima's facts): mount types per host OS (Linux: reverse-sshfs, 9p,
 //! virtiofs; macOS and other Unix: reverse-sshfs, 9p; Windows: reverse-sshfs), `9p` as the
-//! default mount type unless unsupported, the deprecated top-level `cpuType` moved to
+//! default mount type unless unsupported, `virtiofs.queueSize` 1024 for virtiofs, the deprecated top-level `cpuType` moved to
 //! `vmOpts.qemu.cpuType`, CPU types for emulated arches, a VNC display, a semver
 //! `vmOpts.qemu.minimumVersion`, and (on this host) the qemu binary and UEFI firmware. Pure
 //! functions of the config, the [`HostFacts`] and the machine's [`Probes`].
@@ -76,6 +76,14 @@ pub fn fill(config: &mut LimaYaml, host: &HostFacts) {
             "9p"
         };
         config.mount_type = Some(m.to_string());
+    }
+    if config.mount_type.as_deref() == Some("virtiofs") {
+        for m in config.mounts.iter_mut().flatten() {
+            m.virtiofs
+                .get_or_insert_with(Default::default)
+                .queue_size
+                .get_or_insert(limadefaults::DEFAULT_VIRTIOFS_QUEUE_SIZE);
+        }
     }
     let video = config.video.get_or_insert_with(Default::default);
     let vnc = video.vnc.get_or_insert_with(Default::default);
@@ -309,6 +317,45 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(filled(c, &linux()).mount_type.as_deref(), Some("virtiofs"));
+    }
+
+    #[test]
+    fn virtiofs_queue_size_default() {
+        let queue = |c: &LimaYaml| -> Vec<Option<i64>> {
+            c.mounts
+                .iter()
+                .flatten()
+                .map(|m| m.virtiofs.as_ref().and_then(|v| v.queue_size))
+                .collect()
+        };
+        let mounts = vec![
+            limatype::Mount {
+                location: "/a".into(),
+                ..Default::default()
+            },
+            limatype::Mount {
+                location: "/b".into(),
+                virtiofs: Some(limatype::Virtiofs {
+                    queue_size: Some(256),
+                }),
+                ..Default::default()
+            },
+        ];
+        let c = LimaYaml {
+            mount_type: Some("virtiofs".into()),
+            mounts: Some(mounts.clone()),
+            ..Default::default()
+        };
+        assert_eq!(queue(&filled(c, &linux())), [Some(1024), Some(256)]);
+        let c = LimaYaml {
+            mounts: Some(mounts),
+            ..Default::default()
+        };
+        assert_eq!(
+            queue(&filled(c, &linux())),
+            [None, Some(256)],
+            "only filled for virtiofs, as upstream"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `qemu` — layer 6: the QEMU driver. Builds the qemu command line per arch, prepares disks
-//! with qemu-img (basedisk + copy-on-write diffdisk), runs qemu and stops it through QMP.
+//! with qemu-img (basedisk + copy-on-write diffdisk), shares host directories (9p, or virtiofs
+//! with one `virtiofsd` per mount), runs qemu and stops it through QMP.
 //! [`QemuDriver`] is its `driver::Driver`; [`config`] holds qemu's fill/accept rules.
 
 pub mod cmdline;
@@ -7,6 +8,7 @@ pub mod config;
 pub mod machine;
 pub mod qemu_driver;
 pub mod qmp;
+pub mod virtiofsd;
 pub mod vm;
 
 pub use qemu_driver::QemuDriver;

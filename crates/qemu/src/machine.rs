@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use limatype::{filenames, Filled, Image};
+use limatype::{filenames, Filled, Image, MountType};
 
-use crate::cmdline::{self, Accel, DirectBoot, VmSpec};
-use crate::vm;
+use crate::cmdline::{self, Accel, DirectBoot, MountDevice, MountSpec, VmSpec};
+use crate::{virtiofsd, vm};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
@@ -17,6 +17,8 @@ pub enum MachineError {
     Accel(#[from] cmdline::UnknownAccel),
     #[error(transparent)]
     Vm(#[from] vm::VmError),
+    #[error(transparent)]
+    Virtiofsd(Box<virtiofsd::VirtiofsdError>),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -25,6 +27,12 @@ pub enum MachineError {
     },
     #[error("qemu is not running")]
     NotRunning,
+}
+
+impl From<virtiofsd::VirtiofsdError> for MachineError {
+    fn from(e: virtiofsd::VirtiofsdError) -> Self {
+        MachineError::Virtiofsd(Box::new(e))
+    }
 }
 
 pub type Result<T, E = MachineError> = std::result::Result<T, E>;
@@ -179,23 +187,40 @@ impl Machine {
             ssh_address: self.ssh_address.clone(),
             ssh_local_port: self.ssh_local_port,
             mac: cmdline::mac_address(&self.dir),
+            mounts: mount_specs(&self.config, &self.dir)?,
         })
     }
 
-    /// Starts qemu and returns once it runs (pid file and QMP socket are there).
+    /// Starts qemu (after one virtiofsd per virtiofs mount) and returns once it runs (pid file
+    /// and QMP socket are there).
     pub async fn start(&self) -> Result<u32> {
         let spec = self.spec()?;
         let bin = cmdline::qemu_binary(&spec.arch);
         let args = cmdline::build_args(&spec);
         vm::cleanup(&self.dir);
-        let running = vm::spawn(&bin, &args, &self.dir).await?;
+        // As upstream: a missing host directory is created (qemu's 9p refuses a missing path).
+        for m in &spec.mounts {
+            std::fs::create_dir_all(&m.location).map_err(|source| MachineError::Io {
+                path: m.location.clone(),
+                source,
+            })?;
+        }
+        let daemons = virtiofsd::start_all(&spec.mounts, &self.dir).await?;
+        let mut running = match vm::spawn(&bin, &args, &self.dir).await {
+            Ok(r) => r,
+            Err(e) => {
+                virtiofsd::stop_all(daemons).await;
+                return Err(e.into());
+            }
+        };
+        running.virtiofsd = daemons;
         let pid = running.pid;
         *self.running.lock().await = Some(running);
         Ok(pid)
     }
 
     /// Waits until qemu exits; returns its exit status text. Used by the host agent to notice
-    /// a qemu that died behind its back.
+    /// a qemu that died behind its back. Its virtiofsd daemons are stopped then.
     pub async fn wait_exit(&self) -> Result<String> {
         loop {
             {
@@ -205,7 +230,9 @@ impl Machine {
                 };
                 if let Ok(Some(st)) = r.child.try_wait() {
                     let s = st.to_string();
-                    *guard = None;
+                    if let Some(r) = guard.take() {
+                        virtiofsd::stop_all(r.virtiofsd).await;
+                    }
                     vm::cleanup(&self.dir);
                     return Ok(s);
                 }
@@ -214,14 +241,68 @@ impl Machine {
         }
     }
 
-    /// Graceful stop: power-down, then quit, then kill.
+    /// Graceful stop: power-down, then quit, then kill; then the virtiofsd daemons.
     pub async fn stop(&self, grace: Duration) -> Result<()> {
         let mut guard = self.running.lock().await;
         let child = guard.as_mut().map(|r| &mut r.child);
-        vm::stop(&self.dir, child, grace).await?;
-        *guard = None;
+        let stopped = vm::stop(&self.dir, child, grace).await;
+        if let Some(r) = guard.take() {
+            virtiofsd::stop_all(r.virtiofsd).await;
+        }
+        stopped?;
         Ok(())
     }
+}
+
+/// The devices for `mounts` under `mountType` 9p or virtiofs (reverse-sshfs and no mount type:
+/// none; the host agent mounts those over SSH). Locations are absolute once the config is
+/// filled (`~` expanded by `limadefaults`); the tag is the one cidata's fstab line names.
+pub fn mount_specs(config: &Filled, inst_dir: &Path) -> Result<Vec<MountSpec>> {
+    let kind = config.mount_type;
+    if !matches!(kind, Some(MountType::NineP | MountType::Virtiofs)) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for (i, m) in config.mounts.iter().flatten().enumerate() {
+        let location = PathBuf::from(&m.location);
+        if !location.is_absolute() {
+            return Err(MachineError::Config(format!(
+                "field `mounts[{i}].location` must be an absolute path once filled, got {:?}",
+                m.location
+            )));
+        }
+        let mount_point = m.mount_point.as_deref().unwrap_or(&m.location);
+        let device = if kind == Some(MountType::NineP) {
+            MountDevice::NineP {
+                security_model: m
+                    .nine_p
+                    .as_ref()
+                    .and_then(|p| p.security_model.clone())
+                    .unwrap_or_else(|| limadefaults::DEFAULT_9P_SECURITY_MODEL.into()),
+            }
+        } else {
+            let q = m
+                .virtiofs
+                .as_ref()
+                .and_then(|v| v.queue_size)
+                .unwrap_or(limadefaults::DEFAULT_VIRTIOFS_QUEUE_SIZE);
+            MountDevice::Virtiofs {
+                socket: virtiofsd::socket_path(inst_dir, i),
+                queue_size: u32::try_from(q).ok().filter(|q| *q > 0).ok_or_else(|| {
+                    MachineError::Config(format!(
+                        "field `mounts[{i}].virtiofs.queueSize` must be positive, got {q}"
+                    ))
+                })?,
+            }
+        };
+        out.push(MountSpec {
+            tag: limadefaults::mount_tag(&m.location, mount_point),
+            location,
+            writable: m.writable.unwrap_or(false),
+            device,
+        });
+    }
+    Ok(out)
 }
 
 fn default_cpu_type(arch: &str, accel: Accel) -> String {
@@ -256,4 +337,84 @@ pub fn find_firmware(arch: &str) -> Option<PathBuf> {
         _ => &[],
     };
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use limatype::{Arch, HostFacts, LimaYaml, Os};
+
+    /// `yaml` filled as the instance flow does: limadefaults, then qemu's own fill.
+    fn filled(yaml: &str) -> Filled {
+        let mut host = HostFacts::pretend(Os::Linux, Arch::X86_64);
+        host.home = "/home/alice".into();
+        host.user_name = "alice".into();
+        host.uid = 1000;
+        host.cpus = 2;
+        host.memory = limatype::ByteSize(4 << 30);
+        host.timezone = "UTC".into();
+        let mut y: LimaYaml = serde_yaml::from_str(yaml).unwrap();
+        crate::config::fill(&mut y, &host);
+        limadefaults::fill_in_memory(&y, &host, "vm").unwrap()
+    }
+
+    const MOUNTS: &str = "mounts:\n- location: '~'\n- location: /tmp/lima\n  mountPoint: /mnt/lima\n  writable: true\n";
+
+    #[test]
+    fn ninep_mounts_from_the_filled_config() {
+        let c = filled(&format!("mountType: 9p\n{MOUNTS}"));
+        let m = mount_specs(&c, Path::new("/i")).unwrap();
+        assert_eq!(
+            m,
+            [
+                MountSpec {
+                    location: "/home/alice".into(),
+                    tag: limadefaults::mount_tag("/home/alice", "/home/alice"),
+                    writable: false,
+                    device: MountDevice::NineP {
+                        security_model: "none".into()
+                    },
+                },
+                MountSpec {
+                    location: "/tmp/lima".into(),
+                    tag: limadefaults::mount_tag("/tmp/lima", "/mnt/lima"),
+                    writable: true,
+                    device: MountDevice::NineP {
+                        security_model: "none".into()
+                    },
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn virtiofs_mounts_get_a_socket_each() {
+        let c = filled(&format!("mountType: virtiofs\n{MOUNTS}"));
+        let m = mount_specs(&c, Path::new("/i")).unwrap();
+        assert_eq!(m.len(), 2);
+        for (i, m) in m.iter().enumerate() {
+            assert_eq!(
+                m.device,
+                MountDevice::Virtiofs {
+                    socket: format!("/i/virtiofsd-{i}.sock").into(),
+                    queue_size: 1024
+                }
+            );
+        }
+        assert_eq!(m[0].location, Path::new("/home/alice"), "~ expanded");
+    }
+
+    #[test]
+    fn reverse_sshfs_has_no_devices() {
+        let c = filled(&format!("mountType: reverse-sshfs\n{MOUNTS}"));
+        assert!(mount_specs(&c, Path::new("/i")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn tags_match_cidata_fstab_rule() {
+        // cidata tags a mount with mount_tag(location, mountPoint or location).
+        let c = filled("mountType: 9p\nmounts:\n- location: /srv/data\n");
+        let m = mount_specs(&c, Path::new("/i")).unwrap();
+        assert_eq!(m[0].tag, limadefaults::mount_tag("/srv/data", "/srv/data"));
+    }
 }

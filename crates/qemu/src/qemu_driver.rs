@@ -56,6 +56,10 @@ pub fn to_driver_error(e: MachineError) -> DriverError {
         MachineError::Vm(vm::VmError::UnsupportedFormat { .. }) => DriverError::invalid_config(msg),
         MachineError::Vm(vm::VmError::Spawn { .. }) => DriverError::unavailable(msg),
         MachineError::NotRunning => DriverError::failed_precondition(msg),
+        MachineError::Virtiofsd(e) => match *e {
+            crate::virtiofsd::VirtiofsdError::NotFound { .. } => DriverError::invalid_config(msg),
+            _ => DriverError::internal(msg),
+        },
         MachineError::Vm(_) | MachineError::Io { .. } => DriverError::internal(msg),
     }
 }

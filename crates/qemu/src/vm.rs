@@ -127,6 +127,8 @@ pub async fn create_diffdisk(inst_dir: &Path, disk_bytes: u64) -> Result<()> {
 pub struct Running {
     pub child: tokio::process::Child,
     pub pid: u32,
+    /// The virtiofsd daemons serving qemu's virtiofs mounts (set by the caller after spawn).
+    pub virtiofsd: Vec<crate::virtiofsd::Daemon>,
 }
 
 /// Starts qemu in the background, logging to `qemu.stderr.log`; returns once qemu has written
@@ -165,7 +167,11 @@ pub async fn spawn(program: &str, args: &[String], inst_dir: &Path) -> Result<Ru
             .map(|s| !s.trim().is_empty())
             .unwrap_or(false);
         if pid_written && qmp_sock.exists() {
-            return Ok(Running { child, pid });
+            return Ok(Running {
+                child,
+                pid,
+                virtiofsd: Vec::new(),
+            });
         }
         if Instant::now() > deadline {
             let _ = child.start_kill();
@@ -257,6 +263,7 @@ pub fn cleanup(inst_dir: &Path) {
     ] {
         let _ = std::fs::remove_file(inst_dir.join(f));
     }
+    crate::virtiofsd::cleanup(inst_dir);
 }
 
 #[cfg(test)]
