@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 #[path = "e2e_qemu/forwarding.rs"]
 mod forwarding;
+#[path = "e2e_qemu/mounts.rs"]
+mod mounts;
 
 fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -170,6 +172,8 @@ struct Case<'a> {
     fwd: forwarding::Ports,
     /// Also reboot the guest and check forwarding comes back.
     reboot: bool,
+    /// The instance's virtiofs mounts.
+    shares: &'a mounts::Shares,
 }
 
 /// The full lifecycle on one instance: start, shell, port forwarding, list, refuse delete,
@@ -181,6 +185,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         http_port,
         fwd,
         reboot,
+        shares,
     } = *case;
     let yaml = yaml.to_str().unwrap();
     // Two starts of one instance at once: one starts it, the other fails clearly.
@@ -212,6 +217,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
     let uname = env.ok(&["shell", name, "uname", "-a"]);
     assert!(uname.starts_with("Linux "), "uname -a printed {uname:?}");
 
+    mounts::check(env, name, shares);
     guest_port_is_forwarded(env, name, http_port);
     forwarding::check(env, name, fwd);
     if reboot {
@@ -412,13 +418,18 @@ fn e2e_qemu_internal_driver() {
     let Some(yaml) = local_image() else { return };
     let env = Env::new();
     let fwd = forwarding::Ports { base: 19000 };
-    let yaml = edited_yaml(&env, &yaml, |v| forwarding::add_rules(&env, v, fwd));
+    let mut shares = None;
+    let yaml = edited_yaml(&env, &yaml, |v| {
+        forwarding::add_rules(&env, v, fwd);
+        shares = Some(mounts::add_mounts(&env, v, "int"));
+    });
     let case = Case {
         name: "e2e-int",
         driver_starts: None,
         http_port: 18781,
         fwd,
         reboot: true,
+        shares: shares.as_ref().unwrap(),
     };
     lifecycle(&env, &yaml, &case);
 }
@@ -480,13 +491,18 @@ fn e2e_qemu_external_driver() {
             .count()
     };
     let fwd = forwarding::Ports { base: 19100 };
-    let yaml = edited_yaml(&env, &yaml, |v| forwarding::add_rules(&env, v, fwd));
+    let mut shares = None;
+    let yaml = edited_yaml(&env, &yaml, |v| {
+        forwarding::add_rules(&env, v, fwd);
+        shares = Some(mounts::add_mounts(&env, v, "ext"));
+    });
     let case = Case {
         name: "e2e-ext",
         driver_starts: Some(&count),
         http_port: 18782,
         fwd,
         reboot: false,
+        shares: shares.as_ref().unwrap(),
     };
     lifecycle(&env, &yaml, &case);
     let n = count();
