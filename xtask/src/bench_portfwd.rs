@@ -180,6 +180,16 @@ impl Bench {
         self.home.join(NAME)
     }
 
+    /// Runs `script` in the guest in the background, its output captured for errors.
+    fn start_in_guest(&self, script: &str) -> Result<duct::Handle> {
+        Ok(self
+            .limactl(&["shell", NAME, "sh", "-c", script])
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .start()?)
+    }
+
     fn limactl(&self, args: &[&str]) -> duct::Expression {
         let e = demo::limactl(&self.exe, &self.home, args);
         if self.external {
@@ -821,12 +831,7 @@ fn raw_up(bench: &Bench, conn: &mut UnixStream, qmp_sock: &Path, mib: u64) -> Re
          status=none && printf x > {VIRTIO_PORT}'",
         mib * 16
     );
-    let guest = bench
-        .limactl(&["shell", NAME, "sh", "-c", &script])
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .start()?;
+    let guest = bench.start_in_guest(&script)?;
     // Wait until dd has the port open, or the bytes would wait in qemu with nobody reading.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -874,12 +879,7 @@ fn raw_down(bench: &Bench, conn: &mut UnixStream, mib: u64) -> Result<f64> {
         "sudo dd if=/dev/zero of={VIRTIO_PORT} bs=64k count={} status=none",
         mib * 16
     );
-    let guest = bench
-        .limactl(&["shell", NAME, "sh", "-c", &script])
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .start()?;
+    let guest = bench.start_in_guest(&script)?;
     let total = mib * 1024 * 1024;
     let mut buf = vec![0u8; 1 << 20];
     let mut got = 0u64;

@@ -11,7 +11,7 @@
 //!
 //! [`Mux::new`]`(io, Role::Host | Role::Guest)` over any `AsyncRead + AsyncWrite + Send`
 //! (split into a reader task and a writer task). The host calls [`Mux::open`]`(proto, addr)`
-//! or [`Mux::open_unix`]`(path)` and gets a [`Stream`] (`AsyncRead + AsyncWrite`; `shutdown()` half-closes). The guest
+//! [`Mux::open_unix`]`(path)` or [`Mux::open_target`] and gets a [`Stream`] (`AsyncRead + AsyncWrite`; `shutdown()` half-closes). The guest
 //! calls [`Mux::accept`] and answers each [`OpenRequest`] with [`Responder::accept`] (after
 //! connecting to the target) or [`Responder::reject`]. Both sides have
 //! [`Mux::send_control`] / [`Mux::recv_control`] (JSON), [`Mux::send_datagram`] /

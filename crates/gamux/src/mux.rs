@@ -889,13 +889,17 @@ impl Mux {
 
     /// Host side: opens a stream to a unix socket in the guest (see [`Mux::open`]).
     pub async fn open_unix(&self, path: &str) -> Result<Stream, MuxError> {
-        if path.is_empty() || path.len() > MAX_UNIX_PATH || path.contains('\0') {
-            return Err(MuxError::BadTarget(format!("unix socket path {path:?}")));
-        }
         self.open_target(Target::Unix(path.to_string())).await
     }
 
-    async fn open_target(&self, target: Target) -> Result<Stream, MuxError> {
+    /// Host side: opens a stream to any [`Target`] (see [`Mux::open`]); a unix path that is
+    /// empty, too long or holds a NUL is refused before anything is sent.
+    pub async fn open_target(&self, target: Target) -> Result<Stream, MuxError> {
+        if let Target::Unix(path) = &target {
+            if path.is_empty() || path.len() > MAX_UNIX_PATH || path.contains('\0') {
+                return Err(MuxError::BadTarget(format!("unix socket path {path:?}")));
+            }
+        }
         if self.shared.role != Role::Host {
             return Err(MuxError::WrongRole {
                 op: "open",

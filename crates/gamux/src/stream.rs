@@ -335,8 +335,7 @@ impl Responder {
             self.shared.remove_stream(&ss);
             return Err(self.shared.close_reason().unwrap_or(MuxError::Shutdown));
         }
-        let target = std::mem::replace(&mut self.target, Target::Unix(String::new()));
-        Ok(Stream::new(self.shared.clone(), ss, target))
+        Ok(Stream::new(self.shared.clone(), ss, self.target.clone()))
     }
 
     /// Answers with an error text (e.g. "connection refused"); the host's `open` fails with it.

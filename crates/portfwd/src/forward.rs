@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gamux::{Mux, Proto, Role, Target};
+use gamux::{Mux, Role, Target};
 use limatype::PortForward;
 use tokio::net::{TcpListener, UdpSocket, UnixListener, UnixStream};
 use tokio::sync::watch;
@@ -387,12 +387,7 @@ where
         tracing::debug!("tunnel to {guest}: no guest agent session");
         return;
     };
-    let opened = match &guest {
-        Target::Unix(path) => mux.open_unix(path).await,
-        Target::Tcp(a) => mux.open(Proto::Tcp, *a).await,
-        Target::Udp(a) => mux.open(Proto::Udp, *a).await,
-    };
-    match opened {
+    match mux.open_target(guest.clone()).await {
         Ok(mut stream) => {
             // One maximal frame per read and write (tokio's default buffer is 8 KiB).
             let buf = gamux::MAX_PAYLOAD;

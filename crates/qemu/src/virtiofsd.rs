@@ -260,22 +260,15 @@ async fn start_one(
         _ => {}
     }
     let log_path = log_path(inst_dir, index);
-    let log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
-    let log2 = log.try_clone().map_err(io(&log_path))?;
     let a = args(flavor, socket, &m.location, m.writable);
     tracing::info!("starting {} {}", bin.display(), a.join(" "));
-    let mut child = tokio::process::Command::new(bin)
-        .args(&a)
-        .current_dir(inst_dir)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .kill_on_drop(false)
-        .spawn()
-        .map_err(|source| VirtiofsdError::Spawn {
+    let mut child = crate::vm::spawn_logged(bin, &a, inst_dir, &log_path).map_err(|e| match e {
+        crate::vm::SpawnError::Log(e) => io(&log_path)(e),
+        crate::vm::SpawnError::Spawn(source) => VirtiofsdError::Spawn {
             program: bin.display().to_string(),
             source,
-        })?;
+        },
+    })?;
     let pid = child.id().unwrap_or(0);
     let pid_file = pid_path(inst_dir, index);
     let daemon = |child| Daemon {

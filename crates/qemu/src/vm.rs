@@ -123,6 +123,33 @@ pub async fn create_diffdisk(inst_dir: &Path, disk_bytes: u64) -> Result<()> {
         .map_err(io_err(&diff))
 }
 
+/// Why [`spawn_logged`] failed: the log file, or the program itself.
+pub(crate) enum SpawnError {
+    Log(std::io::Error),
+    Spawn(std::io::Error),
+}
+
+/// Starts one of the instance's daemons (qemu, virtiofsd) in the instance dir: stdin closed,
+/// stdout and stderr into `log` (created anew), left running when the handle is dropped.
+pub(crate) fn spawn_logged(
+    program: &Path,
+    args: &[String],
+    inst_dir: &Path,
+    log: &Path,
+) -> std::result::Result<tokio::process::Child, SpawnError> {
+    let out = std::fs::File::create(log).map_err(SpawnError::Log)?;
+    let err = out.try_clone().map_err(SpawnError::Log)?;
+    tokio::process::Command::new(program)
+        .args(args)
+        .current_dir(inst_dir)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(false)
+        .spawn()
+        .map_err(SpawnError::Spawn)
+}
+
 /// A started qemu: the child process (when we are its parent) and where its files are.
 pub struct Running {
     pub child: tokio::process::Child,
@@ -135,23 +162,17 @@ pub struct Running {
 /// its pid file and QMP socket, or fails with the tail of the log if it exits first.
 pub async fn spawn(program: &str, args: &[String], inst_dir: &Path) -> Result<Running> {
     let log_path = inst_dir.join(QEMU_LOG);
-    let log = std::fs::File::create(&log_path).map_err(io_err(&log_path))?;
-    let log2 = log.try_clone().map_err(io_err(&log_path))?;
     let pid_file = inst_dir.join(filenames::QEMU_PID);
     let qmp_sock = inst_dir.join(filenames::QMP_SOCK);
     let _ = std::fs::remove_file(&pid_file);
     tracing::info!("starting {program} {}", args.join(" "));
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .current_dir(inst_dir)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .kill_on_drop(false)
-        .spawn()
-        .map_err(|source| VmError::Spawn {
-            program: program.to_string(),
-            source,
+    let mut child =
+        spawn_logged(Path::new(program), args, inst_dir, &log_path).map_err(|e| match e {
+            SpawnError::Log(e) => io_err(&log_path)(e),
+            SpawnError::Spawn(source) => VmError::Spawn {
+                program: program.to_string(),
+                source,
+            },
         })?;
     let pid = child.id().unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(30);
