@@ -33,6 +33,27 @@ if [ -s "$MNT/etc_environment" ]; then
 	{ echo "# BEGIN lima"; cat "$MNT/etc_environment"; echo "# END lima"; } >>/etc/environment
 fi
 
+# Mount points: made (owned by the user) when missing; never chowned when present, since a
+# 9p or virtiofs mount there would pass the chown on to the host's directory.
+i=0
+while [ "$i" -lt "${LIMA_CIDATA_MOUNTS:-0}" ]; do
+	eval "mp=\${LIMA_CIDATA_MOUNTS_${i}_MOUNTPOINT}"
+	# shellcheck disable=SC2154 # set by eval above
+	if [ ! -d "$mp" ]; then
+		run mkdir -p "$mp"
+		run chown "$LIMA_CIDATA_UID:$(id -g "$LIMA_CIDATA_USER")" "$mp"
+	fi
+	i=$((i + 1))
+done
+# The host agent runs sshfs as the user, with allow_other.
+if [ "$LIMA_CIDATA_MOUNTTYPE" = reverse-sshfs ] && [ "${LIMA_CIDATA_MOUNTS:-0}" -gt 0 ]; then
+	for conf in /etc/fuse.conf /etc/fuse3.conf; do
+		if [ -e "$conf" ] && ! grep -q '^user_allow_other' "$conf"; then
+			echo user_allow_other >>"$conf"
+		fi
+	done
+fi
+
 for f in "$MNT"/boot/*.sh; do
 	[ -e "$f" ] && run "$f"
 done
@@ -89,6 +110,30 @@ if [ -f "$MNT/lima-guestagent" ]; then
 	run install_guestagent
 fi
 # END guestagent
+
+# Mounts come before provisioning. cloud-init mounted the fstab ones (9p, virtiofs) already,
+# except where it could not (a mount point it did not make); try those again, loudly.
+case "$LIMA_CIDATA_MOUNTTYPE" in
+9p | virtiofs)
+	i=0
+	while [ "$i" -lt "${LIMA_CIDATA_MOUNTS:-0}" ]; do
+		eval "mp=\${LIMA_CIDATA_MOUNTS_${i}_MOUNTPOINT}"
+		mountpoint -q "$mp" || run mount "$mp"
+		i=$((i + 1))
+	done
+	;;
+reverse-sshfs)
+	# The host agent mounts these over SSH, then creates the file.
+	if [ "${LIMA_CIDATA_MOUNTS:-0}" -gt 0 ]; then
+		i=0
+		until [ -e /run/lima-sshfs-mounts-ready ] || [ "$i" -ge 120 ]; do
+			i=$((i + 1))
+			sleep 1
+		done
+		[ "$i" -lt 120 ] || log "WARNING: reverse-sshfs mounts not up after 120s; provisioning without them"
+	fi
+	;;
+esac
 
 # provision.data/NAME goes to the path, owner and mode given by LIMA_CIDATA_DATAFILE_NAME_*.
 for f in "$MNT"/provision.data/*; do

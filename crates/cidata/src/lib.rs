@@ -8,6 +8,8 @@
 pub mod iso;
 mod userdata;
 
+pub use userdata::fstab_escape;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};

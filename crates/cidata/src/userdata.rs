@@ -131,7 +131,7 @@ fn fstab_mounts(config: &LimaYaml) -> Result<Vec<[String; 6]>, CidataError> {
         opts.push_str(",nofail");
         out.push([
             mount_tag(&m.location, &point),
-            point,
+            fstab_escape(&point),
             mount_type.to_string(),
             opts,
             "0".into(),
@@ -139,6 +139,22 @@ fn fstab_mounts(config: &LimaYaml) -> Result<Vec<[String; 6]>, CidataError> {
         ]);
     }
     Ok(out)
+}
+
+/// A path as an fstab field (and as `/proc/mounts` shows it): blanks and backslashes
+/// octal-escaped (cloud-init writes the fields as given, and mount(8) reads `\040` back).
+pub fn fstab_escape(path: &str) -> String {
+    let mut s = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            ' ' => s.push_str("\\040"),
+            '\t' => s.push_str("\\011"),
+            '\n' => s.push_str("\\012"),
+            '\\' => s.push_str("\\134"),
+            c => s.push(c),
+        }
+    }
+    s
 }
 
 /// A `boot` provision script as a bootcmd entry; the seed is not mounted that early, so the
@@ -289,6 +305,15 @@ mod tests {
     /// Upstream's lines (pkg/cidata/cidata.go): `ro`/`rw`, for 9p
     /// `trans=virtio,version=..,msize=<bytes>,cache=..`, then `nofail`; the tag is
     /// `mount_tag(location, mountPoint)`, as the qemu driver's devices use it.
+    #[test]
+    fn fstab_fields_escape_blanks() {
+        let mut c = config("virtiofs");
+        c.mounts.as_mut().unwrap()[1].mount_point = Some("/mnt/my dir\\x".into());
+        let m = fstab_mounts(&c).unwrap();
+        assert_eq!(m[1][1], "/mnt/my\\040dir\\134x");
+        assert_eq!(m[1][0], mount_tag("/tmp/lima", "/mnt/my dir\\x"));
+    }
+
     #[test]
     fn ninep_fstab_lines() {
         let m = fstab_mounts(&config("9p")).unwrap();

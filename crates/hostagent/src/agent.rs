@@ -44,6 +44,10 @@ pub enum AgentError {
     Ssh(#[from] sshutil::SshError),
     #[error(transparent)]
     Requirement(Box<requirements::Unmet>),
+    #[error(transparent)]
+    Sshfs(#[from] crate::sshfs::SshfsError),
+    #[error("telling the guest that the reverse-sshfs mounts are up: {0}")]
+    SshfsAnnounce(#[source] requirements::ScriptError),
     #[error("the VM exited before it was ready: {0}")]
     ExitedEarly(String),
     #[error("the VM exited unexpectedly: {0}")]
@@ -68,6 +72,10 @@ pub struct Options {
     pub driver_description: String,
     /// The port forwarding rules in effect (`portfwd::effective_rules`).
     pub port_forwards: Vec<limatype::PortForward>,
+    /// reverse-sshfs mounts this agent makes (`sshfs::plan`).
+    pub sshfs_mounts: Vec<crate::sshfs::SshfsMount>,
+    /// Every mount the guest must show before the instance is ready.
+    pub expected_mounts: Vec<requirements::ExpectedMount>,
 }
 
 /// Why the VM's error stream says it ended: its error, or (the stream closed without one)
@@ -184,28 +192,38 @@ pub async fn run(
     }
 
     let ssh_args = requirements::ssh_args(&ssh_config, &opts.name);
-    let reqs = requirements::essential();
     let deadline = Instant::now() + opts.ready_timeout;
     let hub2 = hub.clone();
-    let wait = requirements::wait_all(
-        &reqs,
-        &ssh_args,
-        deadline,
-        Duration::from_millis(500),
-        |m| progress(&hub2, m),
-    );
+    let wait = wait_ready(&opts, &ssh_args, deadline, |m| progress(&hub2, m));
     tokio::pin!(wait);
-    let ready: Result<(), AgentError> = tokio::select! {
-        r = &mut wait => r.map_err(|e| AgentError::Requirement(Box::new(e))),
+    let ready: Result<Vec<crate::sshfs::Running>, AgentError> = tokio::select! {
+        r = &mut wait => r,
         why = vm_errors.next() => Err(AgentError::ExitedEarly(exit_reason(why))),
         _ = sigterm.recv() => Err(AgentError::Interrupted("SIGTERM")),
         _ = sigint.recv() => Err(AgentError::Interrupted("SIGINT")),
     };
-    if let Err(e) = ready {
-        let e = fail(&hub, e);
-        shutdown(vm, &dir, &opts.name, &hub).await;
-        return Err(e);
-    }
+    let sshfs_mounts = match ready {
+        Ok(m) => m,
+        Err(e) => {
+            let e = fail(&hub, e);
+            shutdown(vm, &dir, &opts.name, &hub).await;
+            return Err(e);
+        }
+    };
+    // A reverse-sshfs mount whose ssh ends is gone in the guest: say so.
+    let _sshfs: Vec<AbortOnDrop> = sshfs_mounts
+        .into_iter()
+        .map(|mut running| {
+            let report = forward_report(&hub);
+            AbortOnDrop(tokio::spawn(async move {
+                let why = running.ended().await;
+                report(format!(
+                    "WARNING: the reverse-sshfs mount of {} at {} ended ({why})",
+                    running.mount.location, running.mount.mount_point
+                ));
+            }))
+        })
+        .collect();
     hub.emit(Status {
         running: true,
         ssh_local_port: opts.ssh_local_port,
@@ -240,6 +258,59 @@ pub async fn run(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Waits for the guest in upstream's order: the essential requirements (SSH, and what sshfs
+/// needs), then the reverse-sshfs mounts (the boot script waits for them before
+/// provisioning), then the final ones (boot scripts done, every mount present).
+async fn wait_ready(
+    opts: &Options,
+    ssh_args: &[String],
+    deadline: Instant,
+    mut progress: impl FnMut(String),
+) -> Result<Vec<crate::sshfs::Running>, AgentError> {
+    let unmet = |e| AgentError::Requirement(Box::new(e));
+    let mut essential = vec![requirements::ssh()];
+    if !opts.sshfs_mounts.is_empty() {
+        essential.extend(crate::sshfs::requirements());
+    }
+    let poll = Duration::from_millis(500);
+    requirements::wait_all(
+        "essential",
+        &essential,
+        ssh_args,
+        deadline,
+        poll,
+        &mut progress,
+    )
+    .await
+    .map_err(unmet)?;
+    for m in &opts.sshfs_mounts {
+        progress(format!(
+            "Mounting {} on {} (reverse-sshfs)",
+            m.location, m.mount_point
+        ));
+    }
+    // All at once: each costs an SSH session start, seconds of guest CPU under emulation.
+    let running = futures::future::try_join_all(
+        opts.sshfs_mounts
+            .iter()
+            .map(|m| crate::sshfs::mount(ssh_args, m)),
+    )
+    .await?;
+    if !running.is_empty() {
+        crate::sshfs::announce_ready(ssh_args)
+            .await
+            .map_err(AgentError::SshfsAnnounce)?;
+    }
+    let mut last = vec![requirements::boot_done()];
+    if !opts.expected_mounts.is_empty() {
+        last.push(requirements::mounts(&opts.expected_mounts));
+    }
+    requirements::wait_all("final", &last, ssh_args, deadline, poll, &mut progress)
+        .await
+        .map_err(unmet)?;
+    Ok(running)
 }
 
 /// Where forwarding lines go: `ha.stderr.log` (as upstream prints them) and the event stream.

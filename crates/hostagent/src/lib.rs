@@ -2,7 +2,8 @@
 //! drives the instance's `driver::Driver` (handed over by limactl from the registry, internal
 //! or external alike), starts the VM, waits for the guest to be usable
 //! over SSH, forwards guest ports (`portfwd` on the driver's guest agent channel; reverse
-//! unix sockets over SSH, [`reverse`]), reports progress as JSON-line events (in `ha.stdout.log` and on `ha.sock`), and on
+//! unix sockets over SSH, [`reverse`]), makes reverse-sshfs mounts ([`sshfs`]) and checks
+//! that every mount is there before the instance counts as ready, reports progress as JSON-line events (in `ha.stdout.log` and on `ha.sock`), and on
 //! SIGTERM/SIGINT stops the VM and cleans up.
 
 pub mod agent;
@@ -10,3 +11,4 @@ pub mod events;
 pub mod requirements;
 pub mod reverse;
 pub mod server;
+pub mod sshfs;

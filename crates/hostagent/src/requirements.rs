@@ -30,9 +30,11 @@ pub enum ScriptError {
 /// A requirement not met by the deadline: which one, its hint and the last error.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "failed to satisfy the essential requirement {index} of {count} {description:?}: {hint} (last error: {last})"
+    "failed to satisfy the {kind} requirement {index} of {count} {description:?}: {hint} (last error: {last})"
 )]
 pub struct Unmet {
+    /// `essential` (before anything else) or `final` (after the boot scripts).
+    pub kind: &'static str,
     pub index: usize,
     pub count: usize,
     pub description: &'static str,
@@ -46,24 +48,72 @@ pub struct Requirement {
     pub description: &'static str,
     pub script: String,
     pub debug_hint: &'static str,
+    /// Tried again until the deadline; false when a failure cannot heal by waiting.
+    pub retry: bool,
 }
 
-/// The essential requirements, in order.
-pub fn essential() -> Vec<Requirement> {
-    vec![
-        Requirement {
-            description: "ssh",
-            script: "#!/bin/sh\ntrue\n".into(),
-            debug_hint: "Failed to SSH into the guest. Check serial.log for the boot, and that \
+/// The first essential requirement: the guest answers over SSH.
+pub fn ssh() -> Requirement {
+    Requirement {
+        description: "ssh",
+        script: "#!/bin/sh\ntrue\n".into(),
+        debug_hint: "Failed to SSH into the guest. Check serial.log for the boot, and that \
                          ssh.localPort is not used by another process on the host.",
-        },
-        Requirement {
-            description: "boot scripts must have finished",
-            script: format!("#!/bin/sh\ntest -e {BOOT_DONE_FILE}\n"),
-            debug_hint: "The boot scripts from cidata have not created /run/lima-boot-done. \
+        retry: true,
+    }
+}
+
+/// The final requirement: the boot scripts (and provisioning) ran.
+pub fn boot_done() -> Requirement {
+    Requirement {
+        description: "boot scripts must have finished",
+        script: format!("#!/bin/sh\ntest -e {BOOT_DONE_FILE}\n"),
+        debug_hint: "The boot scripts from cidata have not created /run/lima-boot-done. \
                          See /var/log/cloud-init-output.log in the guest.",
-        },
-    ]
+        retry: true,
+    }
+}
+
+/// A mount the guest must show once the boot scripts ran: its mount point and file system
+/// type as in `/proc/mounts` (`9p`, `virtiofs`, `fuse.sshfs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedMount {
+    pub location: String,
+    pub mount_point: String,
+    pub fs_type: &'static str,
+    /// Whether it has an fstab line (9p, virtiofs), so `mount MOUNTPOINT` can say why it fails.
+    pub in_fstab: bool,
+}
+
+/// Checked once after the boot scripts: every mount is there. A missing one is tried once
+/// more by hand, so the error is the guest's own (`unknown filesystem type '9p'`...).
+pub fn mounts(expected: &[ExpectedMount]) -> Requirement {
+    let mut script = format!("#!/bin/sh\n{}\nfail=0\n", crate::sshfs::IS_MOUNTED_FN);
+    for m in expected {
+        let check = crate::sshfs::is_mounted_call(&m.mount_point, m.fs_type);
+        let point = sshutil::shell_quote(&m.mount_point);
+        let retry = if m.in_fstab {
+            format!("err=$(sudo mount {point} 2>&1) || true\n  ")
+        } else {
+            "err=\n  ".to_string()
+        };
+        let what = sshutil::shell_quote(&format!(
+            "{} ({}, from the host's {})",
+            m.mount_point, m.fs_type, m.location
+        ));
+        script.push_str(&format!(
+            "if ! {check}; then\n  {retry}if ! {check}; then\n    \
+             echo {what}\": ${{err:-not mounted}}\" >&2\n    fail=1\n  fi\nfi\n"
+        ));
+    }
+    script.push_str("exit $fail\n");
+    Requirement {
+        description: "mounts must be mounted",
+        script,
+        debug_hint: "A host directory of `mounts` is not mounted in the guest; the error \
+                     above is the guest's. See docs/mounts.md for what each mountType needs.",
+        retry: false,
+    }
 }
 
 /// Runs `script` in the guest through `ssh ARGS -- /bin/sh` (script on stdin); Err holds
@@ -113,6 +163,7 @@ pub fn ssh_args(ssh_config: &Path, inst_name: &str) -> Vec<String> {
 /// Waits until every requirement holds in turn, calling `progress` with readable steps.
 /// Fails naming the first requirement not met by `deadline`, with its hint and last error.
 pub async fn wait_all(
+    kind: &'static str,
     reqs: &[Requirement],
     ssh_args: &[String],
     deadline: Instant,
@@ -122,7 +173,7 @@ pub async fn wait_all(
     let n = reqs.len();
     for (i, r) in reqs.iter().enumerate() {
         progress(format!(
-            "Waiting for the essential requirement {} of {n}: {:?}",
+            "Waiting for the {kind} requirement {} of {n}: {:?}",
             i + 1,
             r.description
         ));
@@ -131,8 +182,9 @@ pub async fn wait_all(
                 Ok(()) => break,
                 Err(e) => e,
             };
-            if Instant::now() >= deadline {
+            if !r.retry || Instant::now() >= deadline {
                 return Err(Unmet {
+                    kind,
                     index: i + 1,
                     count: n,
                     description: r.description,
@@ -144,7 +196,7 @@ pub async fn wait_all(
             tokio::time::sleep(poll).await;
         }
         progress(format!(
-            "The essential requirement {} of {n} is satisfied",
+            "The {kind} requirement {} of {n} is satisfied",
             i + 1
         ));
     }
@@ -176,7 +228,8 @@ mod tests {
         .collect();
         let mut steps = vec![];
         let e = wait_all(
-            &essential(),
+            "essential",
+            &[ssh(), boot_done()],
             &args,
             Instant::now() + Duration::from_secs(1),
             Duration::from_millis(200),

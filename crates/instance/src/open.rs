@@ -226,6 +226,7 @@ async fn agent_main(reg: &Registry, name: &str, dir: &Path) -> Result<()> {
     let user = inst.config.user.name.clone();
     let key = sshutil::ensure_user_key_in(&store::config_dir()?)?;
     let pubkey = key.public_key()?;
+    let (sshfs_mounts, expected_mounts) = hostagent::sshfs::plan(&inst.config);
     let opts = hostagent::agent::Options {
         name: name.to_string(),
         dir: dir.to_path_buf(),
@@ -238,6 +239,8 @@ async fn agent_main(reg: &Registry, name: &str, dir: &Path) -> Result<()> {
             inst.config.port_forwards.as_deref().unwrap_or_default(),
             GUEST_SSH_PORT,
         ),
+        sshfs_mounts,
+        expected_mounts,
     };
     let seed = |scripts: &BTreeMap<String, Vec<u8>>| {
         inst.write_seed(scripts, &pubkey)
