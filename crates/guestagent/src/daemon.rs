@@ -457,7 +457,8 @@ async fn open_flow(
     })
 }
 
-/// Handles the host's control messages: the host's clock (see [`HostMessage::Time`]).
+/// Handles the host's control messages: the host's clock (see [`HostMessage::Time`]) and
+/// host file changes under mounts ([`HostMessage::Inotify`]).
 async fn host_messages(mux: &Mux) -> MuxError {
     loop {
         let v = match mux.recv_control().await {
@@ -466,8 +467,30 @@ async fn host_messages(mux: &Mux) -> MuxError {
         };
         match serde_json::from_value::<HostMessage>(v.clone()) {
             Ok(HostMessage::Time { unix_ms }) => sync_clock(unix_ms),
+            Ok(HostMessage::Inotify { path, unix_ms }) => {
+                if let Err(e) = touch(&path, unix_ms) {
+                    tracing::debug!("inotify: cannot set the times of {path}: {e}");
+                }
+            }
             Err(_) => tracing::debug!("ignoring a control message from the host: {v}"),
         }
+    }
+}
+
+/// Sets a file's access and modification times (what raises `IN_ATTRIB` for watchers).
+fn touch(path: &str, unix_ms: i64) -> io::Result<()> {
+    let c_path = std::ffi::CString::new(path)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    let t = libc::timespec {
+        tv_sec: unix_ms.div_euclid(1000) as libc::time_t,
+        tv_nsec: (unix_ms.rem_euclid(1000) * 1_000_000) as libc::c_long,
+    };
+    let times = [t, t];
+    // SAFETY: a valid C string and two timespecs; no flags (follow symlinks, as chtimes).
+    if unsafe { libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), times.as_ptr(), 0) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

@@ -96,6 +96,15 @@ pub enum HostMessage {
         /// Milliseconds since 1970-01-01 UTC.
         unix_ms: i64,
     },
+    /// A file changed on the host under a mount (`mountInotify`): the agent sets the guest
+    /// path's times to the host's modification time, which raises inotify events in the guest
+    /// (upstream's `PostInotify`).
+    Inotify {
+        /// The path in the guest (under the mount point).
+        path: String,
+        /// The file's modification time on the host, in milliseconds since the epoch.
+        unix_ms: i64,
+    },
 }
 
 /// The correction to apply to the guest's clock (`host - guest`, in ms) when it is off by

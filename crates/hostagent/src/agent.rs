@@ -76,6 +76,8 @@ pub struct Options {
     pub sshfs_mounts: Vec<crate::sshfs::SshfsMount>,
     /// Every mount the guest must show before the instance is ready.
     pub expected_mounts: Vec<requirements::ExpectedMount>,
+    /// Mounts whose host changes are passed to the guest (`mountInotify`; `inotify::plan`).
+    pub inotify_mounts: Vec<crate::inotify::WatchedMount>,
 }
 
 /// Why the VM's error stream says it ended: its error, or (the stream closed without one)
@@ -159,14 +161,29 @@ pub async fn run(
         .start()
         .await
         .map_err(|e| fail(&hub, driver_call("start")(e)))?;
-    // Guest ports reach the host through the guest agent's channel, as soon as it answers.
+    // Guest ports reach the host through the guest agent's channel, as soon as it answers;
+    // host file changes under mounts go the other way on it.
+    let mut _inotify_watcher = None;
     let _forwarder = match vm.guest_agent_conn().await {
-        Ok(driver::GuestAgentConn::UnixSocket(sock)) => Some(AbortOnDrop(tokio::spawn(
-            portfwd::run(sock, opts.port_forwards.clone(), forward_report(&hub)),
-        ))),
+        Ok(driver::GuestAgentConn::UnixSocket(sock)) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            if !opts.inotify_mounts.is_empty() {
+                match crate::inotify::watch(opts.inotify_mounts.clone(), tx) {
+                    Ok(w) => _inotify_watcher = Some(w),
+                    Err(e) => tracing::warn!("mountInotify: cannot watch the mounts: {e}"),
+                }
+            }
+            Some(AbortOnDrop(tokio::spawn(portfwd::run_with(
+                sock,
+                opts.port_forwards.clone(),
+                forward_report(&hub),
+                rx,
+            ))))
+        }
         Ok(driver::GuestAgentConn::SshForward) => {
             tracing::warn!(
-                "port forwarding over SSH is not implemented; guest ports are not forwarded"
+                "port forwarding over SSH is not implemented; guest ports are not forwarded \
+                 (nor mountInotify events)"
             );
             None
         }

@@ -3,11 +3,13 @@
 //! or external alike), starts the VM, waits for the guest to be usable
 //! over SSH, forwards guest ports (`portfwd` on the driver's guest agent channel; reverse
 //! unix sockets over SSH, [`reverse`]), makes reverse-sshfs mounts ([`sshfs`]) and checks
-//! that every mount is there before the instance counts as ready, reports progress as JSON-line events (in `ha.stdout.log` and on `ha.sock`), and on
+//! that every mount is there before the instance counts as ready, passes host file changes
+//! under mounts to the guest ([`inotify`], `mountInotify`), reports progress as JSON-line events (in `ha.stdout.log` and on `ha.sock`), and on
 //! SIGTERM/SIGINT stops the VM and cleans up.
 
 pub mod agent;
 pub mod events;
+pub mod inotify;
 pub mod requirements;
 pub mod reverse;
 pub mod server;

@@ -241,6 +241,7 @@ async fn agent_main(reg: &Registry, name: &str, dir: &Path) -> Result<()> {
         ),
         sshfs_mounts,
         expected_mounts,
+        inotify_mounts: hostagent::inotify::plan(&inst.config),
     };
     let seed = |scripts: &BTreeMap<String, Vec<u8>>| {
         inst.write_seed(scripts, &pubkey)

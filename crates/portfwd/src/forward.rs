@@ -37,6 +37,19 @@ type Current = watch::Receiver<Option<Arc<Mux>>>;
 /// guest agent channel; `rules` are [`crate::effective_rules`]. Reverse socket rules are
 /// left to the caller (they need SSH).
 pub async fn run(socket: PathBuf, rules: Vec<PortForward>, report: Report) {
+    let (_none, no_messages) = tokio::sync::mpsc::channel(1);
+    run_with(socket, rules, report, no_messages).await
+}
+
+/// [`run`], also passing `host_messages` (control messages such as `{"type": "inotify", ...}`)
+/// to the guest agent; those sent while no session is up are dropped.
+pub async fn run_with(
+    socket: PathBuf,
+    rules: Vec<PortForward>,
+    report: Report,
+    host_messages: tokio::sync::mpsc::Receiver<serde_json::Value>,
+) {
+    let host_messages = Arc::new(tokio::sync::Mutex::new(host_messages));
     let (current_tx, current) = watch::channel::<Option<Arc<Mux>>>(None);
     let flows = Arc::new(UdpFlows::default());
     let (statics, skipped) = static_forwards(&rules);
@@ -63,6 +76,10 @@ pub async fn run(socket: PathBuf, rules: Vec<PortForward>, report: Report) {
         current_tx.send_replace(Some(mux.clone()));
         let _datagrams = AbortOnDrop(tokio::spawn(deliver_datagrams(mux.clone(), flows.clone())));
         let _clock = AbortOnDrop(tokio::spawn(send_clock(mux.clone())));
+        let _messages = AbortOnDrop(tokio::spawn(relay_messages(
+            mux.clone(),
+            host_messages.clone(),
+        )));
         let mut active: BTreeMap<GuestPort, Active> = BTreeMap::new();
         loop {
             let msg = tokio::select! {
@@ -104,6 +121,22 @@ async fn send_clock(mux: Arc<Mux>) {
             return;
         }
         tokio::time::sleep(CLOCK_INTERVAL).await;
+    }
+}
+
+/// Passes the host's messages to this session's guest agent until either ends.
+async fn relay_messages(
+    mux: Arc<Mux>,
+    messages: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<serde_json::Value>>>,
+) {
+    if mux.ready().await.is_err() {
+        return;
+    }
+    let mut rx = messages.lock().await;
+    while let Some(msg) = rx.recv().await {
+        if mux.send_control(&msg).await.is_err() {
+            return;
+        }
     }
 }
 

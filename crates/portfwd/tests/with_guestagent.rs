@@ -522,3 +522,38 @@ async fn hostile_bytes_from_the_guest_side_do_not_stop_the_forwarder() {
     assert!(!forwarder.is_finished());
     forwarder.abort();
 }
+
+/// `mountInotify`: a host message names a changed file; the guest agent sets its times to the
+/// host's modification time (which is what raises inotify events in the guest).
+#[tokio::test]
+async fn inotify_message_sets_the_file_times_in_the_guest() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("ga.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let forwarder = tokio::spawn(portfwd::run_with(sock, only(vec![]), Arc::new(|_| {}), rx));
+    let agent = tokio::spawn(serve_agent(listener));
+    let file = dir.path().join("watched.txt");
+    std::fs::write(&file, "x").unwrap();
+    let host_mtime_ms: i64 = 1_000_000_000_250; // 2001-09-09, far from now
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let _ = tx.try_send(serde_json::json!({
+            "type": "inotify",
+            "path": file.display().to_string(),
+            "unix_ms": host_mtime_ms,
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let meta = std::fs::metadata(&file).unwrap();
+        if meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000 == host_mtime_ms {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the guest agent did not set the times"
+        );
+    }
+    forwarder.abort();
+    agent.abort();
+}
