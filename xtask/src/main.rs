@@ -4,6 +4,7 @@
 mod bench_boot;
 mod bench_drivers;
 mod bench_portfwd;
+mod bench_util;
 mod build;
 mod check_layers;
 mod ci;
