@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
+use crate::bench_util::{self, median, now};
 use crate::demo;
 
 #[derive(clap::Args)]
@@ -318,11 +319,13 @@ pub fn run(args: Args) -> Result<()> {
     let bench_yaml = write_yaml(&yaml, &bench.home)?;
 
     let mut results = Results::new();
-    let mut notes: Vec<String> = vec![];
+    let mut notes: Vec<String> = vec![bench_util::host_line()];
     let load = |what: &str, notes: &mut Vec<String>| {
-        let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        let l: Vec<&str> = l.split_whitespace().take(3).collect();
-        notes.push(format!("load average {}: {}", what, l.join(" ")));
+        notes.push(format!(
+            "load average {}: {}",
+            what,
+            bench_util::load_average()
+        ));
     };
 
     // Phase 1: the internal driver; ssh -L and hostfwd on the same VM.
@@ -425,30 +428,10 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Builds limactl, the guest agent (beside limactl, where a development limactl finds it) and
-/// `lima-driver-qemu`; returns the paths of limactl and the driver.
+/// Builds limactl, the guest agent and `lima-driver-qemu`; returns the paths of limactl and
+/// the driver.
 fn build(release: bool) -> Result<(PathBuf, PathBuf)> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let profile: &[&str] = if release { &["--release"] } else { &[] };
-    for what in [
-        &["-p", "limactl", "-p", "guestagent"][..],
-        &["-p", "qemu", "--bin", "lima-driver-qemu"][..],
-    ] {
-        let mut argv = vec!["build", "-q"];
-        argv.extend_from_slice(what);
-        argv.extend_from_slice(profile);
-        eprintln!("==> cargo {}", argv.join(" "));
-        duct::cmd(&cargo, &argv)
-            .dir(crate::project_root())
-            .run()
-            .with_context(|| format!("cargo {}", argv.join(" ")))?;
-    }
-    let dir = crate::build::target_dir().join(if release { "release" } else { "debug" });
-    for f in ["limactl", "lima-guestagent", "lima-driver-qemu"] {
-        if !dir.join(f).is_file() {
-            bail!("built file not found: {}", dir.join(f).display());
-        }
-    }
+    let dir = bench_util::build(release, true)?;
     Ok((dir.join("limactl"), dir.join("lima-driver-qemu")))
 }
 
@@ -480,32 +463,7 @@ fn start_instance(bench: &Bench, argv: &[&str], form: &str) -> Result<()> {
 /// iperf3's port (iperf3 binds its UDP socket only when a test starts, so the forward must
 /// exist beforehand).
 fn write_yaml(yaml: &Path, dir: &Path) -> Result<PathBuf> {
-    let base = yaml.parent().context("yaml without a directory")?;
-    let text =
-        std::fs::read_to_string(yaml).with_context(|| format!("reading {}", yaml.display()))?;
-    let mut v: serde_yaml::Value =
-        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", yaml.display()))?;
-    fn absolutize(v: &mut serde_yaml::Value, base: &Path) {
-        match v {
-            serde_yaml::Value::Mapping(m) => {
-                for (k, val) in m.iter_mut() {
-                    match val.as_str() {
-                        Some(s)
-                            if k.as_str() == Some("location")
-                                && !s.contains("://")
-                                && !s.starts_with('/') =>
-                        {
-                            *val = base.join(s).display().to_string().into();
-                        }
-                        _ => absolutize(val, base),
-                    }
-                }
-            }
-            serde_yaml::Value::Sequence(s) => s.iter_mut().for_each(|x| absolutize(x, base)),
-            _ => {}
-        }
-    }
-    absolutize(&mut v, base);
+    let mut v = bench_util::image_yaml(yaml)?;
     let rules: serde_yaml::Value = serde_yaml::from_str(&format!(
         "[{{guestPort: {IPERF}, proto: udp, static: true}}]"
     ))?;
@@ -900,32 +858,10 @@ fn raw_down(bench: &Bench, conn: &mut UnixStream, mib: u64) -> Result<f64> {
     Ok((total * 8) as f64 / secs / 1e9)
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// A cell's median over its successful runs with the failed runs' errors, or the first error
 /// when every run failed.
 fn cell(results: &Results, row: Row, path: Via) -> Option<Result<(f64, Vec<String>), String>> {
-    let runs = results.get(&(row, path))?;
-    let mut ok: Vec<f64> = runs
-        .iter()
-        .filter_map(|r| r.as_ref().ok().copied())
-        .collect();
-    let failed: Vec<String> = runs
-        .iter()
-        .filter_map(|r| r.as_ref().err().cloned())
-        .collect();
-    if ok.is_empty() {
-        return Some(Err(failed.into_iter().next().unwrap_or_default()));
-    }
-    Some(Ok((median(&mut ok), failed)))
+    bench_util::summarize(results.get(&(row, path))?)
 }
 
 fn print_report(args: &Args, results: &Results, notes: &[String], reproduce: &str, date: &str) {
@@ -1040,12 +976,6 @@ fn runs_of(results: &Results, row: Row, path: Via) -> usize {
     results.get(&(row, path)).map_or(0, Vec::len)
 }
 
-fn now() -> String {
-    duct::cmd!("date", "-u", "+%Y-%m-%d %H:%M:%S UTC")
-        .read()
-        .unwrap_or_else(|_| "(date unknown)".into())
-}
-
 /// Standard base64, to pass a script through `limactl shell ... sh -c` without quoting.
 fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -1079,11 +1009,5 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(b"foob"), "Zm9vYg==");
-    }
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 }

@@ -3,7 +3,9 @@
 
 mod bench_boot;
 mod bench_drivers;
+mod bench_mounts;
 mod bench_portfwd;
+mod bench_util;
 mod build;
 mod check_layers;
 mod ci;
@@ -53,6 +55,9 @@ enum BenchCmd {
     /// Guest→host port forwarding: this project's forwarder (internal and external driver)
     /// vs ssh -L, qemu's hostfwd and the raw virtio-serial channel (iperf3, latency, churn).
     Portfwd(bench_portfwd::Args),
+    /// A host directory in the guest through each mountType (9p, virtiofs, reverse-sshfs) vs
+    /// the guest's own disk: sequential write and read, small-file metadata, untar.
+    Mounts(bench_mounts::Args),
 }
 
 fn main() -> Result<()> {
@@ -66,6 +71,7 @@ fn main() -> Result<()> {
         Cmd::Bench(BenchCmd::Boot(args)) => bench_boot::run(args),
         Cmd::Bench(BenchCmd::Drivers(args)) => bench_drivers::run(args),
         Cmd::Bench(BenchCmd::Portfwd(args)) => bench_portfwd::run(args),
+        Cmd::Bench(BenchCmd::Mounts(args)) => bench_mounts::run(args),
     }
 }
 
