@@ -172,8 +172,9 @@ struct Case<'a> {
     fwd: forwarding::Ports,
     /// Also reboot the guest and check forwarding comes back.
     reboot: bool,
-    /// The instance's virtiofs mounts.
+    /// The instance's mounts, of the first mount type, then the second after stop/start.
     shares: &'a mounts::Shares,
+    mount_types: [&'a str; 2],
 }
 
 /// The full lifecycle on one instance: start, shell, port forwarding, list, refuse delete,
@@ -186,6 +187,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         fwd,
         reboot,
         shares,
+        mount_types,
     } = *case;
     let yaml = yaml.to_str().unwrap();
     // Two starts of one instance at once: one starts it, the other fails clearly.
@@ -217,7 +219,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
     let uname = env.ok(&["shell", name, "uname", "-a"]);
     assert!(uname.starts_with("Linux "), "uname -a printed {uname:?}");
 
-    mounts::check(env, name, shares);
+    mounts::check(env, name, shares, mount_types[0]);
     guest_port_is_forwarded(env, name, http_port);
     forwarding::check(env, name, fwd);
     if reboot {
@@ -274,9 +276,11 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         "host agent or qemu still running after stop"
     );
 
+    mounts::switch_type(env, name, mount_types[1]);
     env.ok(&["start", name]);
     assert_eq!(env.status_str(name), "Running");
     forwarding::check_again(env, name, fwd, "limactl stop and start");
+    mounts::check(env, name, shares, mount_types[1]);
     if let (Some(count), Some(before)) = (driver_starts, starts_before) {
         // `stop` starts none; `start` one in limactl and one in the host agent.
         let cycle = count() - before;
@@ -416,12 +420,14 @@ fn guest_port_is_forwarded(env: &Env, name: &str, port: u16) {
 #[test]
 fn e2e_qemu_internal_driver() {
     let Some(yaml) = local_image() else { return };
-    let env = Env::new();
+    let mut env = Env::new();
     let fwd = forwarding::Ports { base: 19000 };
+    let mount_types = ["virtiofs", "reverse-sshfs"];
+    let home = mounts::fake_home(&mut env, "int");
     let mut shares = None;
     let yaml = edited_yaml(&env, &yaml, |v| {
         forwarding::add_rules(&env, v, fwd);
-        shares = Some(mounts::add_mounts(&env, v, "int"));
+        shares = Some(mounts::add_mounts(&env, v, "int", mount_types[0], home));
     });
     let case = Case {
         name: "e2e-int",
@@ -430,6 +436,7 @@ fn e2e_qemu_internal_driver() {
         fwd,
         reboot: true,
         shares: shares.as_ref().unwrap(),
+        mount_types,
     };
     lifecycle(&env, &yaml, &case);
 }
@@ -457,7 +464,7 @@ fn external_qemu_driver() -> PathBuf {
 #[test]
 fn e2e_qemu_external_driver() {
     use std::os::unix::fs::PermissionsExt;
-    let Some(yaml) = local_image() else { return };
+    let Some(image) = local_image() else { return };
     let driver = external_qemu_driver();
     let mut env = Env::new();
     let wrapper_dir = env.home.path().join("_drivers");
@@ -474,10 +481,10 @@ fn e2e_qemu_external_driver() {
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    env.extra_env = vec![
+    env.extra_env.extend([
         ("LIMA_DRIVERS_PATH".into(), wrapper.display().to_string()),
         ("LIMA_DISABLE_INTERNAL_DRIVERS".into(), "qemu".into()),
-    ];
+    ]);
     let drivers = env.ok(&["create", "--list-drivers"]);
     assert!(
         drivers.lines().any(|l| l == "qemu (external)"),
@@ -491,10 +498,12 @@ fn e2e_qemu_external_driver() {
             .count()
     };
     let fwd = forwarding::Ports { base: 19100 };
+    let mount_types = ["9p", "virtiofs"];
+    let home = mounts::fake_home(&mut env, "ext");
     let mut shares = None;
-    let yaml = edited_yaml(&env, &yaml, |v| {
+    let yaml = edited_yaml(&env, &image, |v| {
         forwarding::add_rules(&env, v, fwd);
-        shares = Some(mounts::add_mounts(&env, v, "ext"));
+        shares = Some(mounts::add_mounts(&env, v, "ext", mount_types[0], home));
     });
     let case = Case {
         name: "e2e-ext",
@@ -503,8 +512,10 @@ fn e2e_qemu_external_driver() {
         fwd,
         reboot: false,
         shares: shares.as_ref().unwrap(),
+        mount_types,
     };
     lifecycle(&env, &yaml, &case);
+    mounts::failing_mount_fails_start(&env, &image, "9p");
     let n = count();
     // At least one driver process per host agent (first start, restart, recovery).
     assert!(n >= 3, "the external driver was started {n} times");
