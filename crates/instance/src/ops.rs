@@ -118,12 +118,12 @@ pub async fn start(
     ));
     let fail = |why: String| {
         // Leave nothing running behind a failed start. The agent releases the disks as it
-        // exits; this covers one that died without doing so.
+        // exits; this covers one that died without doing so, unless its VM outlived it.
         let gone = !store::pid_alive(pid as i32) || {
             signal(pid as i64, libc::SIGTERM);
             wait_gone(pid as i64, Duration::from_secs(60))
         };
-        if gone {
+        if gone && inspect(name).is_ok_and(|i| i.driver_pid == 0) {
             crate::datadisk::unlock_of(&dir);
         }
         InstanceError::StartFailed {
