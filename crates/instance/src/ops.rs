@@ -216,6 +216,8 @@ pub fn stop(name: &str, force: bool, say: &dyn Fn(&str)) -> Result<()> {
     // The driver is the host agent's child; make sure it is gone too.
     if inst.driver_pid > 0 && !wait_gone(inst.driver_pid, Duration::from_secs(10)) {
         signal(inst.driver_pid, libc::SIGKILL);
+        // Gone before its disks are released below.
+        wait_gone(inst.driver_pid, Duration::from_secs(10));
     }
     sshutil::stop_master(dir, name);
     store::remove_stale_runtime_files(dir)?;
