@@ -1,6 +1,7 @@
 #!/bin/sh
-# Runs as root on every boot (from the per-boot runner): loads lima.env and param.env, runs
-# boot/*.sh in order, installs the guest agent and starts it as the systemd service
+# Runs as root on every boot (from the per-boot runner): loads lima.env and param.env, sets
+# up additionalDisks (formatted the first time, mounted on /mnt/lima-NAME), runs boot/*.sh in
+# order, installs the guest agent and starts it as the systemd service
 # lima-guestagent.service, applies provisioning, and finally creates /run/lima-boot-done,
 # which the host agent waits for over SSH.
 set -eu
@@ -53,6 +54,80 @@ if [ "$LIMA_CIDATA_MOUNTTYPE" = reverse-sshfs ] && [ "${LIMA_CIDATA_MOUNTS:-0}" 
 		fi
 	done
 fi
+
+# BEGIN disks
+# additionalDisks (lima.env's LIMA_CIDATA_DISK_<i>_*), disk i on /dev/<DEVICE>: the first
+# time, unless `format: false`, one GPT partition and a file system labelled lima-NAME
+# (fsType, default ext4, with fsArgs); then mounted on /mnt/lima-NAME (a swap disk is
+# enabled instead), and the partition and file system grown to a disk resized since (best
+# effort: never a failed boot for that). A disk that cannot be set up fails its `run`.
+DISK_DEV=/dev
+DISK_MNT=/mnt
+disk_var() { eval "printf '%s' \"\${LIMA_CIDATA_DISK_${1}_${2}:-}\""; }
+# Whether partition $1 holds a file system (blkid prints its TYPE).
+disk_has_fs() { blkid "$1" 2>/dev/null | grep -q ' TYPE='; }
+# Whether $1 is mounted (in /proc/mounts).
+disk_mounted() { grep -qs "^[^ ]* $1 " /proc/mounts; }
+setup_disk() {
+	d_name=$(disk_var "$1" NAME)
+	d_dev="$DISK_DEV/$(disk_var "$1" DEVICE)"
+	d_format=$(disk_var "$1" FORMAT)
+	d_fstype=$(disk_var "$1" FSTYPE)
+	d_fsargs=$(disk_var "$1" FSARGS)
+	[ -n "$d_format" ] || d_format=true
+	[ -n "$d_fstype" ] || d_fstype=ext4
+	d_part="${d_dev}1"
+	d_label="lima-$d_name"
+	if ! [ -e "$d_dev" ]; then
+		log "disk $d_name: no device $d_dev"
+		return 1
+	fi
+	# First time: no file system with its label, and none on the partition either (a label
+	# too long for the file system is cut short, so the label alone must not decide).
+	if [ "$d_format" = true ] && ! [ -e "$DISK_DEV/disk/by-label/$d_label" ] && ! disk_has_fs "$d_part"; then
+		log "disk $d_name: formatting $d_dev ($d_fstype)"
+		if [ "$d_fstype" = swap ]; then
+			echo 'type=swap' | sfdisk --label gpt "$d_dev" || return 1
+			# shellcheck disable=SC2086 # fsArgs are separate arguments
+			mkswap $d_fsargs -L "$d_label" "$d_part" || return 1
+		else
+			echo 'type=linux' | sfdisk --label gpt "$d_dev" || return 1
+			# shellcheck disable=SC2086
+			"mkfs.$d_fstype" $d_fsargs -L "$d_label" "$d_part" || return 1
+		fi
+	fi
+	if [ "$d_fstype" = swap ]; then
+		grep -qs "^$d_part " /proc/swaps || swapon "$d_part" || return 1
+		return 0
+	fi
+	d_mnt="$DISK_MNT/$d_label"
+	mkdir -p "$d_mnt" || return 1
+	if ! disk_mounted "$d_mnt"; then
+		mount -t "$d_fstype" "$d_part" "$d_mnt" || return 1
+	fi
+	# Grown by `limactl disk resize`: partition first (growpart says NOCHANGE otherwise),
+	# then the mounted file system; its tool finds nothing to do when it already fills it.
+	if command -v growpart >/dev/null 2>&1; then
+		growpart "$d_dev" 1 || true
+	fi
+	case "$d_fstype" in
+	ext2 | ext3 | ext4) d_grow="resize2fs $d_part" ;;
+	xfs) d_grow="xfs_growfs $d_mnt" ;;
+	btrfs) d_grow="btrfs filesystem resize max $d_mnt" ;;
+	*) d_grow="" ;;
+	esac
+	if [ -n "$d_grow" ] && command -v "${d_grow%% *}" >/dev/null 2>&1; then
+		# shellcheck disable=SC2086 # a command and its arguments
+		$d_grow || log "WARNING: disk $d_name: could not grow its $d_fstype file system"
+	fi
+	return 0
+}
+disk_i=0
+while [ "$disk_i" -lt "${LIMA_CIDATA_DISKS:-0}" ]; do
+	run setup_disk "$disk_i"
+	disk_i=$((disk_i + 1))
+done
+# END disks
 
 for f in "$MNT"/boot/*.sh; do
 	[ -e "$f" ] && run "$f"

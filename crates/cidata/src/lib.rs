@@ -94,6 +94,23 @@ pub fn fresh_instance_id() -> String {
 /// The 9p/virtiofs tag of a mount (defined in `limadefaults`, shared with the qemu driver).
 pub use limadefaults::mount_tag;
 
+/// The guest's device name of `additionalDisks[index]`: virtio disks after the boot disk
+/// (`vda`), named as Linux names them: `vdb` ... `vdz`, then `vdaa`, `vdab`, ...
+pub fn disk_device(index: usize) -> String {
+    // Bijective base 26 of the position among virtio disks (the boot disk is 0).
+    let mut n = index + 1;
+    let mut letters = vec![];
+    loop {
+        letters.push(b'a' + (n % 26) as u8);
+        if n < 26 {
+            break;
+        }
+        n = n / 26 - 1;
+    }
+    letters.reverse();
+    format!("vd{}", String::from_utf8_lossy(&letters))
+}
+
 fn check_env_value(field: &str, key: &str, value: &str) -> Result<(), CidataError> {
     let key_ok = !key.is_empty()
         && !key.starts_with(|c: char| c.is_ascii_digit())
@@ -318,6 +335,7 @@ fn lima_env(input: &SeedInput<'_>, user: &FilledUser) -> Result<Vec<String>, Cid
     v.push(format!("LIMA_CIDATA_DISKS={}", disks.len()));
     for (i, d) in disks.iter().enumerate() {
         v.push(format!("LIMA_CIDATA_DISK_{i}_NAME={}", d.name));
+        v.push(format!("LIMA_CIDATA_DISK_{i}_DEVICE={}", disk_device(i)));
         v.push(format!(
             "LIMA_CIDATA_DISK_{i}_FORMAT={}",
             d.format.unwrap_or(true)

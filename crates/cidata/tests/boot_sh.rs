@@ -2,7 +2,11 @@
 //! and `# END guestagent`) run with `sh` in a scratch directory (the unit directory and the
 //! systemd marker moved there, `systemctl` a fake that records its arguments) installs the
 //! binary, writes `lima-guestagent.service` and enables and starts it — restarting it only
-//! when the binary or the unit changed — and without systemd only installs the binary.
+//! when the binary or the unit changed — and without systemd only installs the binary. Its
+//! disk section (`# BEGIN disks` .. `# END disks`) runs the same way with `/dev` and `/mnt`
+//! moved to the scratch directory and every tool it calls (sfdisk, mkfs.*, mount, growpart,
+//! resize2fs, blkid, ...) a fake that records its arguments: a new disk is partitioned,
+//! formatted and mounted, a formatted one only mounted, a failure fails the boot's code.
 #![cfg(unix)]
 
 use std::os::unix::fs::PermissionsExt;
@@ -168,4 +172,276 @@ fn without_systemd_it_only_installs() {
     assert!(s.run(false).is_empty());
     assert!(s.p("prefix/bin/lima-guestagent").is_file());
     assert!(!s.p("units/lima-guestagent.service").exists());
+}
+
+// ------------------------------------------------------------------------------------------
+// The disk section.
+
+/// The disk section of boot.sh.
+fn disk_section() -> &'static str {
+    let start = BOOT_SH.find("# BEGIN disks\n").expect("BEGIN disks marker");
+    let end = BOOT_SH.find("# END disks\n").expect("END disks marker");
+    &BOOT_SH[start..end]
+}
+
+/// The tools the disk section may call. Each fake appends `NAME ARGS` to `calls.log` (sfdisk
+/// also its stdin), and fails when `fail-NAME` exists. `mkfs.*` and `mkswap` leave what udev
+/// and a real file system would: `dev/disk/by-label/LABEL` and `PART.fs`, which `blkid`
+/// reports as a file system.
+const DISK_TOOLS: &[&str] = &[
+    "sfdisk",
+    "mkfs.ext4",
+    "mkfs.xfs",
+    "mkswap",
+    "swapon",
+    "mount",
+    "growpart",
+    "resize2fs",
+    "xfs_growfs",
+    "btrfs",
+    "blkid",
+];
+
+struct DiskScratch {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl DiskScratch {
+    fn new(devices: &[&str]) -> DiskScratch {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        for d in ["dev/disk/by-label", "mnt", "fakebin"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for dev in devices {
+            std::fs::write(root.join("dev").join(dev), "").unwrap();
+        }
+        let log = root.join("calls.log");
+        for tool in DISK_TOOLS {
+            let body = match *tool {
+                "sfdisk" => format!("echo \"sfdisk $* <$(cat)\" >>'{}'\n", log.display()),
+                "blkid" => "[ -e \"$1.fs\" ] && echo \"$1: UUID=\\\"x\\\" TYPE=\\\"ext4\\\"\" && exit 0\nexit 2\n"
+                    .to_string(),
+                t if t.starts_with("mkfs.") || t == "mkswap" => format!(
+                    "echo \"{t} $*\" >>'{log}'\n\
+                     while [ $# -gt 1 ]; do [ \"$1\" = -L ] && label=$2; shift; done\n\
+                     touch '{dev}/disk/by-label/'\"$label\" \"$1.fs\"\n",
+                    log = log.display(),
+                    dev = root.join("dev").display()
+                ),
+                t => format!("echo \"{t} $*\" >>'{}'\n", log.display()),
+            };
+            let fake = root.join("fakebin").join(tool);
+            std::fs::write(
+                &fake,
+                format!(
+                    "#!/bin/sh\n[ -e '{}' ] && exit 2\n{body}",
+                    root.join(format!("fail-{tool}")).display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        DiskScratch { _dir: dir, root }
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Runs the section with `env` (lima.env's disk variables); returns whether it succeeded,
+    /// its output and the tool calls it made (scratch paths shown as `DEV` and `MNT`; the log
+    /// is cleared).
+    fn run(&self, env: &[(&str, &str)]) -> (bool, String, Vec<String>) {
+        let body = disk_section()
+            .replace(
+                "DISK_DEV=/dev\n",
+                &format!("DISK_DEV='{}'\n", self.p("dev").display()),
+            )
+            .replace(
+                "DISK_MNT=/mnt\n",
+                &format!("DISK_MNT='{}'\n", self.p("mnt").display()),
+            );
+        let script = format!(
+            "set -eu\nCODE=0\nlog() {{ echo \"LOG $*\"; }}\n\
+             run() {{ if ! \"$@\"; then echo \"FAILED $*\"; CODE=1; fi; }}\n{body}\nexit \"$CODE\"\n"
+        );
+        // Only the fakes and the basics: a real mkfs or mount must never be reached.
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env_clear()
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", self.p("fakebin").display()),
+            )
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let log = self.p("calls.log");
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        let (dev, mnt) = (
+            self.p("dev").display().to_string(),
+            self.p("mnt").display().to_string(),
+        );
+        let calls = calls
+            .lines()
+            .map(|l| l.replace(&dev, "DEV").replace(&mnt, "MNT"))
+            .collect();
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), output, calls)
+    }
+}
+
+/// lima.env's variables for disks given as (name, device, format, fsType, fsArgs).
+fn disk_env(disks: &[(&str, &str, &str, &str, &str)]) -> Vec<(String, String)> {
+    let mut v = vec![("LIMA_CIDATA_DISKS".to_string(), disks.len().to_string())];
+    for (i, (name, device, format, fstype, fsargs)) in disks.iter().enumerate() {
+        for (key, value) in [
+            ("NAME", name),
+            ("DEVICE", device),
+            ("FORMAT", format),
+            ("FSTYPE", fstype),
+            ("FSARGS", fsargs),
+        ] {
+            v.push((format!("LIMA_CIDATA_DISK_{i}_{key}"), value.to_string()));
+        }
+    }
+    v
+}
+
+fn env_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+#[test]
+fn new_disk_is_partitioned_formatted_mounted_then_only_mounted() {
+    let s = DiskScratch::new(&["vdb", "vdc"]);
+    let env = disk_env(&[
+        ("data", "vdb", "true", "", "-m 0"),
+        ("keep", "vdc", "false", "ext4", ""),
+    ]);
+    let (ok, out, calls) = s.run(&env_refs(&env));
+    assert!(ok, "{out}");
+    assert_eq!(
+        calls,
+        [
+            "sfdisk --label gpt DEV/vdb <type=linux",
+            "mkfs.ext4 -m 0 -L lima-data DEV/vdb1",
+            "mount -t ext4 DEV/vdb1 MNT/lima-data",
+            "growpart DEV/vdb 1",
+            "resize2fs DEV/vdb1",
+            // `format: false`: the user's own file system, never touched.
+            "mount -t ext4 DEV/vdc1 MNT/lima-keep",
+            "growpart DEV/vdc 1",
+            "resize2fs DEV/vdc1",
+        ],
+        "{out}"
+    );
+    assert!(s.p("mnt/lima-data").is_dir() && s.p("mnt/lima-keep").is_dir());
+
+    // The next boot: formatted already, so only mounted (and grown).
+    let (ok, out, calls) = s.run(&env_refs(&env));
+    assert!(ok, "{out}");
+    assert_eq!(
+        calls,
+        [
+            "mount -t ext4 DEV/vdb1 MNT/lima-data",
+            "growpart DEV/vdb 1",
+            "resize2fs DEV/vdb1",
+            "mount -t ext4 DEV/vdc1 MNT/lima-keep",
+            "growpart DEV/vdc 1",
+            "resize2fs DEV/vdc1",
+        ]
+    );
+}
+
+#[test]
+fn a_file_system_without_its_full_label_is_not_formatted_again() {
+    // ext4 labels hold 16 bytes: `lima-` and a long name are cut short, so no
+    // by-label/lima-NAME link ever appears for it.
+    let s = DiskScratch::new(&["vdb"]);
+    std::fs::write(s.p("dev/vdb1.fs"), "").unwrap();
+    let env = disk_env(&[("a-rather-long-disk-name", "vdb", "true", "", "")]);
+    let (ok, out, calls) = s.run(&env_refs(&env));
+    assert!(ok, "{out}");
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("sfdisk") || c.starts_with("mkfs")),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls[0],
+        "mount -t ext4 DEV/vdb1 MNT/lima-a-rather-long-disk-name"
+    );
+}
+
+#[test]
+fn fs_type_args_and_swap() {
+    let s = DiskScratch::new(&["vdb", "vdc"]);
+    let env = disk_env(&[
+        ("x", "vdb", "true", "xfs", "-f"),
+        ("sw", "vdc", "true", "swap", ""),
+    ]);
+    let (ok, out, calls) = s.run(&env_refs(&env));
+    assert!(ok, "{out}");
+    assert_eq!(
+        calls,
+        [
+            "sfdisk --label gpt DEV/vdb <type=linux",
+            "mkfs.xfs -f -L lima-x DEV/vdb1",
+            "mount -t xfs DEV/vdb1 MNT/lima-x",
+            "growpart DEV/vdb 1",
+            "xfs_growfs MNT/lima-x",
+            "sfdisk --label gpt DEV/vdc <type=swap",
+            "mkswap -L lima-sw DEV/vdc1",
+            "swapon DEV/vdc1",
+        ]
+    );
+    assert!(!s.p("mnt/lima-sw").exists());
+}
+
+#[test]
+fn failures_fail_the_boot_but_the_other_disks_are_still_set_up() {
+    let s = DiskScratch::new(&["vdb", "vdd"]);
+    std::fs::write(s.p("fail-mkfs.ext4"), "").unwrap();
+    let env = disk_env(&[
+        ("bad", "vdb", "true", "", ""),
+        ("absent", "vdc", "true", "", ""),
+        ("good", "vdd", "false", "", ""),
+    ]);
+    let (ok, out, calls) = s.run(&env_refs(&env));
+    assert!(!ok, "a failed disk must fail the boot: {out}");
+    assert!(out.contains("FAILED setup_disk 0"), "{out}");
+    assert!(
+        out.contains("FAILED setup_disk 1") && out.contains("no device"),
+        "{out}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.contains("lima-bad")),
+        "mounted after a failed mkfs: {calls:?}"
+    );
+    assert!(calls.contains(&"mount -t ext4 DEV/vdd1 MNT/lima-good".to_string()));
+
+    // Growing is best effort: a failing growpart or resize2fs fails nothing.
+    let s = DiskScratch::new(&["vdb"]);
+    std::fs::write(s.p("fail-growpart"), "").unwrap();
+    std::fs::write(s.p("fail-resize2fs"), "").unwrap();
+    let (ok, out, _) = s.run(&env_refs(&disk_env(&[("d", "vdb", "true", "", "")])));
+    assert!(ok, "{out}");
+    assert!(out.contains("could not grow"), "{out}");
+}
+
+#[test]
+fn no_disks_no_calls() {
+    let s = DiskScratch::new(&[]);
+    let (ok, out, calls) = s.run(&[]);
+    assert!(ok && calls.is_empty(), "{out} {calls:?}");
 }

@@ -185,6 +185,42 @@ fn other_files() {
     assert!(!paths.contains(&"lima-guestagent"));
 }
 
+/// `additionalDisks` in lima.env, with the device each has in the guest (virtio disks after
+/// the boot disk `vda`).
+#[test]
+fn disks_in_lima_env() {
+    let cfg: LimaYaml = serde_yaml::from_str(
+        "additionalDisks:\n- data\n- name: scratch\n  format: false\n  fsType: xfs\n  fsArgs: [-m, 'crc=1']\n",
+    )
+    .unwrap();
+    let (keys, scripts) = (keys(), scripts());
+    let seed = build_seed(&input(&filled(&cfg), &keys, &scripts, None)).unwrap();
+    let disks: Vec<&str> = seed
+        .text("lima.env")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("LIMA_CIDATA_DISK"))
+        .collect();
+    insta::assert_snapshot!("lima_env_disks", disks.join("\n"));
+    let none = build_seed(&input(&filled(&LimaYaml::default()), &keys, &scripts, None)).unwrap();
+    assert!(none
+        .text("lima.env")
+        .unwrap()
+        .contains("\nLIMA_CIDATA_DISKS=0\n"));
+}
+
+#[test]
+fn disk_devices_are_named_as_linux_names_virtio_disks() {
+    let names: Vec<String> = [0, 1, 24, 25, 26, 50, 51, 700, 701]
+        .into_iter()
+        .map(cidata::disk_device)
+        .collect();
+    assert_eq!(
+        names,
+        ["vdb", "vdc", "vdz", "vdaa", "vdab", "vdaz", "vdba", "vdzz", "vdaaa"]
+    );
+}
+
 #[test]
 fn network_config_without_mac_matches_by_name() {
     let (cfg, keys, scripts) = (LimaYaml::default(), keys(), scripts());

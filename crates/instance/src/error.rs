@@ -116,6 +116,42 @@ pub enum InstanceError {
     StartTimeout { name: String, timeout: Duration },
     #[error(transparent)]
     Agent(#[from] hostagent::agent::AgentError),
+    #[error("{command}: {why}")]
+    QemuImg { command: String, why: String },
+    #[error("disk format {0:?} not supported, use `qcow2` or `raw` instead")]
+    DiskFormat(String),
+    #[error("--size {text:?}: {why}")]
+    DiskSize { text: String, why: String },
+    #[error(
+        "specified size {size} is less than the current disk size {current} of disk {name:?}. \
+         Disk shrinking is currently unavailable"
+    )]
+    DiskShrink {
+        name: String,
+        size: limatype::ByteSize,
+        current: limatype::ByteSize,
+    },
+    #[error(
+        "cannot delete disk {name:?} in use by instance {instance:?} (stop it first, or use \
+         --force)"
+    )]
+    DiskInUse { name: String, instance: String },
+    #[error(
+        "cannot resize disk {name:?} used by running instance {instance:?}. Please stop the VM \
+         instance"
+    )]
+    DiskResizeRunning { name: String, instance: String },
+    #[error(
+        "additionalDisks[{index}]: disk {name:?} does not exist; create it with \
+         `limactl disk create {name} --size SIZE`"
+    )]
+    DiskMissing { index: usize, name: String },
+    #[error("additionalDisks[{index}]: {source}")]
+    AttachDisk {
+        index: usize,
+        #[source]
+        source: store::StoreError,
+    },
 }
 
 pub type Result<T, E = InstanceError> = std::result::Result<T, E>;

@@ -4,10 +4,13 @@
 //! `registry` and reached only through the `driver` trait, called in the trait's order
 //! (validate → create → create_disk → start), and the host agent is spawned and followed
 //! ([`agentproc`]). The host agent process itself opens the instance through this crate too
-//! ([`run_host_agent`]). `limactl`'s commands are thin clap code over it.
+//! ([`run_host_agent`]). `limactl`'s commands are thin clap code over it, `limactl disk`'s
+//! over [`datadisk`] (additional disks: images through `qemu-img`, locked to an instance from
+//! its start until it stops).
 
 pub mod agentbin;
 pub mod agentproc;
+pub mod datadisk;
 mod disks;
 mod error;
 pub mod load;

@@ -199,6 +199,8 @@ pub async fn run_host_agent(reg: &Registry, name: &str) -> Result<()> {
     let pid_path = dir.join(filenames::HOST_AGENT_PID);
     store::write_pid_file(&pid_path, std::process::id())?;
     let result = agent_main(reg, name, &dir).await;
+    // The VM is stopped (or never started): its disks are free again.
+    crate::datadisk::unlock_of(&dir);
     let _ = std::fs::remove_file(&pid_path);
     result
 }

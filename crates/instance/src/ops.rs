@@ -87,25 +87,44 @@ pub async fn start(
     } else {
         store::remove_stale_runtime_files(&dir)?;
     }
-    let opened = match created {
-        Some(o) => o,
-        None => open(reg, name, SshPort::Unchosen).await?,
+    // Before anything is prepared or booted: a disk another instance uses (or a missing one)
+    // fails the start here, with nothing to undo but these locks.
+    crate::datadisk::lock_for_instance(&dir, &inst.additional_disks, say)?;
+    let prepared = async {
+        let opened = match created {
+            Some(o) => o,
+            None => open(reg, name, SshPort::Unchosen).await?,
+        };
+        opened.prepare().await?;
+        // This process's driver (an external one's process) is done; the host agent opens
+        // its own.
+        Ok(opened.info.log_files.clone())
     };
-    opened.prepare().await?;
-    let log_files = opened.info.log_files.clone();
-    // This process's driver (an external one's process) is done; the host agent opens its own.
-    drop(opened);
-    let pid = agentproc::spawn(&dir, name, &lock)?;
+    let spawned = match prepared.await {
+        Ok(log_files) => agentproc::spawn(&dir, name, &lock).map(|pid| (pid, log_files)),
+        Err(e) => Err(e),
+    };
+    let (pid, log_files) = match spawned {
+        Ok(v) => v,
+        Err(e) => {
+            crate::datadisk::unlock_of(&dir);
+            return Err(e);
+        }
+    };
     say(&format!(
         "Started the host agent (pid {pid}); logs: {}/{}",
         dir.display(),
         filenames::HOST_AGENT_STDERR_LOG
     ));
     let fail = |why: String| {
-        // Leave nothing running behind a failed start.
-        if store::pid_alive(pid as i32) {
+        // Leave nothing running behind a failed start. The agent releases the disks as it
+        // exits; this covers one that died without doing so, unless its VM outlived it.
+        let gone = !store::pid_alive(pid as i32) || {
             signal(pid as i64, libc::SIGTERM);
-            wait_gone(pid as i64, Duration::from_secs(60));
+            wait_gone(pid as i64, Duration::from_secs(60))
+        };
+        if gone && inspect(name).is_ok_and(|i| i.driver_pid == 0) {
+            crate::datadisk::unlock_of(&dir);
         }
         InstanceError::StartFailed {
             name: name.to_string(),
@@ -197,9 +216,13 @@ pub fn stop(name: &str, force: bool, say: &dyn Fn(&str)) -> Result<()> {
     // The driver is the host agent's child; make sure it is gone too.
     if inst.driver_pid > 0 && !wait_gone(inst.driver_pid, Duration::from_secs(10)) {
         signal(inst.driver_pid, libc::SIGKILL);
+        // Gone before its disks are released below.
+        wait_gone(inst.driver_pid, Duration::from_secs(10));
     }
     sshutil::stop_master(dir, name);
     store::remove_stale_runtime_files(dir)?;
+    // The agent released them as it exited, unless it was killed on the way.
+    crate::datadisk::unlock_of(dir);
     say(&format!("Instance {name:?} is stopped"));
     Ok(())
 }
@@ -235,6 +258,8 @@ pub async fn delete(reg: &Registry, name: &str, force: bool, say: &dyn Fn(&str))
             source,
         }
     })?;
+    // A disk left locked to a directory that is going away would stay locked for good.
+    crate::datadisk::unlock_of(dir);
     let has_config = dir.join(filenames::LIMA_YAML).exists();
     match open(reg, name, SshPort::Unchosen).await {
         // A directory a killed create left has no config and no driver to ask.
@@ -313,17 +338,28 @@ fn wait_gone(pid: i64, timeout: Duration) -> bool {
 }
 
 /// Ends whatever runs for an instance at once (SIGKILL to host agent and driver), then
-/// removes pid files, sockets and the ssh control master.
+/// removes pid files, sockets and the ssh control master, and releases its disks.
 fn force_stop(inst: &Instance) -> Result<()> {
     let dir = Path::new(&inst.dir);
     sshutil::stop_master(dir, &inst.name);
     for pid in [inst.host_agent_pid, inst.driver_pid] {
         signal(pid, libc::SIGKILL);
     }
-    for pid in [inst.host_agent_pid, inst.driver_pid] {
-        wait_gone(pid, Duration::from_secs(10));
+    // Both waited for, each up to 10 s.
+    let agent_gone = wait_gone(inst.host_agent_pid, Duration::from_secs(10));
+    let driver_gone = wait_gone(inst.driver_pid, Duration::from_secs(10));
+    let gone = agent_gone && driver_gone;
+    store::remove_stale_runtime_files(dir)?;
+    // Not while a killed VM might still write to them.
+    if gone {
+        crate::datadisk::unlock_of(dir);
+    } else {
+        tracing::warn!(
+            "the processes of {:?} did not exit; its disks stay locked (`limactl disk unlock`)",
+            inst.name
+        );
     }
-    Ok(store::remove_stale_runtime_files(dir)?)
+    Ok(())
 }
 
 /// Whether anything of the instance is still alive (host agent or driver).

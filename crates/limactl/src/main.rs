@@ -39,6 +39,9 @@ enum Cmd {
     Info(cmd::info::InfoArgs),
     /// Empty the download cache.
     Prune(cmd::prune::PruneArgs),
+    /// Lima disk management: create, list, delete, unlock and resize additional disks.
+    #[command(subcommand)]
+    Disk(cmd::disk::DiskCmd),
     /// Run the host agent of an instance (started by `limactl start`).
     #[command(hide = true)]
     Hostagent(cmd::hostagent::HostagentArgs),
@@ -67,6 +70,7 @@ fn main() {
         Cmd::Create(a) => cmd::create::run(a),
         Cmd::Start(a) => cmd::start::run(a),
         Cmd::Prune(a) => cmd::prune::run(a),
+        Cmd::Disk(c) => cmd::disk::run(c),
         Cmd::Hostagent(a) => cmd::hostagent::run(a),
         Cmd::Info(a) => cmd::info::run(a),
         Cmd::Shell(a) => cmd::shell::run(a).map(|code| std::process::exit(code)),

@@ -56,5 +56,11 @@ pub const QEMU_EFI_CODE_FD: &str = "qemu-efi-code.fd";
 pub const PROTECTED: &str = "protected";
 /// The qemu process id, written by qemu itself (`-pidfile`).
 pub const QEMU_PID: &str = "qemu.pid";
+
+// Files in a disk directory ($LIMA_HOME/_disks/NAME).
+/// The disk image (qcow2 or raw).
+pub const DATA_DISK: &str = "datadisk";
+/// A symlink to the directory of the instance using the disk: the disk's lock.
+pub const IN_USE_BY: &str = "in_use_by";
 /// Files that must not survive a stop (stale pid files and sockets).
 pub const TMP_FILE_SUFFIXES: &[&str] = &[".pid", ".sock", ".tmp"];

@@ -59,6 +59,15 @@ pub struct MountSpec {
     pub device: MountDevice,
 }
 
+/// One of `additionalDisks`: its image (`$LIMA_HOME/_disks/NAME/datadisk`) and format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataDiskSpec {
+    pub path: PathBuf,
+    /// `qcow2` or `raw`, as `qemu-img info` read it: given to qemu so it never guesses (a
+    /// raw image is never probed as another format).
+    pub format: String,
+}
+
 /// The id of the shared memory backend virtiofs needs (vhost-user maps guest RAM).
 pub const VIRTIOFS_MEM_ID: &str = "virtiofs-shm";
 
@@ -76,6 +85,9 @@ pub struct VmSpec {
     pub memory_mib: u64,
     /// The instance's boot disk (the diffdisk).
     pub disk: PathBuf,
+    /// `additionalDisks`, in order: virtio disks after the boot disk, so the guest sees them
+    /// as /dev/vdb, /dev/vdc, ... (cidata's `LIMA_CIDATA_DISK_<i>_DEVICE`).
+    pub data_disks: Vec<DataDiskSpec>,
     pub cidata_iso: Option<PathBuf>,
     pub direct_boot: Option<DirectBoot>,
     /// UEFI code image, when not booting a kernel directly (or on arches that need it).
@@ -214,6 +226,16 @@ pub fn build_args(spec: &VmSpec) -> Vec<String> {
         "-drive",
         &format!("file={},if=virtio,discard=on", spec.disk.display()),
     ]);
+    for d in &spec.data_disks {
+        push(&[
+            "-drive",
+            &format!(
+                "file={},if=virtio,discard=on,format={}",
+                opt_value(&d.path),
+                d.format
+            ),
+        ]);
+    }
     if let Some(iso) = &spec.cidata_iso {
         // A CD on virtio-scsi: minimal cloud kernels (Debian's) have no AHCI for q35's default
         // CD drive, while virtio-scsi is in every cloud kernel.
@@ -347,6 +369,7 @@ mod tests {
             cpus: 2,
             memory_mib: 2048,
             disk: dir.join("diffdisk"),
+            data_disks: vec![],
             cidata_iso: Some(dir.join("cidata.iso")),
             direct_boot: Some(DirectBoot {
                 kernel: dir.join("kernel"),
@@ -567,5 +590,40 @@ mod tests {
             ]
         );
         assert!(after(&a, "-virtfs").is_empty());
+    }
+
+    #[test]
+    fn data_disks_follow_the_boot_disk_in_order() {
+        let mut s = spec("x86_64", Accel::Kvm);
+        s.data_disks = vec![
+            DataDiskSpec {
+                path: "/home/u/.lima/_disks/data/datadisk".into(),
+                format: "qcow2".into(),
+            },
+            DataDiskSpec {
+                path: "/home/u/.lima/_disks/a,b/datadisk".into(),
+                format: "raw".into(),
+            },
+        ];
+        let a = build_args(&s);
+        let drives: Vec<&str> = after(&a, "-drive")
+            .into_iter()
+            .filter(|d| d.contains("if=virtio"))
+            .collect();
+        assert_eq!(
+            drives,
+            [
+                "file=/home/u/.lima/vm/diffdisk,if=virtio,discard=on",
+                "file=/home/u/.lima/_disks/data/datadisk,if=virtio,discard=on,format=qcow2",
+                "file=/home/u/.lima/_disks/a,,b/datadisk,if=virtio,discard=on,format=raw",
+            ]
+        );
+        insta::assert_yaml_snapshot!(after(&a, "-drive"));
+    }
+
+    #[test]
+    fn no_data_disks_no_extra_drives() {
+        let a = build_args(&spec("x86_64", Accel::Kvm));
+        assert!(!a.iter().any(|x| x.contains("datadisk")));
     }
 }

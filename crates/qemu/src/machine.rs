@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use limatype::{filenames, Filled, Image, MountType};
 
-use crate::cmdline::{self, Accel, DirectBoot, MountDevice, MountSpec, VmSpec};
+use crate::cmdline::{self, Accel, DataDiskSpec, DirectBoot, MountDevice, MountSpec, VmSpec};
 use crate::{virtiofsd, vm};
 
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +146,37 @@ impl Machine {
         .map_err(MachineError::from)
     }
 
-    pub fn spec(&self) -> Result<VmSpec> {
+    /// `additionalDisks` as drives: `$LIMA_HOME/_disks/NAME/datadisk` (`$LIMA_HOME` is the
+    /// instance directory's parent) with the format qemu-img reads. The instance flow has
+    /// locked them to this instance and checked they exist; a disk gone since is named here.
+    pub async fn data_disks(&self) -> Result<Vec<DataDiskSpec>> {
+        let mut out = vec![];
+        for (i, d) in self.config.additional_disks.iter().flatten().enumerate() {
+            let path = data_disk_path(&self.dir, &d.name).ok_or_else(|| {
+                MachineError::Config(format!(
+                    "additionalDisks[{i}]: no $LIMA_HOME above the instance directory {}",
+                    self.dir.display()
+                ))
+            })?;
+            if !path.exists() {
+                return Err(MachineError::Config(format!(
+                    "additionalDisks[{i}]: disk {:?} does not exist ({} is missing); create it \
+                     with `limactl disk create {} --size SIZE`",
+                    d.name,
+                    path.display(),
+                    d.name
+                )));
+            }
+            let format = vm::image_format(&path).await?;
+            if format != "qcow2" && format != "raw" {
+                return Err(vm::VmError::UnsupportedFormat { path, format }.into());
+            }
+            out.push(DataDiskSpec { path, format });
+        }
+        Ok(out)
+    }
+
+    pub async fn spec(&self) -> Result<VmSpec> {
         let arch = self.arch();
         let accel = self.accel()?;
         let cpu_type = self
@@ -181,6 +211,7 @@ impl Machine {
             cpus: self.config.cpus.max(1),
             memory_mib: self.memory_mib()?,
             disk: self.dir.join(filenames::DIFF_DISK),
+            data_disks: self.data_disks().await?,
             cidata_iso: cidata.exists().then_some(cidata),
             direct_boot,
             firmware,
@@ -194,7 +225,7 @@ impl Machine {
     /// Starts qemu (after one virtiofsd per virtiofs mount) and returns once it runs (pid file
     /// and QMP socket are there).
     pub async fn start(&self) -> Result<u32> {
-        let spec = self.spec()?;
+        let spec = self.spec().await?;
         let bin = cmdline::qemu_binary(&spec.arch);
         let args = cmdline::build_args(&spec);
         vm::cleanup(&self.dir);
@@ -303,6 +334,19 @@ pub fn mount_specs(config: &Filled, inst_dir: &Path) -> Result<Vec<MountSpec>> {
         });
     }
     Ok(out)
+}
+
+/// Where disk `name` of `additionalDisks` keeps its image: `_disks/NAME/datadisk` beside the
+/// instance directory (both live directly in `$LIMA_HOME`). None for a directory with no
+/// parent.
+pub fn data_disk_path(inst_dir: &Path, name: &str) -> Option<PathBuf> {
+    let lima_home = inst_dir.parent()?;
+    Some(
+        lima_home
+            .join(filenames::DISKS_DIR)
+            .join(name)
+            .join(filenames::DATA_DISK),
+    )
 }
 
 fn default_cpu_type(arch: &str, accel: Accel) -> String {
@@ -416,5 +460,58 @@ mod tests {
         let c = filled("mountType: 9p\nmounts:\n- location: /srv/data\n");
         let m = mount_specs(&c, Path::new("/i")).unwrap();
         assert_eq!(m[0].tag, limadefaults::mount_tag("/srv/data", "/srv/data"));
+    }
+
+    #[test]
+    fn data_disks_live_beside_the_instance() {
+        assert_eq!(
+            data_disk_path(Path::new("/h/.lima/vm"), "data"),
+            Some(PathBuf::from("/h/.lima/_disks/data/datadisk"))
+        );
+    }
+
+    /// Each disk of `additionalDisks` in order, with its format read by qemu-img; a missing
+    /// one named (needs qemu-img).
+    #[tokio::test]
+    async fn data_disk_specs_from_the_config() {
+        if find_in_path("qemu-img").is_none() {
+            eprintln!("SKIPPED: qemu-img is not installed");
+            return;
+        }
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("vm");
+        std::fs::create_dir(&dir).unwrap();
+        for (name, format) in [("b", "raw"), ("a", "qcow2")] {
+            let d = home.path().join("_disks").join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            let out = std::process::Command::new("qemu-img")
+                .args(["create", "-q", "-f", format])
+                .arg(d.join("datadisk"))
+                .arg("1M")
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+        }
+        let m = Machine::new("vm", &dir, filled("additionalDisks: [b, {name: a}]\n"), 0);
+        let disks = m.data_disks().await.unwrap();
+        assert_eq!(
+            disks,
+            [
+                DataDiskSpec {
+                    path: home.path().join("_disks/b/datadisk"),
+                    format: "raw".into()
+                },
+                DataDiskSpec {
+                    path: home.path().join("_disks/a/datadisk"),
+                    format: "qcow2".into()
+                },
+            ]
+        );
+        let m = Machine::new("vm", &dir, filled("additionalDisks: [a, gone]\n"), 0);
+        let e = m.data_disks().await.unwrap_err().to_string();
+        assert!(
+            e.contains("additionalDisks[1]") && e.contains("\"gone\""),
+            "{e}"
+        );
     }
 }

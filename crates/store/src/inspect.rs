@@ -137,12 +137,7 @@ mod tests {
         )?)
     }
 
-    fn with_home<T>(f: impl FnOnce(&Path) -> T) -> T {
-        let home = tempfile::tempdir().unwrap();
-        // Each test runs in its own process under nextest, so the variable is ours alone.
-        std::env::set_var("LIMA_HOME", home.path());
-        f(home.path())
-    }
+    use crate::with_test_home as with_home;
 
     #[test]
     fn status_follows_pid_files() {

@@ -1,7 +1,9 @@
 //! `store` — layer 7.0: the instance store under `$LIMA_HOME`: where things live, instance
 //! names, per-instance locks, pid files, and an instance's status read from its directory alone
-//! (pid files and liveness checks; never by starting a process).
+//! (pid files and liveness checks; never by starting a process). Also the additional disks
+//! under `$LIMA_HOME/_disks` ([`disks`]): their names, directories and `in_use_by` locks.
 
+pub mod disks;
 mod inspect;
 mod lock;
 mod pidfile;
@@ -33,6 +35,27 @@ pub enum StoreError {
     },
     #[error("{path}: {why}")]
     Invalid { path: PathBuf, why: String },
+    #[error("invalid disk name {name:?}: {why}")]
+    InvalidDiskName { name: String, why: &'static str },
+    #[error("disk {0:?} does not exist")]
+    DiskNotFound(String),
+    #[error("disk {name:?} already exists ({dir})")]
+    DiskExists { name: String, dir: PathBuf },
+    #[error(
+        "could not attach disk {name:?}: in use by instance {instance:?} ({instance_dir}); if \
+         that instance is not running, `limactl disk unlock {name}` releases it"
+    )]
+    DiskInUse {
+        name: String,
+        instance: String,
+        instance_dir: PathBuf,
+    },
+    #[error("{path}: {source}")]
+    DiskImage {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("instance {name:?} is in use by another limactl or host agent (lock {path} is held{})", holders_note(.holders))]
     Locked {
         name: String,
@@ -142,17 +165,22 @@ pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
 /// Lima's identifier rule: ASCII letters and digits, with single `.`, `_` or `-` between
 /// runs of them; at most 76 characters. This also rules out `..`, `/` and hidden names.
 pub fn validate_instance_name(name: &str) -> Result<()> {
-    let bad = |why| {
-        Err(StoreError::InvalidName {
+    match identifier_problem(name) {
+        None => Ok(()),
+        Some(why) => Err(StoreError::InvalidName {
             name: name.to_string(),
             why,
-        })
-    };
+        }),
+    }
+}
+
+/// What is wrong with `name` as a Lima identifier (instance and disk names), if anything.
+pub(crate) fn identifier_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
-        return bad("must not be empty");
+        return Some("must not be empty");
     }
     if name.len() > 76 {
-        return bad("longer than 76 characters");
+        return Some("longer than 76 characters");
     }
     let mut prev_sep = true; // a separator may not start the name
     for c in name.chars() {
@@ -160,17 +188,17 @@ pub fn validate_instance_name(name: &str) -> Result<()> {
             'a'..='z' | 'A'..='Z' | '0'..='9' => prev_sep = false,
             '.' | '_' | '-' => {
                 if prev_sep {
-                    return bad("`.`, `_` and `-` must sit between letters or digits");
+                    return Some("`.`, `_` and `-` must sit between letters or digits");
                 }
                 prev_sep = true;
             }
-            _ => return bad("only ASCII letters, digits, `.`, `_` and `-` are allowed"),
+            _ => return Some("only ASCII letters, digits, `.`, `_` and `-` are allowed"),
         }
     }
     if prev_sep {
-        return bad("must end with a letter or digit");
+        return Some("must end with a letter or digit");
     }
-    Ok(())
+    None
 }
 
 /// `$LIMA_HOME/NAME`, after checking the name. Does not check that it exists.
@@ -248,6 +276,18 @@ pub fn remove_stale_runtime_files(inst_dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `f` with `$LIMA_HOME` set to a fresh temporary directory. Tests that set the variable
+/// take turns: nextest runs each test in its own process, but `cargo test` runs them as
+/// threads of one.
+#[cfg(test)]
+pub(crate) fn with_test_home<T>(f: impl FnOnce(&Path) -> T) -> T {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let home = tempfile::tempdir().unwrap();
+    std::env::set_var("LIMA_HOME", home.path());
+    f(home.path())
 }
 
 #[cfg(test)]
