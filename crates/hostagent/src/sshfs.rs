@@ -85,9 +85,20 @@ impl SshfsMount {
         }
     }
 
-    /// The remote command: `sshfs :LOCATION MOUNTPOINT -o slave ...`, each word quoted for the
-    /// guest's shell. The options are upstream's (`allow_other`, `cache=no`, `follow_symlinks`).
+    /// The remote command: the mount point made when missing (owned by the user, as
+    /// upstream's prepare step; the boot script makes it too, but may not have run yet), then
+    /// `sshfs :LOCATION MOUNTPOINT -o slave ...`, each word quoted for the guest's shell. The
+    /// options are upstream's (`allow_other`, `cache=no`, `follow_symlinks`).
     pub fn remote_command(&self) -> String {
+        let point = sshutil::shell_quote(&self.mount_point);
+        format!(
+            "{{ [ -d {point} ] || {{ sudo mkdir -p {point} && sudo chown \"$(id -u):$(id -g)\" {point}; }}; }} && exec {}",
+            self.sshfs_command()
+        )
+    }
+
+    /// `sshfs :LOCATION MOUNTPOINT -o slave -o OPTIONS`, quoted for the guest's shell.
+    pub fn sshfs_command(&self) -> String {
         let mut opts = String::from("allow_other");
         if !self.cache {
             opts.push_str(",cache=no");
@@ -354,14 +365,20 @@ mod tests {
     #[test]
     fn remote_command_quotes_paths_and_sets_upstream_options() {
         assert_eq!(
-            mount(true).remote_command(),
+            mount(true).sshfs_command(),
             "sshfs ':/home/alice/my dir' '/home/alice/my dir' -o slave -o allow_other"
         );
+        assert!(mount(true).remote_command().starts_with(
+            "{ [ -d '/home/alice/my dir' ] || { sudo mkdir -p '/home/alice/my dir' && sudo chown"
+        ));
+        assert!(mount(true)
+            .remote_command()
+            .ends_with(&format!("&& exec {}", mount(true).sshfs_command())));
         let mut m = mount(false);
         m.cache = false;
         m.follow_symlinks = true;
         assert_eq!(
-            m.remote_command(),
+            m.sshfs_command(),
             "sshfs ':/home/alice/my dir' '/home/alice/my dir' -o slave \
              -o allow_other,cache=no,follow_symlinks,ro"
         );

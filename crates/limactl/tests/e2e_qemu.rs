@@ -5,9 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-// Not yet called from the lifecycle.
-#[allow(dead_code)]
 #[path = "e2e_qemu/disks.rs"]
 mod disks;
 #[path = "e2e_qemu/forwarding.rs"]
@@ -179,6 +176,8 @@ struct Case<'a> {
     /// The instance's mounts, of the first mount type, then the second after stop/start.
     shares: &'a mounts::Shares,
     mount_types: [&'a str; 2],
+    /// The additional disk (made with `limactl disk create`, in the yaml's additionalDisks).
+    disk: &'a str,
 }
 
 /// The full lifecycle on one instance: start, shell, port forwarding, list, refuse delete,
@@ -192,6 +191,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         reboot,
         shares,
         mount_types,
+        disk,
     } = *case;
     let yaml = yaml.to_str().unwrap();
     // Two starts of one instance at once: one starts it, the other fails clearly.
@@ -224,6 +224,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
     assert!(uname.starts_with("Linux "), "uname -a printed {uname:?}");
 
     mounts::check(env, name, shares, mount_types[0]);
+    disks::check_running(env, name, disk);
     guest_port_is_forwarded(env, name, http_port);
     forwarding::check(env, name, fwd);
     if reboot {
@@ -280,11 +281,13 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         "host agent or qemu still running after stop"
     );
 
+    disks::check_released(env, disk);
     mounts::switch_type(env, name, mount_types[1]);
     env.ok(&["start", name]);
     assert_eq!(env.status_str(name), "Running");
     forwarding::check_again(env, name, fwd, "limactl stop and start");
     mounts::check(env, name, shares, mount_types[1]);
+    disks::check_after_restart(env, name, disk);
     if let (Some(count), Some(before)) = (driver_starts, starts_before) {
         // `stop` starts none; `start` one in limactl and one in the host agent.
         let cycle = count() - before;
@@ -428,10 +431,12 @@ fn e2e_qemu_internal_driver() {
     let fwd = forwarding::Ports { base: 19000 };
     let mount_types = ["virtiofs", "reverse-sshfs"];
     let home = mounts::fake_home(&mut env, "int");
+    disks::create(&env, "intdisk");
     let mut shares = None;
     let yaml = edited_yaml(&env, &yaml, |v| {
         forwarding::add_rules(&env, v, fwd);
         shares = Some(mounts::add_mounts(&env, v, "int", mount_types[0], home));
+        disks::add_to_yaml(v, "intdisk");
     });
     let case = Case {
         name: "e2e-int",
@@ -441,6 +446,7 @@ fn e2e_qemu_internal_driver() {
         reboot: true,
         shares: shares.as_ref().unwrap(),
         mount_types,
+        disk: "intdisk",
     };
     lifecycle(&env, &yaml, &case);
 }
@@ -504,10 +510,12 @@ fn e2e_qemu_external_driver() {
     let fwd = forwarding::Ports { base: 19100 };
     let mount_types = ["9p", "virtiofs"];
     let home = mounts::fake_home(&mut env, "ext");
+    disks::create(&env, "extdisk");
     let mut shares = None;
     let yaml = edited_yaml(&env, &image, |v| {
         forwarding::add_rules(&env, v, fwd);
         shares = Some(mounts::add_mounts(&env, v, "ext", mount_types[0], home));
+        disks::add_to_yaml(v, "extdisk");
     });
     let case = Case {
         name: "e2e-ext",
@@ -517,6 +525,7 @@ fn e2e_qemu_external_driver() {
         reboot: false,
         shares: shares.as_ref().unwrap(),
         mount_types,
+        disk: "extdisk",
     };
     lifecycle(&env, &yaml, &case);
     mounts::failing_mount_fails_start(&env, &image, "9p");
