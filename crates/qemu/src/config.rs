@@ -16,6 +16,8 @@ pub struct Probes {
     pub qemu_found: Option<fn(&str) -> bool>,
     /// Whether UEFI firmware for a guest arch exists; `None`: not looked up.
     pub firmware_found: Option<fn(&str) -> bool>,
+    /// Whether a `virtiofsd` is installed; `None`: not looked up.
+    pub virtiofsd_found: Option<fn() -> bool>,
 }
 
 pub const VNC_DISPLAY: &str = "127.0.0.1:0,to=9";
@@ -59,23 +61,34 @@ fn unsupported_mounts(config: &LimaYaml, host: &HostFacts) -> Vec<String> {
     u
 }
 
-pub fn fill(config: &mut LimaYaml, host: &HostFacts) {
+/// The mount type when lima.yaml names none. Upstream's qemu default is 9p; on a Linux host
+/// with a `virtiofsd` this driver picks virtiofs instead: `cargo xtask bench mounts` measured
+/// it faster at the metadata job (see docs/mounts.md), and guest kernels without 9p (Debian's
+/// cloud kernel) have virtiofs.
+pub fn default_mount_type(config: &LimaYaml, host: &HostFacts, probes: &Probes) -> &'static str {
+    let unsupported = unsupported_mounts(config, host);
+    let supported = |t: &str| !unsupported.iter().any(|u| u == t);
+    let virtiofsd = probes.virtiofsd_found.is_some_and(|found| found());
+    if host.os == Os::Linux && virtiofsd && supported("virtiofs") {
+        "virtiofs"
+    } else if supported("9p") {
+        "9p"
+    } else {
+        "reverse-sshfs"
+    }
+}
+
+pub fn fill(config: &mut LimaYaml, host: &HostFacts, probes: &Probes) {
     config
         .vm_type
         .get_or_insert_with(|| crate::NAME.to_string());
     let arch = config.arch.clone().unwrap_or_else(|| host.arch.to_string());
-    let unsupported = unsupported_mounts(config, host);
     if config
         .mount_type
         .as_deref()
         .is_none_or(|m| m.is_empty() || m == "default")
     {
-        let m = if unsupported.iter().any(|u| u == "9p") {
-            "reverse-sshfs"
-        } else {
-            "9p"
-        };
-        config.mount_type = Some(m.to_string());
+        config.mount_type = Some(default_mount_type(config, host, probes).to_string());
     }
     if config.mount_type.as_deref() == Some("virtiofs") {
         for m in config.mounts.iter_mut().flatten() {
@@ -214,6 +227,38 @@ mod tests {
         HostFacts::pretend(Os::Linux, Arch::X86_64)
     }
 
+    #[test]
+    fn default_mount_type_is_virtiofs_where_virtiofsd_is_else_upstreams_9p() {
+        let with = Probes {
+            virtiofsd_found: Some(|| true),
+            ..Default::default()
+        };
+        let without = Probes {
+            virtiofsd_found: Some(|| false),
+            ..Default::default()
+        };
+        let y = LimaYaml::default();
+        assert_eq!(default_mount_type(&y, &linux(), &with), "virtiofs");
+        assert_eq!(default_mount_type(&y, &linux(), &without), "9p");
+        assert_eq!(default_mount_type(&y, &linux(), &Probes::default()), "9p");
+        assert_eq!(default_mount_type(&y, &on(Os::Darwin), &with), "9p");
+        assert_eq!(
+            default_mount_type(&y, &on(Os::Windows), &with),
+            "reverse-sshfs"
+        );
+        let no_virtiofs = LimaYaml {
+            mount_types_unsupported: Some(vec!["virtiofs".into()]),
+            ..Default::default()
+        };
+        assert_eq!(default_mount_type(&no_virtiofs, &linux(), &with), "9p");
+        let mut named = LimaYaml {
+            mount_type: Some("reverse-sshfs".into()),
+            ..Default::default()
+        };
+        fill(&mut named, &linux(), &with);
+        assert_eq!(named.mount_type.as_deref(), Some("reverse-sshfs"));
+    }
+
     fn on(os: Os) -> HostFacts {
         HostFacts { os, ..linux() }
     }
@@ -224,7 +269,7 @@ mod tests {
     }
 
     fn filled(mut c: LimaYaml, host: &HostFacts) -> LimaYaml {
-        fill(&mut c, host);
+        fill(&mut c, host, &Probes::default());
         c
     }
 
@@ -403,6 +448,7 @@ mod tests {
         let only_x86 = Probes {
             qemu_found: Some(|b| b == "qemu-system-x86_64"),
             firmware_found: Some(|_| false),
+            virtiofsd_found: None,
         };
         super::accept(&LimaYaml::default(), &linux(), &only_x86).unwrap();
         let arm = LimaYaml {

@@ -398,7 +398,7 @@ mod tests {
         host.memory = limatype::ByteSize(4 << 30);
         host.timezone = "UTC".into();
         let mut y: LimaYaml = serde_yaml::from_str(yaml).unwrap();
-        crate::config::fill(&mut y, &host);
+        crate::config::fill(&mut y, &host, &crate::config::Probes::default());
         limadefaults::fill_in_memory(&y, &host, "vm").unwrap()
     }
 

@@ -45,6 +45,10 @@ pub fn probes_of(ctx: &ConfigContext) -> config::Probes {
     config::Probes {
         qemu_found: here.then_some(|bin: &str| machine::find_in_path(bin).is_some()),
         firmware_found: here.then_some(|arch: &str| machine::find_firmware(arch).is_some()),
+        virtiofsd_found: here.then_some(|| {
+            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            crate::virtiofsd::find(home.as_deref(), std::env::var_os("PATH").as_deref()).is_ok()
+        }),
     }
 }
 
@@ -105,7 +109,7 @@ impl Driver for QemuDriver {
     }
 
     async fn fill_config(&self, config: &mut LimaYaml, ctx: &ConfigContext) -> Result<()> {
-        config::fill(config, &ctx.host);
+        config::fill(config, &ctx.host, &probes_of(ctx));
         Ok(())
     }
 

@@ -81,7 +81,10 @@ pub fn add_mounts(
     ))
     .unwrap();
     let m = v.as_mapping_mut().unwrap();
-    m.insert("mountType".into(), mount_type.into());
+    // Left unset for virtiofs: the qemu driver's default on a Linux host with virtiofsd.
+    if mount_type != "virtiofs" {
+        m.insert("mountType".into(), mount_type.into());
+    }
     m.insert("mountInotify".into(), true.into());
     m.insert("mounts".into(), mounts);
     Shares {
