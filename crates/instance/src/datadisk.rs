@@ -155,13 +155,8 @@ pub fn delete(names: &[String], force: bool, say: &dyn Fn(&str)) -> Result<()> {
         .filter_map(|n| crate::ops::inspect(n).ok())
         .collect();
     for name in names {
-        let disk = match inspect(name, None) {
-            Ok(d) => d,
-            Err(InstanceError::Store(store::StoreError::DiskNotFound(_))) => {
-                say(&format!("warning: Ignoring non-existent disk {name:?}"));
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(disk) = inspect_or_warn(name, say)? else {
+            continue;
         };
         if !force {
             if !disk.instance.is_empty() {
@@ -192,18 +187,25 @@ pub fn delete(names: &[String], force: bool, say: &dyn Fn(&str)) -> Result<()> {
     Ok(())
 }
 
+/// The disk, or `None` with upstream's warning when it does not exist.
+fn inspect_or_warn(name: &str, say: &dyn Fn(&str)) -> Result<Option<Disk>> {
+    match inspect(name, None) {
+        Ok(d) => Ok(Some(d)),
+        Err(InstanceError::Store(store::StoreError::DiskNotFound(_))) => {
+            say(&format!("warning: Ignoring non-existent disk {name:?}"));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// `limactl disk unlock NAME...`, as upstream: for recovery after a forced stop. A disk used
 /// by a running instance (or one with errors) is not unlocked; a missing or unlocked disk is
 /// skipped; each with a warning.
 pub fn unlock(names: &[String], say: &dyn Fn(&str)) -> Result<()> {
     for name in names {
-        let disk = match inspect(name, None) {
-            Ok(d) => d,
-            Err(InstanceError::Store(store::StoreError::DiskNotFound(_))) => {
-                say(&format!("warning: Ignoring non-existent disk {name:?}"));
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(disk) = inspect_or_warn(name, say)? else {
+            continue;
         };
         if disk.instance.is_empty() {
             say(&format!("warning: Ignoring unlocked disk {name:?}"));
