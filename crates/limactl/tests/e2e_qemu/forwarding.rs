@@ -516,14 +516,21 @@ pub fn check_again(env: &Env, name: &str, ports: Ports, why: &str) {
 
 /// Reboots the guest from inside and waits for SSH to answer again.
 pub fn reboot(env: &Env, name: &str) {
-    let _ = env.limactl(&["shell", name, "sudo", "systemctl", "reboot"]);
-    std::thread::sleep(Duration::from_secs(5));
-    wait_until("the guest to come back", Duration::from_secs(400), || {
-        env.command(&["shell", name, "test", "-e", "/run/lima-boot-done"])
-            .stdout(Stdio::null())
+    // Back means a new boot id with the boot scripts done: a loaded host may take a while to
+    // go down, and the old system's /run/lima-boot-done must not count.
+    const CHECK: &str = "test -e /run/lima-boot-done && cat /proc/sys/kernel/random/boot_id";
+    let boot_id = || {
+        env.command(&["shell", name, "sh", "-c", CHECK])
             .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let before = boot_id().expect("the guest's boot id before the reboot");
+    let _ = env.limactl(&["shell", name, "sudo", "systemctl", "reboot"]);
+    wait_until("the guest to come back", Duration::from_secs(400), || {
+        boot_id().is_some_and(|id| id != before)
     });
 }
 
