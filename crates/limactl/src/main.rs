@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "limactl", version = version_string(), about = "Lima: Linux virtual machines")]
-struct Cli {
+pub struct Cli {
     /// Debug logging.
     #[arg(long, global = true)]
     debug: bool,
@@ -42,6 +42,19 @@ enum Cmd {
     /// Lima disk management: create, list, delete, unlock and resize additional disks.
     #[command(subcommand)]
     Disk(cmd::disk::DiskCmd),
+    /// Validate YAML files (same as `template validate`).
+    Validate {
+        /// Print the filled config of each valid file.
+        #[arg(long)]
+        fill: bool,
+        /// Path, `-`, file:// or http(s):// URL, or template:NAME.
+        #[arg(required = true, value_name = "FILE.yaml")]
+        locators: Vec<String>,
+    },
+    /// Show the SSH command line (DEPRECATED; use `ssh -F` instead).
+    ShowSsh(cmd::show_ssh::ShowSshArgs),
+    /// Generate the autocompletion script for the specified shell.
+    Completion(cmd::completion::CompletionArgs),
     /// Run the host agent of an instance (started by `limactl start`).
     #[command(hide = true)]
     Hostagent(cmd::hostagent::HostagentArgs),
@@ -73,6 +86,11 @@ fn main() {
         Cmd::Disk(c) => cmd::disk::run(c),
         Cmd::Hostagent(a) => cmd::hostagent::run(a),
         Cmd::Info(a) => cmd::info::run(a),
+        Cmd::Validate { fill, locators } => {
+            cmd::template::validate(&limaload::LoadOptions::detect(), &locators, fill)
+        }
+        Cmd::ShowSsh(a) => cmd::show_ssh::run(a),
+        Cmd::Completion(a) => cmd::completion::run(a),
         Cmd::Shell(a) => cmd::shell::run(a).map(|code| std::process::exit(code)),
     };
     if let Err(e) = result {

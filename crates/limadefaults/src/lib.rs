@@ -18,7 +18,7 @@
 //! `{{.Var}}`/`{{.Param.X}}` forms of Go templates in paths and scripts are expanded.
 
 mod host;
-mod tmpl;
+pub mod tmpl;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,18 +1,260 @@
-//! The part of Go's text/template that Lima templates use: `{{.Name}}`, `{{ .Param.KEY }}`,
-//! `{{if COND}}...{{else}}...{{end}}` with `not`, `and`, `or`, `eq`, `ne`, parentheses and
-//! string literals, and the `{{-`/`-}}` whitespace trimming. A text using anything else
-//! (`range`, pipes, other functions, unknown variables) only gets its plain `{{.Var}}`s
-//! replaced and keeps the rest as written, rather than being rendered wrongly.
+//! The project's one Go `text/template` engine (the `gtmpl` crate) with Lima's template
+//! functions (`json`, `yaml`, `indent`, `missing`). Two users: lima.yaml's template variables
+//! (`{{.Home}}`, `{{.Param.Key}}`: [`expand`]) and `limactl list --format` ([`execute`]).
 
-/// Renders `text`; `lookup` resolves variable paths like `User` or `Param.Key`.
+use std::collections::HashMap;
+
+pub use gtmpl::Value;
+
+/// A hidden key of an object value holding its exact JSON form (keys as serialized, zero
+/// values omitted), which `json` prints instead of re-encoding the template's view of it.
+pub const JSON_FORM: &str = "\u{1}json";
+/// Like [`JSON_FORM`], for `yaml` (used when the YAML form has fields the JSON form lacks).
+pub const YAML_FORM: &str = "\u{1}yaml";
+
+/// Help lines for the template functions, as upstream's `FuncHelp`.
+pub const FUNC_HELP: &[&str] = &[
+    "indent <size>: add spaces to beginning of each line",
+    "missing <message>: return message if the text is empty",
+];
+
+/// Nesting limit for blocks and parentheses: gtmpl's parser and evaluator recurse.
+const MAX_NESTING: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("invalid go template: {0}")]
+    Parse(String),
+    #[error("invalid go template: blocks or parentheses nested deeper than {MAX_NESTING}")]
+    TooDeep,
+    #[error("executing template: {0}")]
+    Exec(String),
+}
+
+/// Parses and executes `text` on `data`, with Lima's functions.
+pub fn execute(text: &str, data: &Value) -> Result<String, TemplateError> {
+    if !nesting_ok(text) {
+        return Err(TemplateError::TooDeep);
+    }
+    let mut t = gtmpl::Template::default();
+    t.add_funcs(&[
+        ("json", json as gtmpl::Func),
+        ("yaml", yaml as gtmpl::Func),
+        ("indent", indent as gtmpl::Func),
+        ("missing", missing as gtmpl::Func),
+    ]);
+    t.parse(text)
+        .map_err(|e| TemplateError::Parse(e.to_string()))?;
+    t.render(&gtmpl::Context::from(data.clone()))
+        .map_err(|e| TemplateError::Exec(exec_message(e)))
+}
+
+/// gtmpl's "no field" error prints the whole receiver; name the field only.
+fn exec_message(e: gtmpl::error::ExecError) -> String {
+    match e {
+        gtmpl::error::ExecError::NoFiledFor(field, _) => format!("can't evaluate field {field}"),
+        other => other.to_string(),
+    }
+}
+
+/// A JSON value as template data, each object key renamed by `key` (Go's field names).
+pub fn from_json(v: &serde_json::Value, key: &dyn Fn(&str) -> String) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Nil,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                Value::from(n.as_f64().unwrap_or(0.0))
+            }
+        }
+        serde_json::Value::String(s) => Value::String(s.clone()),
+        serde_json::Value::Array(a) => Value::Array(a.iter().map(|x| from_json(x, key)).collect()),
+        serde_json::Value::Object(o) => {
+            Value::Map(o.iter().map(|(k, x)| (key(k), from_json(x, key))).collect())
+        }
+    }
+}
+
+/// The template's view of a value back as JSON (hidden keys left out).
+fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::NoValue | Value::Nil | Value::Function(_) => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::String(s) => serde_json::Value::String(s.clone()),
+        Value::Number(n) => n
+            .as_i64()
+            .map(serde_json::Value::from)
+            .or_else(|| n.as_u64().map(serde_json::Value::from))
+            .unwrap_or_else(|| serde_json::Value::from(n.as_f64().unwrap_or(0.0))),
+        Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
+        Value::Object(o) | Value::Map(o) => {
+            let mut keys: Vec<&String> = o.keys().filter(|k| !k.starts_with('\u{1}')).collect();
+            keys.sort();
+            serde_json::Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), to_json(&o[k])))
+                    .collect(),
+            )
+        }
+    }
+}
+
+fn hidden<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    match v {
+        Value::Object(o) | Value::Map(o) => match o.get(key) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn one_arg<'a>(name: &str, args: &'a [Value]) -> Result<&'a Value, gtmpl::FuncError> {
+    match args {
+        [v] => Ok(v),
+        _ => Err(gtmpl::FuncError::ExactlyXArgs(name.into(), 1)),
+    }
+}
+
+fn json(args: &[Value]) -> Result<Value, gtmpl::FuncError> {
+    let v = one_arg("json", args)?;
+    if let Some(s) = hidden(v, JSON_FORM) {
+        return Ok(Value::String(s.to_string()));
+    }
+    serde_json::to_string(&to_json(v))
+        .map(Value::String)
+        .map_err(|e| gtmpl::FuncError::Generic(format!("failed to marshal as JSON: {e}")))
+}
+
+fn yaml(args: &[Value]) -> Result<Value, gtmpl::FuncError> {
+    let v = one_arg("yaml", args)?;
+    if let Some(s) = hidden(v, YAML_FORM) {
+        return Ok(Value::String(format!("---\n{}", s.trim_end_matches('\n'))));
+    }
+    let json = match hidden(v, JSON_FORM) {
+        Some(s) => serde_json::from_str(s).unwrap_or(serde_json::Value::Null),
+        None => to_json(v),
+    };
+    serde_yaml::to_string(&json)
+        .map(|s| Value::String(format!("---\n{}", s.trim_end_matches('\n'))))
+        .map_err(|e| gtmpl::FuncError::Generic(format!("failed to marshal as YAML: {e}")))
+}
+
+fn indent(args: &[Value]) -> Result<Value, gtmpl::FuncError> {
+    let (size, text) = match args {
+        [] => {
+            return Err(gtmpl::FuncError::Generic(
+                "function takes at least one string argument".into(),
+            ))
+        }
+        [t] => (2, t),
+        [s, t] => match s {
+            Value::Number(n) => (n.as_u64().unwrap_or(0) as usize, t),
+            _ => {
+                return Err(gtmpl::FuncError::Generic(
+                    "optional first argument must be an integer".into(),
+                ))
+            }
+        },
+        _ => {
+            return Err(gtmpl::FuncError::Generic(
+                "function takes at most 2 arguments".into(),
+            ))
+        }
+    };
+    let Value::String(text) = text else {
+        return Err(gtmpl::FuncError::Generic(
+            "last argument must be a string".into(),
+        ));
+    };
+    let prefix = " ".repeat(size);
+    let lines: Vec<String> = text
+        .split('\n')
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}{l}")
+            }
+        })
+        .collect();
+    Ok(Value::String(lines.join("\n")))
+}
+
+fn missing(args: &[Value]) -> Result<Value, gtmpl::FuncError> {
+    let (message, text) = match args {
+        [t] => ("<missing>".to_string(), t),
+        [Value::String(m), t] => (m.clone(), t),
+        [_, _] => {
+            return Err(gtmpl::FuncError::Generic(
+                "optional first argument must be a string".into(),
+            ))
+        }
+        _ => {
+            return Err(gtmpl::FuncError::Generic(
+                "function takes one or two arguments".into(),
+            ))
+        }
+    };
+    let Value::String(text) = text else {
+        return Err(gtmpl::FuncError::Generic(
+            "last argument must be a string".into(),
+        ));
+    };
+    Ok(Value::String(if text.is_empty() {
+        message
+    } else {
+        text.clone()
+    }))
+}
+
+/// Expands lima.yaml's template variables in `text`; `lookup` resolves paths like `User` or
+/// `Param.Key`. A text the engine rejects (an unknown variable, a syntax error, a failing
+/// function) only gets its plain `{{.Var}}`s replaced and keeps the rest as written, rather
+/// than failing the whole config: scripts may carry `{{` for other tools.
 pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
     if !text.contains("{{") {
         return text.to_string();
     }
-    match render(text, lookup) {
-        Some(out) => out,
-        None => expand_plain(text, lookup),
+    match execute(text, &variables(text, lookup)) {
+        Ok(out) => out,
+        Err(e) => {
+            tracing::debug!("template {text:?}: {e}; replacing plain variables only");
+            expand_plain(text, lookup)
+        }
     }
+}
+
+/// The data for [`expand`]: every `.Name` / `.Param.Key` the text mentions that `lookup`
+/// knows (the engine needs a value up front; `lookup` cannot list its names). A `Param` key
+/// the config does not set is empty, as the old renderer had it.
+fn variables(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Value {
+    let mut top = HashMap::new();
+    let mut param = HashMap::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('.') {
+        rest = &rest[i + 1..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(rest.len());
+        let path = rest[..end].trim_end_matches('.');
+        if let Some(key) = path.strip_prefix("Param.") {
+            if !key.is_empty() && !key.contains('.') {
+                let v = lookup(path).unwrap_or_default();
+                param.insert(key.to_string(), Value::String(v));
+            }
+        } else if !path.is_empty() && !path.contains('.') {
+            if let Some(v) = lookup(path) {
+                top.insert(path.to_string(), Value::String(v));
+            }
+        }
+    }
+    top.insert("Param".to_string(), Value::Map(param));
+    Value::Object(top)
 }
 
 /// Replaces each `{{.Var}}` / `{{.Param.Key}}` that `lookup` knows; leaves the rest untouched.
@@ -46,272 +288,26 @@ fn expand_plain(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
     out
 }
 
-enum Node {
-    Text(String),
-    Output(Vec<Token>),
-    If(Vec<Token>, Vec<Node>, Vec<Node>),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Token {
-    Open,
-    Close,
-    Field(String),
-    Str(String),
-    Word(String),
-}
-
-/// Splits into text and actions, applying `{{-` / `-}}` trimming.
-fn lex(text: &str) -> Option<Vec<(bool, String)>> {
-    let mut parts: Vec<(bool, String)> = Vec::new();
-    let mut rest = text;
-    let mut trim_next = false;
-    while let Some(start) = rest.find("{{") {
-        let mut before = rest[..start].to_string();
-        if trim_next {
-            before = before.trim_start().to_string();
-        }
-        let after = &rest[start + 2..];
-        let end = after.find("}}")?;
-        let mut action = &after[..end];
-        if let Some(a) = action.strip_prefix('-') {
-            if a.starts_with([' ', '\t', '\n']) {
-                before = before.trim_end().to_string();
-                action = a;
-            }
-        }
-        trim_next = false;
-        if let Some(a) = action.strip_suffix('-') {
-            if a.ends_with([' ', '\t', '\n']) {
-                trim_next = true;
-                action = a;
-            }
-        }
-        parts.push((false, before));
-        parts.push((true, action.trim().to_string()));
-        rest = &after[end + 2..];
-    }
-    let tail = if trim_next { rest.trim_start() } else { rest };
-    parts.push((false, tail.to_string()));
-    Some(parts)
-}
-
-fn tokens(action: &str) -> Option<Vec<Token>> {
-    let mut out = Vec::new();
-    let mut chars = action.chars().peekable();
-    while let Some(&c) = chars.peek() {
-        match c {
-            ' ' | '\t' | '\n' => {
-                chars.next();
-            }
-            '(' => {
-                chars.next();
-                out.push(Token::Open);
-            }
-            ')' => {
-                chars.next();
-                out.push(Token::Close);
-            }
-            '"' => {
-                chars.next();
-                let mut s = String::new();
-                loop {
-                    match chars.next()? {
-                        '"' => break,
-                        '\\' => s.push(chars.next()?),
-                        other => s.push(other),
-                    }
-                }
-                out.push(Token::Str(s));
-            }
-            _ => {
-                let mut w = String::new();
-                while let Some(&c) = chars.peek() {
-                    if c.is_alphanumeric() || c == '_' || c == '.' {
-                        w.push(c);
-                        chars.next();
-                    } else {
-                        break;
-                    }
-                }
-                if w.is_empty() {
-                    return None; // pipes, variables, anything else
-                }
-                out.push(match w.strip_prefix('.') {
-                    Some(f) if !f.is_empty() => Token::Field(f.to_string()),
-                    _ => Token::Word(w),
-                });
-            }
-        }
-    }
-    Some(out)
-}
-
-/// Parses nodes until `else`/`end`; returns the nodes and the terminating keyword.
-fn parse_nodes(
-    parts: &[(bool, String)],
-    pos: &mut usize,
-) -> Option<(Vec<Node>, Option<&'static str>)> {
-    let mut nodes = Vec::new();
-    while *pos < parts.len() {
-        let (is_action, s) = &parts[*pos];
-        *pos += 1;
-        if !is_action {
-            nodes.push(Node::Text(s.clone()));
-            continue;
-        }
-        let toks = tokens(s)?;
-        match toks.first() {
-            Some(Token::Word(w)) if w == "end" && toks.len() == 1 => {
-                return Some((nodes, Some("end")))
-            }
-            Some(Token::Word(w)) if w == "else" && toks.len() == 1 => {
-                return Some((nodes, Some("else")))
-            }
-            Some(Token::Word(w)) if w == "if" => {
-                let cond = toks[1..].to_vec();
-                let (then, term) = parse_nodes(parts, pos)?;
-                let otherwise = match term? {
-                    "else" => {
-                        let (e, term) = parse_nodes(parts, pos)?;
-                        (term? == "end").then_some(e)?
-                    }
-                    _ => Vec::new(),
-                };
-                nodes.push(Node::If(cond, then, otherwise));
-            }
-            Some(Token::Field(_)) if toks.len() == 1 => nodes.push(Node::Output(toks)),
-            _ => return None,
-        }
-    }
-    Some((nodes, None))
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Val {
-    Str(String),
-    Bool(bool),
-}
-
-impl Val {
-    fn truthy(&self) -> bool {
-        match self {
-            Val::Str(s) => !s.is_empty(),
-            Val::Bool(b) => *b,
-        }
-    }
-    fn text(&self) -> String {
-        match self {
-            Val::Str(s) => s.clone(),
-            Val::Bool(b) => b.to_string(),
-        }
-    }
-}
-
-fn field(name: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Option<Val> {
-    match lookup(name) {
-        Some(v) => Some(Val::Str(v)),
-        // A missing key of the `param` map is its zero value, as in Go.
-        None if name.starts_with("Param.") && name.matches('.').count() == 1 => {
-            Some(Val::Str(String::new()))
-        }
-        None => None,
-    }
-}
-
-/// Evaluates one operand or call starting at `toks[*pos]`.
-fn eval_operand(
-    toks: &[Token],
-    pos: &mut usize,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Option<Val> {
-    let t = toks.get(*pos)?.clone();
-    *pos += 1;
-    match t {
-        Token::Field(f) => field(&f, lookup),
-        Token::Str(s) => Some(Val::Str(s)),
-        Token::Open => {
-            let v = eval_call(toks, pos, lookup)?;
-            (toks.get(*pos) == Some(&Token::Close)).then(|| *pos += 1)?;
-            Some(v)
-        }
-        Token::Word(w) if w == "true" || w == "false" => Some(Val::Bool(w == "true")),
-        _ => None,
-    }
-}
-
-/// A call (`not X`, `and X Y...`, `eq X Y`) or a single operand, up to `)` or the end.
-fn eval_call(
-    toks: &[Token],
-    pos: &mut usize,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Option<Val> {
-    let Some(Token::Word(func)) = toks.get(*pos).cloned() else {
-        return eval_operand(toks, pos, lookup);
-    };
-    if func == "true" || func == "false" {
-        return eval_operand(toks, pos, lookup);
-    }
-    *pos += 1;
-    let mut args = Vec::new();
-    while *pos < toks.len() && toks[*pos] != Token::Close {
-        args.push(eval_operand(toks, pos, lookup)?);
-    }
-    match (func.as_str(), args.as_slice()) {
-        ("not", [a]) => Some(Val::Bool(!a.truthy())),
-        ("and", [_, ..]) => Some(
-            args.iter()
-                .find(|a| !a.truthy())
-                .unwrap_or(&args[args.len() - 1])
-                .clone(),
-        ),
-        ("or", [_, ..]) => Some(
-            args.iter()
-                .find(|a| a.truthy())
-                .unwrap_or(&args[args.len() - 1])
-                .clone(),
-        ),
-        ("eq", [a, rest @ ..]) if !rest.is_empty() => Some(Val::Bool(rest.contains(a))),
-        ("ne", [a, b]) => Some(Val::Bool(a != b)),
-        _ => None,
-    }
-}
-
-fn eval(toks: &[Token], lookup: &dyn Fn(&str) -> Option<String>) -> Option<Val> {
-    let mut pos = 0;
-    let v = eval_call(toks, &mut pos, lookup)?;
-    (pos == toks.len()).then_some(v)
-}
-
-fn emit(nodes: &[Node], lookup: &dyn Fn(&str) -> Option<String>, out: &mut String) -> Option<()> {
-    for n in nodes {
-        match n {
-            Node::Text(t) => out.push_str(t),
-            Node::Output(toks) => out.push_str(&eval(toks, lookup)?.text()),
-            Node::If(cond, then, otherwise) => {
-                let branch = if eval(cond, lookup)?.truthy() {
-                    then
-                } else {
-                    otherwise
-                };
-                emit(branch, lookup, out)?;
-            }
-        }
-    }
-    Some(())
-}
-
-/// Nesting limit for `if` blocks and parentheses: the parser and evaluator recurse.
-const MAX_NESTING: usize = 64;
-
-fn nesting_ok(parts: &[(bool, String)]) -> bool {
+/// Whether blocks (`if`, `range`, `with`, `define`, `block`) and parentheses stay within
+/// [`MAX_NESTING`]: checked before parsing, so that no input can exhaust the stack.
+fn nesting_ok(text: &str) -> bool {
     let mut depth = 0usize;
-    for (is_action, s) in parts {
-        if !is_action {
-            continue;
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}").unwrap_or(after.len());
+        let action = after[..end].trim_matches(|c: char| c == '-' || c.is_whitespace());
+        let word = action
+            .split(|c: char| c.is_whitespace() || c == '(')
+            .next()
+            .unwrap_or("");
+        match word {
+            "if" | "range" | "with" | "define" | "block" => depth += 1,
+            "end" => depth = depth.saturating_sub(1),
+            _ => {}
         }
         let mut parens = 0usize;
-        for c in s.chars() {
+        for c in action.chars() {
             match c {
                 '(' => parens += 1,
                 ')' => parens = parens.saturating_sub(1),
@@ -321,31 +317,12 @@ fn nesting_ok(parts: &[(bool, String)]) -> bool {
                 return false;
             }
         }
-        if s == "end" {
-            depth = depth.saturating_sub(1);
-        } else if s.starts_with("if ") || s.starts_with("if(") {
-            depth += 1;
-            if depth > MAX_NESTING {
-                return false;
-            }
+        if depth > MAX_NESTING {
+            return false;
         }
+        rest = &after[end.min(after.len())..];
     }
     true
-}
-
-fn render(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let parts = lex(text)?;
-    if !nesting_ok(&parts) {
-        return None;
-    }
-    let mut pos = 0;
-    let (nodes, term) = parse_nodes(&parts, &mut pos)?;
-    if term.is_some() {
-        return None;
-    }
-    let mut out = String::with_capacity(text.len());
-    emit(&nodes, lookup, &mut out)?;
-    Some(out)
 }
 
 #[cfg(test)]
@@ -393,14 +370,24 @@ mod tests {
     }
 
     #[test]
+    fn the_full_language_works() {
+        // Pipes and functions, which the old hand-written renderer left as written.
+        assert_eq!(
+            expand("{{.User | printf \"%s!\"}} {{len .User}}", &lookup),
+            "alice! 5"
+        );
+        assert_eq!(expand("{{/* note */}}{{.User}}", &lookup), "alice");
+    }
+
+    #[test]
     fn unsupported_constructs_fall_back_to_plain_replacement() {
         assert_eq!(
             expand("{{range .X}}{{.User}}{{end}}", &lookup),
             "{{range .X}}alice{{end}}"
         );
         assert_eq!(
-            expand("{{.User | printf}} {{.User}}", &lookup),
-            "{{.User | printf}} alice"
+            expand("{{.User | nosuchfunc}} {{.User}}", &lookup),
+            "{{.User | nosuchfunc}} alice"
         );
         assert_eq!(
             expand("{{if .Unknown}}x{{end}}{{.User}}", &lookup),
@@ -417,5 +404,42 @@ mod tests {
             ")".repeat(100_000)
         );
         assert_eq!(expand(&parens, &lookup), parens);
+    }
+
+    #[test]
+    fn lima_functions() {
+        let data = from_json(
+            &serde_json::json!({"name": "vm", "text": "a\nb", "empty": ""}),
+            &|k| k.to_string(),
+        );
+        let run = |t: &str| execute(t, &data).unwrap();
+        assert_eq!(run("{{indent .text}}"), "  a\n  b");
+        assert_eq!(run("{{indent 4 .text}}"), "    a\n    b");
+        assert_eq!(
+            run("{{missing .empty}}|{{missing \"none\" .name}}"),
+            "<missing>|vm"
+        );
+        assert_eq!(run("{{json .name}}"), "\"vm\"");
+        assert_eq!(run("{{yaml .name}}"), "---\nvm");
+        assert!(matches!(
+            execute("{{.nope.x", &data),
+            Err(TemplateError::Parse(_))
+        ));
+        let e = execute("{{.Nope}}", &Value::Object(HashMap::new())).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "executing template: can't evaluate field Nope"
+        );
+    }
+
+    #[test]
+    fn json_prefers_the_exact_form() {
+        let mut o = HashMap::new();
+        o.insert("Name".to_string(), Value::from("vm"));
+        o.insert(JSON_FORM.to_string(), Value::from("{\"name\":\"vm\"}"));
+        let data = Value::Object(o);
+        assert_eq!(execute("{{json .}}", &data).unwrap(), "{\"name\":\"vm\"}");
+        assert_eq!(execute("{{yaml .}}", &data).unwrap(), "---\nname: vm");
+        assert_eq!(execute("{{.Name}}", &data).unwrap(), "vm");
     }
 }

@@ -25,6 +25,10 @@ pub enum SshError {
     },
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("unknown format: `{0}` (one of: cmd, args, options, config)")]
+    UnknownFormat(String),
+    #[error("unexpected option `{0}` (not KEY=VALUE)")]
+    BadOption(String),
     #[error("refusing a line break in an ssh.config value: {0:?}")]
     LineBreak(String),
     #[error("control socket path {0} is too long for a unix socket (>= 108 bytes); use a shorter LIMA_HOME")]
@@ -182,6 +186,49 @@ pub fn write_config(
     Ok(path)
 }
 
+/// The formats of `limactl show-ssh --format` (upstream's `sshutil.Formats`).
+pub const FORMATS: &[&str] = &["cmd", "args", "options", "config"];
+
+/// `opts` (`KEY=VALUE`) for `limactl show-ssh`, as upstream's `sshutil.Format`: `cmd` (a full
+/// `ssh -o ... lima-NAME` line), `args` (the `-o` part), `options` (one per line) or `config`
+/// (a `Host lima-NAME` block).
+pub fn format_opts(ssh: &str, inst_name: &str, format: &str, opts: &[String]) -> Result<String> {
+    let host = format!("lima-{inst_name}");
+    if let Some(o) = opts.iter().find(|o| o.contains(['\r', '\n'])) {
+        return Err(SshError::LineBreak(o.clone()));
+    }
+    // Keep the shell from swallowing the quotes in option values.
+    let quote = |o: &String| {
+        if o.contains('"') {
+            format!("'{o}'")
+        } else {
+            o.clone()
+        }
+    };
+    let dash_o = || opts.iter().flat_map(|o| ["-o".to_string(), quote(o)]);
+    Ok(match format {
+        "cmd" => {
+            let mut words = vec![ssh.to_string()];
+            words.extend(dash_o());
+            words.push(host);
+            words.join(" ") + "\n"
+        }
+        "args" => dash_o().collect::<Vec<_>>().join(" ") + "\n",
+        "options" => opts.iter().map(|o| format!("{o}\n")).collect(),
+        "config" => {
+            let mut s = format!("Host {host}\n");
+            for o in opts {
+                let (k, v) = o
+                    .split_once('=')
+                    .ok_or_else(|| SshError::BadOption(o.clone()))?;
+                s.push_str(&format!("  {k} {v}\n"));
+            }
+            s
+        }
+        other => return Err(SshError::UnknownFormat(other.to_string())),
+    })
+}
+
 /// `ssh` arguments that use only the generated config: `-F ssh.config lima-NAME`.
 pub fn args_from_config(config: &Path, inst_name: &str) -> Vec<String> {
     vec![
@@ -234,6 +281,40 @@ pub fn shell_quote(word: &str) -> String {
         word.to_string()
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn show_ssh_formats() {
+        let opts = vec!["IdentityFile=\"/k\"".to_string(), "Port=22".to_string()];
+        assert_eq!(
+            format_opts("ssh", "vm", "cmd", &opts).unwrap(),
+            "ssh -o 'IdentityFile=\"/k\"' -o Port=22 lima-vm\n"
+        );
+        assert_eq!(
+            format_opts("ssh", "vm", "args", &opts).unwrap(),
+            "-o 'IdentityFile=\"/k\"' -o Port=22\n"
+        );
+        assert_eq!(
+            format_opts("ssh", "vm", "options", &opts).unwrap(),
+            "IdentityFile=\"/k\"\nPort=22\n"
+        );
+        assert_eq!(
+            format_opts("ssh", "vm", "config", &opts).unwrap(),
+            "Host lima-vm\n  IdentityFile \"/k\"\n  Port 22\n"
+        );
+        assert!(matches!(
+            format_opts("ssh", "vm", "url", &opts),
+            Err(SshError::UnknownFormat(_))
+        ));
+        assert!(matches!(
+            format_opts("ssh", "vm", "cmd", &["User=a\nProxyCommand x".into()]),
+            Err(SshError::LineBreak(_))
+        ));
     }
 }
 

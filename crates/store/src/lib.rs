@@ -4,6 +4,7 @@
 //! under `$LIMA_HOME/_disks` ([`disks`]): their names, directories and `in_use_by` locks.
 
 pub mod disks;
+pub mod format;
 mod inspect;
 mod lock;
 mod pidfile;

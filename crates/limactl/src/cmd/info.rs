@@ -18,6 +18,8 @@ pub struct InfoArgs {}
 #[serde(rename_all = "camelCase")]
 struct Info {
     version: String,
+    /// Upstream's `templates`: each `template:NAME` and its file.
+    templates: Vec<Template>,
     lima_compat_version: String,
     lima_home: String,
     #[serde(rename = "hostOS")]
@@ -29,6 +31,12 @@ struct Info {
     vm_types: Vec<String>,
     vm_types_ex: BTreeMap<String, DriverInfo>,
     libexec_paths: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Template {
+    name: String,
+    location: String,
 }
 
 #[derive(Serialize)]
@@ -75,6 +83,13 @@ async fn collect() -> Result<Info> {
     }
     Ok(Info {
         version: env!("CARGO_PKG_VERSION").to_string(),
+        templates: limaload::list_templates(&limaload::LoadOptions::detect().template_dirs)
+            .into_iter()
+            .map(|(name, path)| Template {
+                name,
+                location: path.display().to_string(),
+            })
+            .collect(),
         lima_compat_version: limatype::LIMA_COMPAT_VERSION.to_string(),
         lima_home: store::lima_home()?.display().to_string(),
         host_os: limatype::Os::host().to_string(),

@@ -1,225 +1,130 @@
 //! `limactl list`: instances and their status, read from `$LIMA_HOME` without starting
-//! anything.
+//! anything; printed by `store::format` (table, JSON lines, YAML, or a Go template).
 
-use anyhow::Result;
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
 use clap::Args;
-use limatype::Instance;
+use store::format::{GlobalFields, PrintOptions};
 
 #[derive(Args)]
+#[command(
+    after_help = "Formats: json, yaml, table, or a Go template such as '{{.Name}} {{.Status}}' \
+                  (fields: --list-fields).\n\nThese functions are available to go templates:\n  \
+                  indent <size>: add spaces to beginning of each line\n  \
+                  missing <message>: return message if the text is empty"
+)]
 pub struct ListArgs {
-    /// Instance names to show (all if none).
+    /// Instance names to show (all if none), in the order given.
     pub names: Vec<String>,
-    /// One JSON object per line (same as --format json).
+    /// Same as --format=json.
     #[arg(long)]
     pub json: bool,
-    /// table, json, yaml, or a template such as '{{.Name}} {{.Status}}'.
-    #[arg(long, short = 'f', default_value = "table")]
-    pub format: String,
-    /// Only the names.
+    /// Output format, one of: json, yaml, table, go-template.
+    #[arg(long, short = 'f')]
+    pub format: Option<String>,
+    /// Only show names.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// List fields available for format.
+    #[arg(long)]
+    pub list_fields: bool,
+    /// Show all fields (never hide a table column on a narrow terminal).
+    #[arg(long)]
+    pub all_fields: bool,
 }
 
 pub fn run(args: ListArgs) -> Result<()> {
+    if args.json && args.format.is_some() {
+        bail!("option --json conflicts with option --format");
+    }
+    if args.list_fields && args.format.is_some() {
+        bail!("option --list-fields conflicts with option --format");
+    }
+    let format = match (&args.format, args.json) {
+        (_, true) => "json",
+        (Some(f), false) => f.as_str(),
+        (None, false) => "table",
+    };
+    if args.quiet && format != "table" {
+        bail!("option --quiet can only be used with '--format table'");
+    }
+    if args.list_fields {
+        println!("{}", store::format::field_names().join("\n"));
+        return Ok(());
+    }
+
     let all = store::instance_names()?;
+    if args.names.is_empty() && all.is_empty() {
+        tracing::warn!("No instance found. Run `limactl create` to create an instance.");
+        return Ok(());
+    }
+    let mut unmatched = false;
     let names: Vec<String> = if args.names.is_empty() {
         all
     } else {
-        for n in &args.names {
-            if !all.contains(n) {
-                anyhow::bail!("no instance matches {n:?}");
+        let mut names = vec![];
+        for arg in &args.names {
+            if all.contains(arg) {
+                names.push(arg.clone());
+            } else {
+                tracing::warn!("No instance matching {arg} found.");
+                unmatched = true;
             }
         }
-        args.names.clone()
+        names
     };
+    if args.quiet {
+        let out: String = names.iter().map(|n| format!("{n}\n")).collect();
+        return finish(&out, unmatched);
+    }
+
     let mut insts = vec![];
     for n in &names {
         match instance::ops::inspect(n) {
-            // Deleted since the directory was read: not an instance any more.
-            Err(instance::InstanceError::NotFound(_)) if args.names.is_empty() => continue,
-            other => insts.push(other?),
-        }
-    }
-    if args.quiet {
-        for i in &insts {
-            println!("{}", i.name);
-        }
-        return Ok(());
-    }
-    let format = if args.json {
-        "json"
-    } else {
-        args.format.as_str()
-    };
-    let out = match format {
-        "json" => insts
-            .iter()
-            .map(|i| serde_json::to_string(i).map(|s| s + "\n"))
-            .collect::<Result<String, _>>()?,
-        "yaml" => insts
-            .iter()
-            .map(|i| serde_yaml::to_string(i).map(|s| format!("---\n{s}")))
-            .collect::<Result<String, _>>()?,
-        "table" => {
-            if insts.is_empty() {
-                eprintln!("No instance found. Run `limactl create` to create an instance.");
-                return Ok(());
+            // Gone since the directory was read.
+            Err(instance::InstanceError::NotFound(_)) => {
+                tracing::warn!("Skipping instance `{n}`: it does not exist any more (being cloned or deleted?)");
+                unmatched |= !args.names.is_empty();
             }
-            table(&insts)
+            other => insts.push(other.with_context(|| format!("unable to load instance {n}"))?),
         }
-        tmpl => insts
-            .iter()
-            .map(|i| render(tmpl, i).map(|s| s + "\n"))
-            .collect::<Result<String>>()?,
+    }
+    for i in &insts {
+        if !i.errors.is_empty() {
+            tracing::warn!(errors = ?i.errors, "instance `{}` has errors", i.name);
+        }
+    }
+    let opts = PrintOptions {
+        all_fields: args.all_fields,
+        terminal_width: osutil::stdout_terminal_width().unwrap_or(0),
     };
-    print!("{out}");
+    let out = store::format::print_instances(&insts, format, &opts, &global_fields()?)?;
+    finish(&out, unmatched)
+}
+
+/// Prints `out`; an unmatched name then exits 1 without an error line, as upstream's
+/// `unmatchedInstancesError` (the warnings already named each one).
+fn finish(out: &str, unmatched: bool) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()?;
+    if unmatched {
+        std::process::exit(1);
+    }
     Ok(())
 }
 
-/// Columns as Lima prints them: NAME STATUS SSH VMTYPE ARCH CPUS MEMORY DISK DIR.
-pub fn table(insts: &[Instance]) -> String {
-    let home = std::env::var("HOME").unwrap_or_default();
-    let mut rows = vec![[
-        "NAME", "STATUS", "SSH", "VMTYPE", "ARCH", "CPUS", "MEMORY", "DISK", "DIR",
-    ]
-    .map(String::from)
-    .to_vec()];
-    for i in insts {
-        let dir = match i.dir.strip_prefix(&home) {
-            Some(rest) if !home.is_empty() && rest.starts_with('/') => format!("~{rest}"),
-            _ => i.dir.clone(),
-        };
-        rows.push(vec![
-            i.name.clone(),
-            i.status.to_string(),
-            format!("{}:{}", i.ssh_address, i.ssh_local_port),
-            i.vm_type.clone(),
-            i.arch.clone(),
-            i.cpus.to_string(),
-            store::format_bytes(i.memory),
-            store::format_bytes(i.disk),
-            dir,
-        ]);
-    }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    let mut s = String::new();
-    for r in rows {
-        let last = r.len() - 1;
-        for (c, cell) in r.iter().enumerate() {
-            if c == last {
-                s.push_str(cell);
-            } else {
-                s.push_str(&format!("{cell:<w$}", w = widths[c] + 4));
-            }
-        }
-        s.push('\n');
-    }
-    s
-}
-
-/// A small subset of Go templates: `{{.Field}}` with Lima's field names (Name, Status, Dir,
-/// SSHLocalPort, ...), looked up in the instance's JSON form.
-pub fn render(tmpl: &str, inst: &Instance) -> Result<String> {
-    let json = serde_json::to_value(inst)?;
-    let mut out = String::new();
-    let mut rest = tmpl;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let end = rest[start..]
-            .find("}}")
-            .ok_or_else(|| anyhow::anyhow!("template {tmpl:?}: unclosed {{{{"))?;
-        let expr = rest[start + 2..start + end].trim();
-        let field = expr.strip_prefix('.').ok_or_else(|| {
-            anyhow::anyhow!("template {tmpl:?}: only {{{{.Field}}}} is supported, got {expr:?}")
-        })?;
-        let value = lookup(&json, field)
-            .ok_or_else(|| anyhow::anyhow!("template {tmpl:?}: no field {field:?}"))?;
-        match value {
-            serde_json::Value::String(s) => out.push_str(&s),
-            v => out.push_str(&v.to_string()),
-        }
-        rest = &rest[start + end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn lookup(json: &serde_json::Value, field: &str) -> Option<serde_json::Value> {
-    let obj = json.as_object()?;
-    let want = field.to_ascii_lowercase();
-    if let Some((_, v)) = obj.iter().find(|(k, _)| k.to_ascii_lowercase() == want) {
-        return Some(v.clone());
-    }
-    // Zero values are omitted from the JSON form but exist as fields.
-    let zero = [
-        ("cpus", serde_json::json!(0)),
-        ("memory", serde_json::json!(0)),
-        ("disk", serde_json::json!(0)),
-        ("sshlocalport", serde_json::json!(0)),
-        ("message", serde_json::json!("")),
-    ];
-    zero.into_iter().find(|(k, _)| *k == want).map(|(_, v)| v)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use limatype::Status;
-
-    fn inst() -> Instance {
-        Instance {
-            name: "vm".into(),
-            status: Status::Running,
-            dir: "/x/vm".into(),
-            vm_type: "qemu".into(),
-            arch: "x86_64".into(),
-            cpus: 2,
-            memory: 2 << 30,
-            disk: 10 << 30,
-            ssh_address: "127.0.0.1".into(),
-            ssh_local_port: 40022,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn table_columns() {
-        let t = table(&[inst()]);
-        let lines: Vec<&str> = t.lines().collect();
-        let head: Vec<&str> = lines[0].split_whitespace().collect();
-        assert_eq!(
-            head,
-            ["NAME", "STATUS", "SSH", "VMTYPE", "ARCH", "CPUS", "MEMORY", "DISK", "DIR"]
-        );
-        let row: Vec<&str> = lines[1].split_whitespace().collect();
-        assert_eq!(
-            row,
-            [
-                "vm",
-                "Running",
-                "127.0.0.1:40022",
-                "qemu",
-                "x86_64",
-                "2",
-                "2GiB",
-                "10GiB",
-                "/x/vm"
-            ]
-        );
-    }
-
-    #[test]
-    fn templates() {
-        assert_eq!(
-            render("{{.Name}}:{{.Status}}:{{.SSHLocalPort}}", &inst()).unwrap(),
-            "vm:Running:40022"
-        );
-        assert!(render("{{.Nope}}", &inst())
-            .unwrap_err()
-            .to_string()
-            .contains("Nope"));
-        assert!(render("{{json .}}", &inst()).is_err());
-    }
+/// The host facts upstream adds to each instance's template data.
+pub fn global_fields() -> Result<GlobalFields> {
+    Ok(GlobalFields {
+        host_os: limatype::Os::host().to_string(),
+        host_arch: limatype::Arch::host().to_string(),
+        lima_home: store::lima_home()?.display().to_string(),
+        identity_file: store::config_dir()?
+            .join(limatype::filenames::USER_PRIVATE_KEY)
+            .display()
+            .to_string(),
+        home_dir: std::env::var("HOME").unwrap_or_default(),
+    })
 }

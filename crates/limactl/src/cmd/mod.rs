@@ -1,5 +1,6 @@
 //! One module per `limactl` subcommand: clap arguments and printing over the `instance` flow.
 
+pub mod completion;
 pub mod create;
 pub mod delete;
 pub mod disk;
@@ -8,6 +9,7 @@ pub mod info;
 pub mod list;
 pub mod prune;
 pub mod shell;
+pub mod show_ssh;
 pub mod start;
 pub mod stop;
 pub mod template;

@@ -55,7 +55,11 @@ fn options_for(opts: &limaload::LoadOptions, locator: &str) -> limaload::LoadOpt
     o
 }
 
-fn validate(opts: &limaload::LoadOptions, locators: &[String], fill: bool) -> anyhow::Result<()> {
+pub fn validate(
+    opts: &limaload::LoadOptions,
+    locators: &[String],
+    fill: bool,
+) -> anyhow::Result<()> {
     let mut invalid = 0;
     for locator in locators {
         match limaload::load(locator, &options_for(opts, locator)) {
