@@ -5,7 +5,7 @@
 use crate::YqError;
 
 /// The flags as given (`None`/empty: not given). Filled by the CLI.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct EditFlags {
     pub cpus: Option<i64>,
     pub dns: Vec<std::net::IpAddr>,
@@ -172,6 +172,11 @@ fn gib(flag: &'static str, v: &str) -> Result<String, YqError> {
 }
 
 impl EditFlags {
+    /// No flag was given.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
     /// The expressions, in upstream's order. `new_instance`: flags that only make sense for a
     /// new instance (`--arch`, `--containerd`, `--plain`) are warned about and skipped
     /// otherwise. `params`: the template's `param:` keys (for `--param`). `home`/`cwd`: to

@@ -57,6 +57,16 @@ pub fn eval(expr: &str, input: &Value) -> Result<Vec<Value>, YqError> {
     };
     let loader = Loader::new(jaq_std::defs().chain(jaq_json::defs()));
     let arena = Arena::default();
+    // Syntax errors are reported on the expression as written, before the rewrite.
+    Loader::new([])
+        .load(
+            &arena,
+            File {
+                code: expr,
+                path: (),
+            },
+        )
+        .map_err(|errs| parse_err(describe_load_errors(&errs)))?;
     let code = format!("{PRELUDE}{}{}", rewrite::DEFS, rewrite::rewrite(expr));
     let modules = loader
         .load(
@@ -229,6 +239,7 @@ mod tests {
     fn errors_name_the_expression() {
         let e = eval(".a = ", &Value::Null).unwrap_err().to_string();
         assert!(e.contains("invalid yq expression \".a = \""), "{e}");
+        assert!(!e.contains("__lima"), "{e}");
         let e = eval(".a + 1", &json!({"a": "x"})).unwrap_err().to_string();
         assert!(e.contains("failed"), "{e}");
         let e = eval_one(".[]", &json!([1, 2])).unwrap_err().to_string();

@@ -297,7 +297,7 @@ fn patch(text: &str, old: &Value, new: &Value) -> Option<String> {
             block_edits.push((s, e, rendered.lines().map(str::to_string).collect()));
         }
     }
-    block_edits.sort_by(|a, b| b.0.cmp(&a.0));
+    block_edits.sort_by_key(|e| std::cmp::Reverse(e.0));
     for (s, e, repl) in block_edits {
         lines.splice(s..e, repl);
     }

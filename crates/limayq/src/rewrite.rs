@@ -117,9 +117,8 @@ fn path_text(segs: &[Seg]) -> String {
 /// One assignment rewritten, or `None` to leave it.
 fn rewrite_assignment(part: &str) -> Option<String> {
     let cuts = split_top(part, |rest| {
-        let prev_ok = true;
         for op in OPS {
-            if rest.starts_with(op) && prev_ok && !rest[op.len()..].starts_with('=') {
+            if rest.starts_with(op) && !rest[op.len()..].starts_with('=') {
                 return Some(op.len());
             }
         }

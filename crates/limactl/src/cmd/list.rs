@@ -12,9 +12,15 @@ pub struct ListArgs {
     /// One JSON object per line (same as --format json).
     #[arg(long)]
     pub json: bool,
-    /// table, json, yaml, or a template such as '{{.Name}} {{.Status}}'.
-    #[arg(long, short = 'f', default_value = "table")]
-    pub format: String,
+    /// table, json, yaml, or a template such as '{{.Name}} {{.Status}}' (default table).
+    #[arg(long, short = 'f')]
+    pub format: Option<String>,
+    /// Apply yq expression to each instance (implies --format json).
+    #[arg(long, value_name = "EXPR")]
+    pub yq: Vec<String>,
+    /// Filter instances using yq expression (equivalent to --yq 'select(EXPR)').
+    #[arg(long, short = 'l', value_name = "EXPR")]
+    pub filter: Vec<String>,
     /// Only the names.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -40,6 +46,45 @@ pub fn run(args: ListArgs) -> Result<()> {
             other => insts.push(other?),
         }
     }
+    if args.json && args.format.is_some() {
+        anyhow::bail!("option --json conflicts with option --format");
+    }
+    if !args.yq.is_empty() {
+        if let Some(f) = args
+            .format
+            .as_deref()
+            .filter(|f| *f != "json" && *f != "yaml")
+        {
+            anyhow::bail!("option --yq only works with --format json or yaml, not {f:?}");
+        }
+    }
+    if !args.filter.is_empty() {
+        let filter = args
+            .filter
+            .iter()
+            .map(|f| format!("select({f})"))
+            .collect::<Vec<_>>();
+        let expr = limayq::join(&filter);
+        let mut kept = vec![];
+        for i in insts {
+            if !limayq::eval(&expr, &serde_json::to_value(&i)?)?.is_empty() {
+                kept.push(i);
+            }
+        }
+        insts = kept;
+    }
+    if !args.yq.is_empty() {
+        let mut exprs = args.yq.clone();
+        if args.quiet {
+            exprs.push(".name".into());
+        }
+        let format = match args.format.as_deref() {
+            Some("yaml") => limayq::Format::Yaml,
+            _ => limayq::Format::Json,
+        };
+        print!("{}", yq_each(&insts, &limayq::join(&exprs), format)?);
+        return Ok(());
+    }
     if args.quiet {
         for i in &insts {
             println!("{}", i.name);
@@ -49,7 +94,7 @@ pub fn run(args: ListArgs) -> Result<()> {
     let format = if args.json {
         "json"
     } else {
-        args.format.as_str()
+        args.format.as_deref().unwrap_or("table")
     };
     let out = match format {
         "json" => insts
@@ -74,6 +119,26 @@ pub fn run(args: ListArgs) -> Result<()> {
     };
     print!("{out}");
     Ok(())
+}
+
+/// `--yq EXPR`: the expression over each instance (as `--format json` shows it); every
+/// output on its own, JSON on one line, strings unquoted (as upstream's yq encoder).
+pub fn yq_each(insts: &[Instance], expr: &str, format: limayq::Format) -> Result<String> {
+    let mut out = String::new();
+    for i in insts {
+        for v in limayq::eval(expr, &serde_json::to_value(i)?)? {
+            match (format, &v) {
+                (_, serde_json::Value::String(_)) | (limayq::Format::Yaml, _) => {
+                    out.push_str(&limayq::render(&v, format, true)?)
+                }
+                (limayq::Format::Json, _) => {
+                    out.push_str(&serde_json::to_string(&v)?);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Columns as Lima prints them: NAME STATUS SSH VMTYPE ARCH CPUS MEMORY DISK DIR.

@@ -3,6 +3,8 @@
 pub mod create;
 pub mod delete;
 pub mod disk;
+pub mod edit;
+pub mod editflags;
 pub mod hostagent;
 pub mod info;
 pub mod list;
@@ -11,6 +13,7 @@ pub mod shell;
 pub mod start;
 pub mod stop;
 pub mod template;
+pub mod yq;
 
 /// A runtime for one command's async work (driver calls, following the host agent).
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
