@@ -5,7 +5,8 @@
 //! original text as the smallest change we know how to make:
 //! - a scalar that changed in place (`.cpus = 4`, `.ssh.localPort = 60022`) is replaced on its
 //!   line, the rest of the line (a trailing comment) kept;
-//! - a new top-level key is appended at the end;
+//! - a key added to an existing block mapping goes after that mapping's last entry; a new
+//!   top-level key is appended at the end;
 //! - any other change of a top-level key (a list grown, a key deleted) rewrites that key's
 //!   block only (comments inside that block are lost);
 //! - a document that is not a block mapping is rewritten whole (comments lost).
@@ -50,6 +51,9 @@ enum Seg {
 struct Positions {
     /// Node path -> (1-based line, 0-based column) of its scalar value.
     scalars: BTreeMap<Vec<Seg>, (usize, usize)>,
+    /// Block mapping path -> its keys' column and the 1-based line where it ends (the next
+    /// token after it).
+    maps: BTreeMap<Vec<Seg>, (usize, usize)>,
     /// Top-level keys in order with their 1-based line.
     top: Vec<(String, usize)>,
     /// The root is a block mapping (not flow, not a scalar).
@@ -57,8 +61,17 @@ struct Positions {
 }
 
 enum Frame {
-    Map { path: Vec<Seg>, key: Option<String> },
-    Seq { path: Vec<Seg>, next: usize },
+    Map {
+        path: Vec<Seg>,
+        key: Option<String>,
+        /// Column of the first key; `None` until seen, or for a flow mapping (never set).
+        key_col: Option<usize>,
+        flow: bool,
+    },
+    Seq {
+        path: Vec<Seg>,
+        next: usize,
+    },
 }
 
 #[derive(Default)]
@@ -74,7 +87,7 @@ impl Walker {
     fn child_path(&mut self) -> Option<Vec<Seg>> {
         match self.stack.last_mut() {
             None => Some(vec![]),
-            Some(Frame::Map { path, key }) => match key.take() {
+            Some(Frame::Map { path, key, .. }) => match key.take() {
                 Some(k) => {
                     let mut p = path.clone();
                     p.push(Seg::Key(k));
@@ -101,9 +114,15 @@ impl MarkedEventReceiver for Walker {
                 }
                 None => {
                     let top = self.stack.len() == 1;
-                    if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
+                    if let Some(Frame::Map {
+                        key, key_col, flow, ..
+                    }) = self.stack.last_mut()
+                    {
                         if top {
                             self.pos.top.push((value.clone(), mark.line()));
+                        }
+                        if !*flow && key_col.is_none() {
+                            *key_col = Some(mark.col());
                         }
                         *key = Some(value);
                     }
@@ -111,22 +130,38 @@ impl MarkedEventReceiver for Walker {
             },
             Event::MappingStart(..) => {
                 let path = self.child_path().unwrap_or_default();
+                let line = self.text_lines.get(mark.line().saturating_sub(1));
+                let flow = line
+                    .and_then(|l| l.get(mark.col()..))
+                    .is_some_and(|rest| rest.starts_with('{'));
                 if !self.root_seen {
                     self.root_seen = true;
-                    let line = self.text_lines.get(mark.line().saturating_sub(1));
-                    let flow = line
-                        .and_then(|l| l.get(mark.col()..))
-                        .is_some_and(|rest| rest.starts_with('{'));
                     self.pos.block_root = !flow;
                 }
-                self.stack.push(Frame::Map { path, key: None });
+                self.stack.push(Frame::Map {
+                    path,
+                    key: None,
+                    key_col: None,
+                    flow,
+                });
             }
             Event::SequenceStart(..) => {
                 let path = self.child_path().unwrap_or_default();
                 self.root_seen = true;
                 self.stack.push(Frame::Seq { path, next: 0 });
             }
-            Event::MappingEnd | Event::SequenceEnd => {
+            Event::MappingEnd => {
+                if let Some(Frame::Map {
+                    path,
+                    key_col: Some(col),
+                    flow: false,
+                    ..
+                }) = self.stack.pop()
+                {
+                    self.pos.maps.insert(path, (col, mark.line()));
+                }
+            }
+            Event::SequenceEnd => {
                 self.stack.pop();
             }
             Event::Alias(_) => {
@@ -158,25 +193,37 @@ fn is_scalar(v: &Value) -> bool {
     !matches!(v, Value::Array(_) | Value::Object(_))
 }
 
-/// Paths of scalars that changed between `old` and `new` while the structure around them
-/// stayed; `None` when anything else changed.
-fn scalar_changes(
-    old: &Value,
-    new: &Value,
-    path: &mut Vec<Seg>,
-    out: &mut Vec<(Vec<Seg>, Value)>,
-) -> bool {
+/// A change [`fine_changes`] can write into the text.
+enum Change {
+    /// The scalar at this path has a new value.
+    Scalar(Vec<Seg>, Value),
+    /// The mapping at this path gained a key.
+    AddKey(Vec<Seg>, String, Value),
+}
+
+/// The changes from `old` to `new` if they are only scalars changed and keys added to
+/// mappings; `false` when anything else changed (a key removed, a list resized, a type
+/// changed).
+fn fine_changes(old: &Value, new: &Value, path: &mut Vec<Seg>, out: &mut Vec<Change>) -> bool {
     match (old, new) {
         (Value::Object(a), Value::Object(b)) => {
-            if a.len() != b.len() || a.keys().zip(b.keys()).any(|(x, y)| x != y) {
+            if a.keys().any(|k| !b.contains_key(k)) {
                 return false;
             }
-            a.iter().all(|(k, va)| {
-                path.push(Seg::Key(k.clone()));
-                let ok = scalar_changes(va, &b[k], path, out);
-                path.pop();
-                ok
-            })
+            for (k, vb) in b {
+                match a.get(k) {
+                    None => out.push(Change::AddKey(path.clone(), k.clone(), vb.clone())),
+                    Some(va) => {
+                        path.push(Seg::Key(k.clone()));
+                        let ok = fine_changes(va, vb, path, out);
+                        path.pop();
+                        if !ok {
+                            return false;
+                        }
+                    }
+                }
+            }
+            true
         }
         (Value::Array(a), Value::Array(b)) => {
             if a.len() != b.len() {
@@ -184,18 +231,80 @@ fn scalar_changes(
             }
             a.iter().zip(b).enumerate().all(|(i, (va, vb))| {
                 path.push(Seg::Index(i));
-                let ok = scalar_changes(va, vb, path, out);
+                let ok = fine_changes(va, vb, path, out);
                 path.pop();
                 ok
             })
         }
         (a, b) if a == b => true,
         (a, b) if is_scalar(a) && is_scalar(b) => {
-            out.push((path.clone(), b.clone()));
+            out.push(Change::Scalar(path.clone(), b.clone()));
             true
         }
         _ => false,
     }
+}
+
+/// `key: value` as YAML lines indented by `indent` spaces.
+fn key_lines(key: &str, v: &Value, indent: usize) -> Option<Vec<String>> {
+    let mut one = serde_json::Map::new();
+    one.insert(key.to_string(), v.clone());
+    let rendered = serde_yaml::to_string(&Value::Object(one)).ok()?;
+    let pad = " ".repeat(indent);
+    Some(rendered.lines().map(|l| format!("{pad}{l}")).collect())
+}
+
+/// The line before which to add to a block that ends at 0-based `end`: before the comment
+/// and blank lines that lead to what follows, but not before `start`.
+fn trim_end(lines: &[String], start: usize, mut end: usize) -> usize {
+    while end > start + 1 {
+        let l = lines[end - 1].trim_start();
+        if l.is_empty() || l.starts_with('#') {
+            end -= 1;
+        } else {
+            break;
+        }
+    }
+    end
+}
+
+/// Line edits for one top-level key's change: scalars replaced on their lines, and lines
+/// inserted (0-based line to insert before, lines); `None` when not that kind of change.
+#[allow(clippy::type_complexity)]
+fn fine_edits(
+    lines: &[String],
+    pos: &Positions,
+    changes: Vec<Change>,
+) -> Option<(Vec<(usize, String)>, Vec<(usize, Vec<String>)>)> {
+    let mut replaced: BTreeMap<usize, String> = BTreeMap::new();
+    let mut inserts = vec![];
+    for c in changes {
+        match c {
+            Change::Scalar(p, v) => {
+                let (line, col) = *pos.scalars.get(&p)?;
+                let mut l = replaced
+                    .get(&(line - 1))
+                    .cloned()
+                    .or_else(|| lines.get(line - 1).cloned())?;
+                let start = col_to_byte(&l, col)?;
+                let len = scalar_len(&l[start..])?;
+                l.replace_range(start..start + len, &inline_scalar(&v)?);
+                replaced.insert(line - 1, l);
+            }
+            Change::AddKey(parent, key, v) => {
+                let (col, end_line) = *pos.maps.get(&parent)?;
+                let first = pos
+                    .scalars
+                    .iter()
+                    .filter(|(p, _)| p.starts_with(&parent) && p.len() > parent.len())
+                    .map(|(_, (l, _))| l - 1)
+                    .min()?;
+                let end = trim_end(lines, first, end_line.saturating_sub(1).min(lines.len()));
+                inserts.push((end, key_lines(&key, &v, col)?));
+            }
+        }
+    }
+    Some((replaced.into_iter().collect(), inserts))
 }
 
 /// Byte length of the scalar written at the start of `rest` (plain, '...' or "...").
@@ -256,24 +365,18 @@ fn patch(text: &str, old: &Value, new: &Value) -> Option<String> {
     let mut blocks: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for (i, (k, line)) in pos.top.iter().enumerate() {
         let start = line - 1;
-        let mut end = pos.top.get(i + 1).map_or(lines.len(), |(_, l)| l - 1);
+        let end = pos.top.get(i + 1).map_or(lines.len(), |(_, l)| l - 1);
         // Comment and blank lines just before the next key belong to that key.
-        while end > start + 1 {
-            let l = lines[end - 1].trim_start();
-            if l.is_empty() || l.starts_with('#') {
-                end -= 1;
-            } else {
-                break;
-            }
-        }
-        blocks.insert(k.clone(), (start, end));
+        blocks.insert(k.clone(), (start, trim_end(&lines, start, end)));
     }
-    // Replacements of whole blocks, applied bottom-up so line numbers stay valid.
-    let mut block_edits: Vec<(usize, usize, Vec<String>)> = vec![];
+    // Edits that change the number of lines: (first line, lines replaced, new lines),
+    // applied bottom-up so line numbers stay valid.
+    let mut edits: Vec<(usize, usize, Vec<String>)> = vec![];
+    let mut replaced: Vec<(usize, String)> = vec![];
     for (k, ov) in old_map {
         let Some(nv) = new_map.get(k) else {
             let (s, e) = *blocks.get(k)?;
-            block_edits.push((s, e, vec![]));
+            edits.push((s, e - s, vec![]));
             continue;
         };
         if ov == nv {
@@ -281,25 +384,27 @@ fn patch(text: &str, old: &Value, new: &Value) -> Option<String> {
         }
         let mut changes = vec![];
         let mut path = vec![Seg::Key(k.clone())];
-        if scalar_changes(ov, nv, &mut path, &mut changes) {
-            for (p, v) in changes {
-                let (line, col) = *pos.scalars.get(&p)?;
-                let l = lines.get_mut(line - 1)?;
-                let start = col_to_byte(l, col)?;
-                let len = scalar_len(&l[start..])?;
-                l.replace_range(start..start + len, &inline_scalar(&v)?);
+        let fine = fine_changes(ov, nv, &mut path, &mut changes)
+            .then(|| fine_edits(&lines, &pos, changes))
+            .flatten();
+        match fine {
+            Some((r, ins)) => {
+                replaced.extend(r);
+                edits.extend(ins.into_iter().map(|(at, l)| (at, 0, l)));
             }
-        } else {
-            let (s, e) = *blocks.get(k)?;
-            let mut one = serde_json::Map::new();
-            one.insert(k.clone(), nv.clone());
-            let rendered = serde_yaml::to_string(&Value::Object(one)).ok()?;
-            block_edits.push((s, e, rendered.lines().map(str::to_string).collect()));
+            None => {
+                let (s, e) = *blocks.get(k)?;
+                edits.push((s, e - s, key_lines(k, nv, 0)?));
+            }
         }
     }
-    block_edits.sort_by_key(|e| std::cmp::Reverse(e.0));
-    for (s, e, repl) in block_edits {
-        lines.splice(s..e, repl);
+    for (i, l) in replaced {
+        lines[i] = l;
+    }
+    // Bottom-up; at one line, the replacement of a block before an insertion in front of it.
+    edits.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
+    for (s, n, repl) in edits {
+        lines.splice(s..s + n, repl);
     }
     let mut out = lines.join("\n");
     out.push('\n');
@@ -333,6 +438,18 @@ mod tests {
         );
         let out = edit_yaml(DOC, ".mounts[].writable = true").unwrap();
         assert!(out.contains("  writable: true # careful\n"), "{out}");
+    }
+
+    #[test]
+    fn keys_added_to_a_nested_map_go_at_its_end() {
+        let doc = "ssh:\n  # the port\n  localPort: 0 # random\n  # more later\n# next\ncpus: 1\n";
+        let out = edit_yaml(doc, ".ssh.forwardAgent = true | .ssh.localPort = 22").unwrap();
+        assert_eq!(
+            out,
+            "ssh:\n  # the port\n  localPort: 22 # random\n  forwardAgent: true\n  # more later\n# next\ncpus: 1\n"
+        );
+        let out = edit_yaml("a:\n  b:\n    c: 1\n", ".a.b.d = {\"e\": [1]}").unwrap();
+        assert_eq!(out, "a:\n  b:\n    c: 1\n    d:\n      e:\n      - 1\n");
     }
 
     #[test]
