@@ -428,6 +428,8 @@ mod tests {
             r#".user.shell = "/bin/zsh""#,
         ];
         assert_eq!(t.exprs, want);
+        // The same, one a line, as a snapshot a reviewer can diff against upstream's.
+        insta::assert_snapshot!("all_flags", t.exprs.join("\n"));
         // Each one is a valid expression for our evaluator.
         let doc = serde_json::json!({"mounts": [], "dns": [], "param": {"ver": "1"}});
         crate::eval_one(&crate::join(&t.exprs), &doc).unwrap();
