@@ -19,7 +19,7 @@ mod open;
 pub mod ops;
 pub mod target;
 
-pub use edit::{edit, Edited};
+pub use edit::{edit, edit_file, Edited};
 pub use error::{InstanceError, Result};
 pub use open::{create, create_edited, open, run_host_agent, Edit, Opened, SshPort};
 

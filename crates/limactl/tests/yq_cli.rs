@@ -177,6 +177,22 @@ fn edit_changes_a_stopped_instance_and_keeps_comments() {
 }
 
 #[test]
+fn edit_a_template_file() {
+    let h = Home::new();
+    let f = h.yaml.to_str().unwrap();
+    h.ok(&["edit", f, "--memory", "2", "--set", ".cpus = 6"]);
+    assert_eq!(
+        std::fs::read_to_string(&h.yaml).unwrap(),
+        CONFIG.replace("cpus: 2", "cpus: 6") + "memory: 2GiB\n"
+    );
+    let err = h.fails(&["edit", f, "--set", ".images = []"]);
+    assert!(err.contains("images"), "{err}");
+    assert!(std::fs::read_to_string(&h.yaml)
+        .unwrap()
+        .contains("cpus: 6"));
+}
+
+#[test]
 fn list_yq_and_filter() {
     let h = Home::new();
     let yaml = h.yaml.to_str().unwrap();

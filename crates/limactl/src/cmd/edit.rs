@@ -1,4 +1,5 @@
-//! `limactl edit [INSTANCE] [flags] [--start]`: changes a stopped instance's `lima.yaml` with
+//! `limactl edit [INSTANCE|FILE.yaml] [flags] [--start]`: changes a stopped instance's
+//! `lima.yaml` (or a template file) with
 //! the edit flags and `--set` expressions (comments and key order kept, see docs/yq.md). The
 //! interactive editor of upstream (no flags, on a terminal) is not implemented.
 
@@ -9,7 +10,7 @@ use super::editflags::{interactive, EditFlagArgs};
 
 #[derive(Args)]
 pub struct EditArgs {
-    /// The instance (`default` if none).
+    /// The instance (`default` if none), or a FILE.yaml to edit in place.
     pub instance: Option<String>,
     /// Start the instance after editing.
     #[arg(long)]
@@ -34,13 +35,24 @@ pub fn run(args: EditArgs) -> Result<()> {
         eprintln!("Aborting, as requested by saving the file with empty content");
         return Ok(());
     }
-    match instance::edit(name, &args.flags.edit_fn())? {
+    // As upstream: what is not an instance name is a file.
+    let is_file = store::validate_instance_name(name).is_err();
+    let edited = if is_file {
+        if args.start {
+            bail!("--start needs an instance, not the file {name:?}");
+        }
+        instance::edit_file(std::path::Path::new(name), &args.flags.edit_fn())?
+    } else {
+        instance::edit(name, &args.flags.edit_fn())?
+    };
+    match edited {
         instance::Edited::Unchanged => {
             eprintln!("Aborting, no changes made to the instance");
             return Ok(());
         }
         instance::Edited::Written => {
-            eprintln!("Instance {name:?} configuration edited");
+            let what = if is_file { "File" } else { "Instance" };
+            eprintln!("{what} {name:?} configuration edited");
         }
     }
     if args.start {
