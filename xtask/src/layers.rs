@@ -40,6 +40,12 @@ pub const LAYERS: &[Layer] = &[
         owns: "small host facts: executable files, live processes",
     },
     Layer {
+        crate_name: "limayq",
+        layer: (1, 0),
+        kind: Kind::Host,
+        owns: "yq expressions over YAML/JSON (jaq), edit flags, comment-keeping lima.yaml edits",
+    },
+    Layer {
         crate_name: "limadefaults",
         layer: (2, 0),
         kind: Kind::Host,

@@ -48,6 +48,10 @@ pub enum InstanceError {
     NotFound(String),
     #[error("instance {0:?} already exists")]
     Exists(String),
+    #[error(transparent)]
+    Yq(#[from] limayq::YqError),
+    #[error("cannot edit a running instance {0:?}; run `limactl stop {0}` first")]
+    EditRunning(String),
     #[error(
         "{} exists without lima.yaml and holds other files; run `limactl delete {name}` to remove it",
         dir.display()

@@ -12,14 +12,16 @@ pub mod agentbin;
 pub mod agentproc;
 pub mod datadisk;
 mod disks;
+mod edit;
 mod error;
 pub mod load;
 mod open;
 pub mod ops;
 pub mod target;
 
+pub use edit::{edit, edit_file, Edited};
 pub use error::{InstanceError, Result};
-pub use open::{create, open, run_host_agent, Opened, SshPort};
+pub use open::{create, create_edited, open, run_host_agent, Edit, Opened, SshPort};
 
 /// A duration in whole seconds from environment variable `name`, else `default` seconds.
 fn env_seconds(name: &str, default: u64) -> std::time::Duration {

@@ -16,6 +16,15 @@ pub fn load_locator(locator: &str, name: &str) -> Result<(String, Filled)> {
     Ok((loaded.embedded.text, loaded.config))
 }
 
+/// The filled, validated config of `text`, an instance's `lima.yaml` as it would be stored
+/// (bases already embedded); `display` names it in diagnostics.
+pub fn load_stored_text(text: &str, display: &str, name: &str) -> Result<Filled> {
+    let mut opts = limaload::LoadOptions::detect();
+    opts.name = Some(name.to_string());
+    opts.use_default_base = false;
+    Ok(limaload::load_text(text, display, &opts)?.config)
+}
+
 /// The filled, validated config of the existing instance in `dir`.
 pub fn load_instance(dir: &Path, name: &str) -> Result<Filled> {
     let mut opts = limaload::LoadOptions::detect();

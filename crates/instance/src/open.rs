@@ -32,8 +32,30 @@ pub struct Opened {
 /// was loaded, validated and accepted by the driver that will run it; returns it opened, so the
 /// caller can go on with the same driver (an external driver is started once).
 pub async fn create(reg: &Registry, name: &str, locator: &str) -> Result<Opened> {
+    create_edited(reg, name, locator, &|text| Ok(text.to_string())).await
+}
+
+/// A change of a config's text before it is validated and stored (`--set`, `--cpus`, ...).
+pub type Edit<'a> = &'a (dyn Fn(&str) -> std::result::Result<String, limayq::YqError> + Sync);
+
+/// [`create`] with `edit` applied to the config's text (templates and bases embedded) first;
+/// the edited text is what is validated and stored.
+pub async fn create_edited(
+    reg: &Registry,
+    name: &str,
+    locator: &str,
+    edit: Edit<'_>,
+) -> Result<Opened> {
     store::validate_instance_name(name)?;
     let (text, config) = load::load_locator(locator, name)?;
+    let edited = edit(&text)?;
+    let (text, config) = if edited == text {
+        (text, config)
+    } else {
+        let display = format!("{locator} (with the edit flags applied)");
+        let config = load::load_stored_text(&edited, &display, name)?;
+        (edited, config)
+    };
     let resolved = reg.resolve(&config, &ConfigContext::current()).await?;
     let dir = store::instance_dir(name)?;
     if dir.join(filenames::LIMA_YAML).exists() {

@@ -35,6 +35,8 @@ enum Cmd {
     Create(cmd::create::CreateArgs),
     /// Start an instance (creating it first if given a config).
     Start(cmd::start::StartArgs),
+    /// Edit a stopped instance's config with the edit flags and --set EXPR.
+    Edit(cmd::edit::EditArgs),
     /// Show information about limactl, its host and its drivers (JSON).
     Info(cmd::info::InfoArgs),
     /// Empty the download cache.
@@ -66,6 +68,12 @@ fn version_string() -> &'static str {
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Some(args) = cmd::yq::yq_args(&argv) {
+        std::process::exit(cmd::yq::main(args));
+    }
     let cli = Cli::parse();
     let filter = if cli.debug { "debug" } else { "info" };
     tracing_subscriber::fmt()
@@ -82,6 +90,7 @@ fn main() {
         Cmd::Delete(a) => cmd::delete::run(a),
         Cmd::Create(a) => cmd::create::run(a),
         Cmd::Start(a) => cmd::start::run(a),
+        Cmd::Edit(a) => cmd::edit::run(a),
         Cmd::Prune(a) => cmd::prune::run(a),
         Cmd::Disk(c) => cmd::disk::run(c),
         Cmd::Hostagent(a) => cmd::hostagent::run(a),

@@ -1,28 +1,42 @@
-//! `limactl create [--name N] [FILE.yaml|URL|template:NAME]`: makes the instance directory
-//! with its `lima.yaml` (after the driver accepted the config); the disks are prepared by the
-//! driver on first start.
+//! `limactl create [--name N] [flags] [FILE.yaml|URL|template:NAME|-]`: makes the instance
+//! directory with its `lima.yaml` (after the edit flags and `--set` were applied and the driver
+//! accepted the config); the disks are prepared by the driver on first start.
 
 use anyhow::{bail, Result};
 use clap::Args;
 use instance::target::{existing_or_create, Target};
 
+use super::editflags::CreateFlagArgs;
+
 #[derive(Args)]
 pub struct CreateArgs {
-    /// A config to create the instance from (FILE.yaml, URL, template:NAME).
+    /// A config to create the instance from (FILE.yaml, URL, template:NAME, `-` for stdin).
     pub target: Option<String>,
-    /// Name of the instance.
+    /// Override the instance name.
     #[arg(long)]
     pub name: Option<String>,
     /// Interactive prompts (none are implemented; kept for compatibility).
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub tty: bool,
+    /// Alias of --tty=false.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// List available templates and exit.
+    #[arg(long)]
+    pub list_templates: bool,
     /// List the available drivers, one a line (`NAME`, or `NAME (external)`), and exit.
     #[arg(long)]
     pub list_drivers: bool,
+    #[command(flatten)]
+    pub flags: CreateFlagArgs,
 }
 
 pub fn run(args: CreateArgs) -> Result<()> {
     let reg = crate::drivers::registry();
+    if args.list_templates {
+        print!("{}", super::editflags::list_templates()?);
+        return Ok(());
+    }
     if args.list_drivers {
         print!("{}", list_drivers(&reg.list()));
         return Ok(());
@@ -30,7 +44,9 @@ pub fn run(args: CreateArgs) -> Result<()> {
     match existing_or_create(args.target.as_deref(), args.name.as_deref())? {
         Target::Existing(name) => bail!("instance {name:?} already exists"),
         Target::Create { name, locator } => {
-            let opened = super::runtime()?.block_on(instance::create(reg, &name, &locator))?;
+            let edit = args.flags.edit_fn(true);
+            let opened =
+                super::runtime()?.block_on(instance::create_edited(reg, &name, &locator, &edit))?;
             say_created(&opened);
             Ok(())
         }

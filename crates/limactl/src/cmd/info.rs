@@ -1,7 +1,8 @@
 //! `limactl info`: JSON about this limactl and its host: version, `$LIMA_HOME`, host OS and
 //! arch, and every driver with its location (`internal`, or the executable's path) and
 //! protocol version. External drivers are started for their handshake; one that fails is
-//! listed with its error, and the others are still reported.
+//! listed with its error, and the others are still reported. `--yq EXPR` applies an
+//! expression to that JSON.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,11 @@ use serde::Serialize;
 use crate::drivers;
 
 #[derive(Args)]
-pub struct InfoArgs {}
+pub struct InfoArgs {
+    /// Apply yq expression to output.
+    #[arg(long, value_name = "EXPR", default_value = ".")]
+    pub yq: String,
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -56,11 +61,34 @@ struct DriverInfo {
     error: Option<String>,
 }
 
-pub fn run(_args: InfoArgs) -> Result<()> {
+pub fn run(args: InfoArgs) -> Result<()> {
+    // A bad expression is reported before any driver is started.
+    limayq::eval(&args.yq, &serde_json::Value::Null)
+        .map(drop)
+        .or_else(|e| match e {
+            limayq::YqError::Parse { .. } => Err(e),
+            _ => Ok(()),
+        })?;
     let rt = tokio::runtime::Runtime::new()?;
     let info = rt.block_on(collect())?;
-    println!("{}", serde_json::to_string_pretty(&info)?);
+    let mut out = String::new();
+    for v in limayq::eval(&args.yq, &serde_json::to_value(&info)?)? {
+        out.push_str(&render_json(&v)?);
+    }
+    print!("{out}");
     Ok(())
+}
+
+/// As upstream's yq JSON encoder with indent 4: strings unquoted, the rest indented JSON.
+fn render_json(v: &serde_json::Value) -> Result<String> {
+    if let serde_json::Value::String(s) = v {
+        return Ok(format!("{s}\n"));
+    }
+    let mut buf = vec![];
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    serde::Serialize::serialize(v, &mut ser)?;
+    Ok(String::from_utf8(buf)? + "\n")
 }
 
 async fn collect() -> Result<Info> {

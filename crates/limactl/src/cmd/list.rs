@@ -23,6 +23,12 @@ pub struct ListArgs {
     /// Output format, one of: json, yaml, table, go-template.
     #[arg(long, short = 'f')]
     pub format: Option<String>,
+    /// Apply yq expression to each instance (implies --format json).
+    #[arg(long, value_name = "EXPR")]
+    pub yq: Vec<String>,
+    /// Filter instances using yq expression (equivalent to --yq 'select(EXPR)').
+    #[arg(long, short = 'l', value_name = "EXPR")]
+    pub filter: Vec<String>,
     /// Only show names.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -46,7 +52,11 @@ pub fn run(args: ListArgs) -> Result<()> {
         (Some(f), false) => f.as_str(),
         (None, false) => "table",
     };
-    if args.quiet && format != "table" {
+    let yq = !args.yq.is_empty();
+    if yq && format != "json" && format != "yaml" {
+        bail!("option --yq only works with --format json or yaml, not {format:?}");
+    }
+    if args.quiet && format != "table" && !yq {
         bail!("option --quiet can only be used with '--format table'");
     }
     if args.list_fields {
@@ -74,7 +84,7 @@ pub fn run(args: ListArgs) -> Result<()> {
         }
         names
     };
-    if args.quiet {
+    if args.quiet && !yq && args.filter.is_empty() {
         let out: String = names.iter().map(|n| format!("{n}\n")).collect();
         return finish(&out, unmatched);
     }
@@ -95,12 +105,53 @@ pub fn run(args: ListArgs) -> Result<()> {
             tracing::warn!(errors = ?i.errors, "instance `{}` has errors", i.name);
         }
     }
+    if !args.filter.is_empty() {
+        let filter: Vec<String> = args.filter.iter().map(|f| format!("select({f})")).collect();
+        let expr = limayq::join(&filter);
+        let mut kept = vec![];
+        for i in insts {
+            if !limayq::eval(&expr, &serde_json::to_value(&i)?)?.is_empty() {
+                kept.push(i);
+            }
+        }
+        insts = kept;
+    }
+    if yq || (args.quiet && !args.filter.is_empty()) {
+        let mut exprs = if yq { args.yq.clone() } else { vec![".".into()] };
+        if args.quiet {
+            exprs.push(".name".into());
+        }
+        let format = match format {
+            "yaml" => limayq::Format::Yaml,
+            _ => limayq::Format::Json,
+        };
+        return finish(&yq_each(&insts, &limayq::join(&exprs), format)?, unmatched);
+    }
     let opts = PrintOptions {
         all_fields: args.all_fields,
         terminal_width: osutil::stdout_terminal_width().unwrap_or(0),
     };
     let out = store::format::print_instances(&insts, format, &opts, &global_fields()?)?;
     finish(&out, unmatched)
+}
+
+/// `expr` applied to each instance's JSON, one result per line (strings bare, as yq prints).
+pub fn yq_each(insts: &[limatype::Instance], expr: &str, format: limayq::Format) -> Result<String> {
+    let mut out = String::new();
+    for i in insts {
+        for v in limayq::eval(expr, &serde_json::to_value(i)?)? {
+            match (format, &v) {
+                (_, serde_json::Value::String(_)) | (limayq::Format::Yaml, _) => {
+                    out.push_str(&limayq::render(&v, format, true)?)
+                }
+                (limayq::Format::Json, _) => {
+                    out.push_str(&serde_json::to_string(&v)?);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Prints `out`; an unmatched name then exits 1 without an error line, as upstream's

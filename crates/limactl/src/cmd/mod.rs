@@ -4,6 +4,8 @@ pub mod completion;
 pub mod create;
 pub mod delete;
 pub mod disk;
+pub mod edit;
+pub mod editflags;
 pub mod hostagent;
 pub mod info;
 pub mod list;
@@ -13,6 +15,7 @@ pub mod show_ssh;
 pub mod start;
 pub mod stop;
 pub mod template;
+pub mod yq;
 
 /// A runtime for one command's async work (driver calls, following the host agent).
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

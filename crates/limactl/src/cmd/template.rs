@@ -1,4 +1,4 @@
-//! `limactl template ...`: list, validate and copy templates (through `limaload`).
+//! `limactl template ...`: list, validate, copy and query (`yq`) templates (through `limaload`).
 use std::io::Write;
 
 use anyhow::{bail, Context};
@@ -16,6 +16,14 @@ pub enum TemplateCmd {
         /// Path, `-`, file:// or http(s):// URL, or template:NAME.
         #[arg(required = true, value_name = "LOCATOR")]
         locators: Vec<String>,
+    },
+    /// Query a template with a yq expression: bases and scripts embedded and defaults filled
+    /// first (as `template copy --fill TEMPLATE - | yq EXPR`).
+    Yq {
+        #[arg(value_name = "TEMPLATE")]
+        locator: String,
+        #[arg(value_name = "EXPR")]
+        expr: String,
     },
     /// Copy a template to a file or to stdout (`-`).
     Copy {
@@ -40,6 +48,7 @@ pub fn run(cmd: TemplateCmd) -> anyhow::Result<()> {
             Ok(())
         }
         TemplateCmd::Validate { fill, locators } => validate(&opts, &locators, fill),
+        TemplateCmd::Yq { locator, expr } => yq(&opts, &locator, &expr),
         TemplateCmd::Copy {
             fill,
             locator,
@@ -80,6 +89,19 @@ pub fn validate(
     if invalid > 0 {
         bail!("{invalid} of {} templates are invalid", locators.len());
     }
+    Ok(())
+}
+
+fn yq(opts: &limaload::LoadOptions, locator: &str, expr: &str) -> anyhow::Result<()> {
+    let o = options_for(opts, locator);
+    let embedded = limaload::embed(locator, &o)?;
+    let filled = limaload::fill(&embedded, &o)?.to_yaml();
+    let doc = limayq::parse_yaml(&filled)?;
+    let mut out = String::new();
+    for v in limayq::eval(expr, &doc)? {
+        out.push_str(&limayq::render(&v, limayq::Format::Yaml, true)?);
+    }
+    std::io::stdout().lock().write_all(out.as_bytes())?;
     Ok(())
 }
 
