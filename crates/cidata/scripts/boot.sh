@@ -34,14 +34,15 @@ if [ -s "$MNT/etc_environment" ]; then
 	{ echo "# BEGIN lima"; cat "$MNT/etc_environment"; echo "# END lima"; } >>/etc/environment
 fi
 
-# Mount points: made (owned by the user) when missing; never chowned when present, since a
-# 9p or virtiofs mount there would pass the chown on to the host's directory.
+# Mount points: made when missing and owned by the user (sshfs mounts there as the user);
+# never chowned while mounted, since a 9p or virtiofs mount would pass the chown on to the
+# host's directory.
 i=0
 while [ "$i" -lt "${LIMA_CIDATA_MOUNTS:-0}" ]; do
 	eval "mp=\${LIMA_CIDATA_MOUNTS_${i}_MOUNTPOINT}"
 	# shellcheck disable=SC2154 # set by eval above
-	if [ ! -d "$mp" ]; then
-		run mkdir -p "$mp"
+	[ -d "$mp" ] || run mkdir -p "$mp"
+	if ! mountpoint -q "$mp"; then
 		run chown "$LIMA_CIDATA_UID:$(id -g "$LIMA_CIDATA_USER")" "$mp"
 	fi
 	i=$((i + 1))

@@ -85,14 +85,17 @@ impl SshfsMount {
         }
     }
 
-    /// The remote command: the mount point made when missing (owned by the user, as
-    /// upstream's prepare step; the boot script makes it too, but may not have run yet), then
+    /// The remote command: the mount point made when missing and given to the user when not
+    /// writable (fusermount needs that; as upstream's prepare step: the boot script does it
+    /// too, but may not have run yet, and a directory left by another mount type is root's),
+    /// then
     /// `sshfs :LOCATION MOUNTPOINT -o slave ...`, each word quoted for the guest's shell. The
     /// options are upstream's (`allow_other`, `cache=no`, `follow_symlinks`).
     pub fn remote_command(&self) -> String {
         let point = sshutil::shell_quote(&self.mount_point);
         format!(
-            "{{ [ -d {point} ] || {{ sudo mkdir -p {point} && sudo chown \"$(id -u):$(id -g)\" {point}; }}; }} && exec {}",
+            "{{ [ -d {point} ] || sudo mkdir -p {point}; }} && \
+             {{ [ -w {point} ] || sudo chown \"$(id -u):$(id -g)\" {point}; }} && exec {}",
             self.sshfs_command()
         )
     }
@@ -369,7 +372,8 @@ mod tests {
             "sshfs ':/home/alice/my dir' '/home/alice/my dir' -o slave -o allow_other"
         );
         assert!(mount(true).remote_command().starts_with(
-            "{ [ -d '/home/alice/my dir' ] || { sudo mkdir -p '/home/alice/my dir' && sudo chown"
+            "{ [ -d '/home/alice/my dir' ] || sudo mkdir -p '/home/alice/my dir'; } && \
+             { [ -w '/home/alice/my dir' ] || sudo chown"
         ));
         assert!(mount(true)
             .remote_command()

@@ -117,7 +117,11 @@ pub fn run(args: ListArgs) -> Result<()> {
         insts = kept;
     }
     if yq || (args.quiet && !args.filter.is_empty()) {
-        let mut exprs = if yq { args.yq.clone() } else { vec![".".into()] };
+        let mut exprs = if yq {
+            args.yq.clone()
+        } else {
+            vec![".".into()]
+        };
         if args.quiet {
             exprs.push(".name".into());
         }
