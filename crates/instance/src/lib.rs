@@ -14,6 +14,7 @@ pub mod datadisk;
 mod disks;
 mod error;
 pub mod load;
+pub mod manage;
 mod open;
 pub mod ops;
 pub mod target;
