@@ -13,9 +13,6 @@ pub struct CreateArgs {
     /// Name of the instance.
     #[arg(long)]
     pub name: Option<String>,
-    /// Interactive prompts (none are implemented; kept for compatibility).
-    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub tty: bool,
     /// List the available drivers, one a line (`NAME`, or `NAME (external)`), and exit.
     #[arg(long)]
     pub list_drivers: bool,

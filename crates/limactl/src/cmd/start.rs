@@ -18,9 +18,6 @@ pub struct StartArgs {
     /// Name of the instance to create.
     #[arg(long)]
     pub name: Option<String>,
-    /// Interactive prompts (none are implemented; kept for compatibility).
-    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub tty: bool,
     /// Seconds to wait for the instance to become ready.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
