@@ -40,11 +40,13 @@ pub fn run(args: WatchArgs) -> Result<()> {
             tails.insert(name.clone(), t);
         }
     }
+    // Names already handled (watched, or failed to inspect once).
+    let mut seen: std::collections::BTreeSet<String> = names.iter().cloned().collect();
     status("Watching for events...");
     loop {
         if watch_all {
             for name in store::instance_names()? {
-                if !tails.contains_key(&name) {
+                if seen.insert(name.clone()) {
                     status(&format!("New instance detected: {name}"));
                     // A new instance's log is read whole: it began after us.
                     if let Some(t) = tail(&name, false) {
