@@ -144,6 +144,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tail_returns_complete_new_lines_and_restarts_on_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("ha.stdout.log");
+        let line = |port: u16| {
+            let mut ev = Event::now(Status::default());
+            ev.status.ssh_local_port = port;
+            ev.to_line()
+        };
+        std::fs::write(&log, line(1)).unwrap();
+        let mut from_end = EventTail::new(&log, true);
+        let mut all = EventTail::new(&log, false);
+        assert_eq!(all.poll().len(), 1);
+        assert!(from_end.poll().is_empty());
+        let two = line(2);
+        let (head, rest) = two.split_at(10);
+        let append = |s: &str| {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+            f.write_all(s.as_bytes()).unwrap();
+        };
+        append(head);
+        assert!(all.poll().is_empty());
+        append(rest);
+        assert_eq!(all.poll()[0].status.ssh_local_port, 2);
+        assert_eq!(from_end.poll()[0].status.ssh_local_port, 2);
+        // A new host agent starts a new log.
+        std::fs::write(&log, line(3)).unwrap();
+        assert_eq!(all.poll()[0].status.ssh_local_port, 3);
+    }
+
+    #[test]
     fn time_format() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let t = UNIX_EPOCH + Duration::from_millis(1_709_251_199_123); // 2024-02-29T23:59:59.123Z
