@@ -1,6 +1,6 @@
 //! Small instance commands' flows: protecting an instance from `limactl delete`, the
 //! start-at-login entry (a systemd user unit, as upstream's `pkg/autostart/systemd`), and the
-//! download cache entries an instance refers to (`limactl prune --keep-referred`).
+//! download cache entries instances and templates refer to (`limactl prune --keep-referred`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -180,6 +180,21 @@ pub fn locations_referred_by_instances() -> Result<BTreeSet<String>> {
         if let Some(y) = &inst.config {
             out.extend(referred_locations(y));
         }
+    }
+    Ok(out)
+}
+
+/// The locations the templates (`limactl template list`) refer to, each loaded as `create`
+/// would load it. A template that does not load stops the prune, as upstream.
+pub fn locations_referred_by_templates() -> Result<BTreeSet<String>> {
+    let opts = limaload::LoadOptions::detect();
+    let mut out = BTreeSet::new();
+    for (name, _) in limaload::list_templates(&opts.template_dirs) {
+        let mut o = opts.clone();
+        // Only name-dependent defaults use it; any valid name loads the same images.
+        o.name = Some("default".into());
+        let loaded = limaload::load(&format!("template:{name}"), &o)?;
+        out.extend(referred_locations(loaded.config.yaml()));
     }
     Ok(out)
 }

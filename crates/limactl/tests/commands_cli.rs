@@ -61,6 +61,7 @@ impl Env {
             .env("LIMA_DRIVERS_PATH", &self.drivers)
             .env("XDG_CONFIG_HOME", self.tmp.path().join("config"))
             .env("LIMA_CACHE_DIR", self.tmp.path().join("cache"))
+            .env("LIMA_TEMPLATES_PATH", self.tmp.path().join("templates"))
             .env("PATH", path)
             .env_remove("LIMA_LOG")
             .stdin(Stdio::null());
@@ -371,14 +372,23 @@ fn hex_string(b: &[u8]) -> String {
 }
 
 #[test]
-fn prune_keep_referred_keeps_what_instances_use() {
+fn prune_keep_referred_keeps_what_instances_and_templates_use() {
     let env = Env::new();
     env.create("a");
     let cache = env.tmp.path().join("cache");
     let used = cache_entry(&cache, "https://example.invalid/image.img");
     let unused = cache_entry(&cache, "https://example.invalid/old.img");
+    let templates = env.tmp.path().join("templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(
+        templates.join("t.yaml"),
+        "images:\n- location: https://example.invalid/tmpl.img\n",
+    )
+    .unwrap();
+    let by_template = cache_entry(&cache, "https://example.invalid/tmpl.img");
     env.expect(0, &["prune", "--keep-referred"]);
     assert!(used.exists());
+    assert!(by_template.exists());
     assert!(!unused.exists());
     env.expect(0, &["prune"]);
     assert!(!used.exists());
