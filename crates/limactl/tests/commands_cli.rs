@@ -393,3 +393,99 @@ fn prune_keep_referred_keeps_what_instances_and_templates_use() {
     env.expect(0, &["prune"]);
     assert!(!used.exists());
 }
+
+/// Makes instance `name` look running (a live process in its directory, named by both pid
+/// files) and puts a fake `ssh` on PATH that prints its arguments and exits 5.
+fn fake_running(env: &Env, name: &str) -> std::process::Child {
+    let dir = env.inst_dir(name);
+    let child = Command::new("sleep")
+        .arg("120")
+        .current_dir(&dir)
+        .spawn()
+        .unwrap();
+    for f in ["ha.pid", "testfake.pid"] {
+        std::fs::write(dir.join(f), format!("{}\n", child.id())).unwrap();
+    }
+    std::fs::write(
+        dir.join("ssh.config"),
+        "Host lima-a\n  Hostname 127.0.0.1\n",
+    )
+    .unwrap();
+    env.script(
+        "ssh",
+        "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\nexit 5\n",
+    );
+    child
+}
+
+#[test]
+fn shell_runs_ssh_with_upstreams_remote_command() {
+    let env = Env::new();
+    env.create("a");
+    let mut sleeper = fake_running(&env, "a");
+    let (out, _) = env.expect(0, &["list", "--format", "{{.Status}}", "a"]);
+    assert_eq!(out.trim(), "Running");
+    let run = |args: &[&str], envs: &[(&str, &str)]| {
+        let out = env.cmd(args).envs(envs.iter().copied()).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+        (out.status.code(), lines)
+    };
+    // The command's exit code is ours; the script is the last argument, after `--`.
+    let (code, args) = run(&["shell", "--workdir", "/w", "a", "ls", "a b"], &[]);
+    assert_eq!(code, Some(5));
+    assert_eq!(args[args.len() - 2], "--");
+    assert_eq!(
+        args.last().unwrap(),
+        // The filled config's user.shell (default /bin/bash, as upstream's).
+        r#"cd /w || exit 1 ; exec /bin/bash -l -c 'ls '"'"'a b'"'"''"#
+    );
+    assert!(args.iter().any(|a| a == "LogLevel=ERROR"), "{args:?}");
+    // No mount shares the host's directories here: upstream's `false` before the shell.
+    let (_, args) = run(&["shell", "--shell", "/bin/zsh", "a", "--", "uname"], &[]);
+    assert_eq!(args.last().unwrap(), "false ; exec /bin/zsh -l -c uname");
+    let (_, args) = run(
+        &["shell", "--preserve-env", "--reconnect", "a"],
+        &[("FOO", "x y"), ("SSH_AUTH_SOCK", "/s")],
+    );
+    let script = args.last().unwrap();
+    assert!(script.contains("'FOO=x y' "), "{script}");
+    assert!(!script.contains("SSH_AUTH_SOCK"), "{script}");
+    for blocked in ["PATH=", "HOME="] {
+        assert!(
+            !script.split(' ').any(|w| w.starts_with(blocked)),
+            "{script}"
+        );
+    }
+    let (_, args) = run(
+        &["shell", "--preserve-env", "a"],
+        &[("LIMA_SHELLENV_BLOCK", "+FOO"), ("FOO", "1")],
+    );
+    let script = args.last().unwrap();
+    assert!(
+        !script.split(' ').any(|w| w.starts_with("FOO=")),
+        "{script}"
+    );
+    assert!(script.contains(" LIMA_SHELLENV_BLOCK=+FOO "), "{script}");
+    let (_, err) = env.expect(1, &["shell", "--sync", ".", "a"]);
+    assert!(err.contains("`--sync` is not implemented"), "{err}");
+    // The `lima` wrapper with the real limactl.
+    let lima = Path::new(env!("CARGO_MANIFEST_DIR")).join("wrappers/lima");
+    let out = Command::new(&lima)
+        .args(["echo", "hi"])
+        .env("LIMACTL", LIMACTL)
+        .env("LIMA_INSTANCE", "a")
+        .env("LIMA_HOME", &env.home)
+        .env("LIMA_DRIVERS_PATH", &env.drivers)
+        .env(
+            "PATH",
+            format!("{}:{}", env.bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.ends_with(" -l -c 'echo hi'\n"), "{stdout}");
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+}
