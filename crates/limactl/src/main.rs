@@ -257,6 +257,13 @@ fn error_chain(e: &anyhow::Error) -> String {
 mod tests {
     use super::error_chain;
 
+    /// Every subcommand's flags agree with the global ones (no second `--tty` or `-y`).
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+
     /// An error whose message includes its source, as thiserror's `"{path}: {source}"`.
     #[derive(Debug)]
     struct WithSource {
