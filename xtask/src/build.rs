@@ -159,6 +159,7 @@ fn build_tree(plan: &Plan, release: bool, prefix: &Path) -> Result<()> {
     std::fs::create_dir_all(&bin_dir)?;
     let limactl_name = format!("limactl{}", std::env::consts::EXE_SUFFIX);
     install(&bins.join(&limactl_name), &bin_dir.join(&limactl_name))?;
+    install_wrappers(&wrappers_dir(), &bin_dir)?;
 
     let libexec = prefix.join("libexec/lima");
     std::fs::create_dir_all(&libexec)?;
@@ -245,6 +246,30 @@ fn remove_stale_drivers(libexec: &Path, plan: &Plan) -> Result<()> {
                 .with_context(|| format!("removing {}", entry.path().display()))?;
         }
     }
+    Ok(())
+}
+
+/// Upstream's wrapper scripts (`lima`, `nerdctl.lima`, `docker.lima`, ...), kept in the repo.
+fn wrappers_dir() -> PathBuf {
+    crate::project_root().join("crates/limactl/wrappers")
+}
+
+/// Installs every wrapper script of `from` into `bin_dir`, executable.
+fn install_wrappers(from: &Path, bin_dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let path = entry?.path();
+        if !path.is_file() || path.extension().is_some_and(|e| e == "md") {
+            continue;
+        }
+        let to = bin_dir.join(path.file_name().unwrap_or_default());
+        install(&path, &to)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    eprintln!("==> wrappers from {} installed", from.display());
     Ok(())
 }
 
@@ -361,6 +386,34 @@ fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod wrapper_tests {
+    use super::*;
+
+    #[test]
+    fn wrappers_are_installed_executable() {
+        let bin = tempfile::tempdir().unwrap();
+        install_wrappers(&wrappers_dir(), bin.path()).unwrap();
+        for name in [
+            "lima",
+            "nerdctl.lima",
+            "docker.lima",
+            "podman.lima",
+            "kubectl.lima",
+            "apptainer.lima",
+        ] {
+            let meta = std::fs::metadata(bin.path().join(name)).unwrap();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                assert_eq!(meta.permissions().mode() & 0o777, 0o755, "{name}");
+            }
+            assert!(meta.len() > 0, "{name}");
+        }
+        assert!(!bin.path().join("README.md").exists());
+    }
 }
 
 #[cfg(test)]

@@ -254,6 +254,41 @@ impl Downloader {
         }
     }
 
+    /// Removes the cache entries of every URL but `keep`'s (`limactl prune --keep-referred`);
+    /// returns the removed entries' directories.
+    pub fn prune_except<'a>(
+        &self,
+        keep: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<PathBuf>, DownloadError> {
+        let Some(dir) = self.download_dir().map(|d| d.join("by-url-sha256")) else {
+            return Ok(Vec::new());
+        };
+        let keep: std::collections::HashSet<String> = keep.into_iter().map(cache_key).collect();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&dir)(e)),
+        };
+        let mut removed = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if keep.contains(&name) {
+                tracing::debug!("keeping cache entry {name}");
+                continue;
+            }
+            let path = entry.path();
+            let gone = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            gone.map_err(io_err(&path))?;
+            removed.push(path);
+        }
+        Ok(removed)
+    }
+
     /// Empties the download cache (`limactl prune`).
     pub fn prune(&self) -> Result<(), DownloadError> {
         if let Some(dir) = self.download_dir() {

@@ -90,9 +90,89 @@ pub fn read_events(path: &Path) -> Vec<Event> {
         .collect()
 }
 
+/// Follows a host agent's event log: each [`EventTail::poll`] returns the events appended
+/// since the last one (`limactl watch`). A log that shrank (a new host agent) is read again
+/// from its start.
+pub struct EventTail {
+    path: std::path::PathBuf,
+    offset: u64,
+    partial: String,
+}
+
+impl EventTail {
+    /// From the start of the log (`from_end`: only events written from now on).
+    pub fn new(path: &Path, from_end: bool) -> Self {
+        let offset = if from_end {
+            std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+        } else {
+            0
+        };
+        Self {
+            path: path.to_path_buf(),
+            offset,
+            partial: String::new(),
+        }
+    }
+
+    pub fn poll(&mut self) -> Vec<Event> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return Vec::new();
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len < self.offset {
+            self.offset = 0;
+            self.partial.clear();
+        }
+        let mut buf = Vec::new();
+        if f.seek(SeekFrom::Start(self.offset)).is_err() || f.read_to_end(&mut buf).is_err() {
+            return Vec::new();
+        }
+        self.offset += buf.len() as u64;
+        self.partial.push_str(&String::from_utf8_lossy(&buf));
+        // A line still being written stays for the next poll.
+        let complete = match self.partial.rfind('\n') {
+            Some(i) => self.partial.drain(..=i).collect::<String>(),
+            None => return Vec::new(),
+        };
+        complete.lines().filter_map(Event::parse).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tail_returns_complete_new_lines_and_restarts_on_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("ha.stdout.log");
+        let line = |port: u16| {
+            let mut ev = Event::now(Status::default());
+            ev.status.ssh_local_port = port;
+            ev.to_line()
+        };
+        std::fs::write(&log, line(1)).unwrap();
+        let mut from_end = EventTail::new(&log, true);
+        let mut all = EventTail::new(&log, false);
+        assert_eq!(all.poll().len(), 1);
+        assert!(from_end.poll().is_empty());
+        let two = line(2);
+        let (head, rest) = two.split_at(10);
+        let append = |s: &str| {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+            f.write_all(s.as_bytes()).unwrap();
+        };
+        append(head);
+        assert!(all.poll().is_empty());
+        append(rest);
+        assert_eq!(all.poll()[0].status.ssh_local_port, 2);
+        assert_eq!(from_end.poll()[0].status.ssh_local_port, 2);
+        // A new host agent starts a new log.
+        std::fs::write(&log, line(3)).unwrap();
+        assert_eq!(all.poll()[0].status.ssh_local_port, 3);
+    }
 
     #[test]
     fn time_format() {

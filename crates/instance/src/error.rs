@@ -92,8 +92,14 @@ pub enum InstanceError {
         "instance {name:?} is {status} (not stopped); run `limactl stop {name}` first or use `limactl delete -f {name}`"
     )]
     NotStopped { name: String, status: Status },
-    #[error("instance {0:?} is protected (remove the `protected` file to allow deleting it)")]
+    #[error(
+        "instance {0:?} is protected to prohibit accidental removal (Hint: use `limactl unprotect`)"
+    )]
     Protected(String),
+    #[error("autostart is not supported on {0}")]
+    AutostartUnsupported(&'static str),
+    #[error("systemctl {args}: {why}")]
+    Systemctl { args: String, why: String },
     #[error("cannot delete {name:?} now: {source}")]
     DeleteLocked {
         name: String,

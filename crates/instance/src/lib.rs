@@ -15,6 +15,7 @@ mod disks;
 mod edit;
 mod error;
 pub mod load;
+pub mod manage;
 mod open;
 pub mod ops;
 pub mod target;

@@ -3,17 +3,85 @@
 
 mod cmd;
 mod drivers;
+mod logfmt;
+mod plugin;
 
-use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::io::IsTerminal;
+
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "limactl", version = version_string(), about = "Lima: Linux virtual machines")]
 pub struct Cli {
-    /// Debug logging.
-    #[arg(long, global = true)]
-    debug: bool,
+    #[command(flatten)]
+    global: GlobalArgs,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// The root command's flags, accepted before or after the subcommand (upstream's persistent
+/// flags).
+#[derive(Args, Debug, Default)]
+pub struct GlobalArgs {
+    /// Debug mode.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Set the logging level [trace, debug, info, warn, error].
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Set the logging format [text, json].
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text")]
+    log_format: String,
+    /// Enable TUI interactions such as asking questions. Defaults to true when stdout is a
+    /// terminal. Set to false for automation.
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_name = "BOOL")]
+    tty: Option<bool>,
+    /// Alias of --tty=false.
+    #[arg(long, short = 'y', global = true)]
+    yes: bool,
+}
+
+impl GlobalArgs {
+    /// Whether to ask questions: `--tty`, `--yes`, else whether stdout is a terminal.
+    pub fn tty(&self) -> anyhow::Result<bool> {
+        match (self.tty, self.yes) {
+            (Some(_), true) => {
+                anyhow::bail!("cannot use both --tty and --yes flags at the same time")
+            }
+            (Some(t), false) => Ok(t),
+            (None, true) => Ok(false),
+            (None, false) => Ok(std::io::stdout().is_terminal()),
+        }
+    }
+
+    /// Sets up logging as `--debug`, `--log-level` (which wins) and `--log-format` say.
+    /// `LIMA_LOG` (a tracing filter) overrides the level for developers.
+    fn init_logging(&self) -> anyhow::Result<logfmt::Format> {
+        let format = logfmt::Format::parse(&self.log_format)?;
+        let mut level = if self.debug {
+            tracing::Level::DEBUG
+        } else {
+            tracing::Level::INFO
+        };
+        if let Some(l) = &self.log_level {
+            level = logfmt::parse_level(l)?;
+        }
+        let filter = tracing_subscriber::EnvFilter::try_from_env("LIMA_LOG")
+            .unwrap_or_else(|_| level.as_str().to_ascii_lowercase().into());
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .event_format(logfmt::Logrus {
+                format,
+                terminal: std::io::stderr().is_terminal(),
+                start: std::time::Instant::now(),
+            })
+            .init();
+        Ok(format)
+    }
 }
 
 #[derive(Subcommand)]
@@ -24,12 +92,12 @@ enum Cmd {
     /// List instances.
     #[command(alias = "ls")]
     List(cmd::list::ListArgs),
-    /// Stop an instance.
+    /// Stop instances.
     Stop(cmd::stop::StopArgs),
     /// Delete instances.
     #[command(alias = "rm", alias = "remove")]
     Delete(cmd::delete::DeleteArgs),
-    /// Run a shell or a command in an instance.
+    /// Execute shell in Lima.
     Shell(cmd::shell::ShellArgs),
     /// Create an instance.
     Create(cmd::create::CreateArgs),
@@ -57,6 +125,21 @@ enum Cmd {
     ShowSsh(cmd::show_ssh::ShowSshArgs),
     /// Generate the autocompletion script for the specified shell.
     Completion(cmd::completion::CompletionArgs),
+    /// Restart a running instance.
+    Restart(cmd::restart::RestartArgs),
+    /// Protect an instance to prohibit accidental removal.
+    Protect(cmd::protect::ProtectArgs),
+    /// Unprotect an instance.
+    Unprotect(cmd::protect::ProtectArgs),
+    /// Generate the content of the /etc/sudoers.d/lima file (macOS only).
+    Sudoers(cmd::sudoers::SudoersArgs),
+    /// Manage automatic startup of Lima instances.
+    #[command(subcommand)]
+    Autostart(cmd::autostart::AutostartCmd),
+    /// Register/Unregister an autostart file for the instance (deprecated: use autostart).
+    StartAtLogin(cmd::autostart::StartAtLoginArgs),
+    /// Watch events from instances.
+    Watch(cmd::watch::WatchArgs),
     /// Run the host agent of an instance (started by `limactl start`).
     #[command(hide = true)]
     Hostagent(cmd::hostagent::HostagentArgs),
@@ -74,15 +157,41 @@ fn main() {
     if let Some(args) = cmd::yq::yq_args(&argv) {
         std::process::exit(cmd::yq::main(args));
     }
-    let cli = Cli::parse();
-    let filter = if cli.debug { "debug" } else { "info" };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LIMA_LOG")
-                .unwrap_or_else(|_| filter.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let plugin_dirs = osutil::plugins::dirs();
+    let plugins = osutil::plugins::discover(&plugin_dirs);
+    let mut command = Cli::command();
+    let builtin: Vec<String> = command
+        .get_subcommands()
+        .flat_map(|c| std::iter::once(c.get_name()).chain(c.get_all_aliases()))
+        .map(str::to_string)
+        .collect();
+    if let Some((at, plugin)) = plugin::invocation(&args, &builtin, &plugins) {
+        // Global flags before the plug-in's name are ours; everything after it is its own.
+        let globals = GlobalArgs::from_arg_matches(&exit_on_clap_error(
+            GlobalArgs::augment_args(clap::Command::new("limactl"))
+                .no_binary_name(true)
+                .try_get_matches_from(&args[1..at]),
+        ))
+        .unwrap_or_default();
+        let code = globals
+            .init_logging()
+            .and_then(|_| plugin::run(plugin, &args[at + 1..], &plugin_dirs));
+        finish(code, logfmt::Format::Text);
+    }
+    if let Some(text) = plugin::help_section(&plugins) {
+        command = command.after_help(text);
+    }
+    let matches = exit_on_clap_error(command.try_get_matches_from(&args));
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => exit_on_clap_error(Err(e)),
+    };
+    let format = match cli.global.init_logging() {
+        Ok(f) => f,
+        Err(e) => finish(Err(e), logfmt::Format::Text),
+    };
+    let global = &cli.global;
     let result = match cli.cmd {
         Cmd::Template(c) => cmd::template::run(c),
         Cmd::List(a) => cmd::list::run(a),
@@ -90,7 +199,7 @@ fn main() {
         Cmd::Delete(a) => cmd::delete::run(a),
         Cmd::Create(a) => cmd::create::run(a),
         Cmd::Start(a) => cmd::start::run(a),
-        Cmd::Edit(a) => cmd::edit::run(a),
+        Cmd::Edit(a) => global.tty().and_then(|tty| cmd::edit::run(a, tty)),
         Cmd::Prune(a) => cmd::prune::run(a),
         Cmd::Disk(c) => cmd::disk::run(c),
         Cmd::Hostagent(a) => cmd::hostagent::run(a),
@@ -100,11 +209,55 @@ fn main() {
         }
         Cmd::ShowSsh(a) => cmd::show_ssh::run(a),
         Cmd::Completion(a) => cmd::completion::run(a),
-        Cmd::Shell(a) => cmd::shell::run(a).map(|code| std::process::exit(code)),
+        Cmd::Restart(a) => cmd::restart::run(a),
+        Cmd::Protect(a) => cmd::protect::protect(a),
+        Cmd::Unprotect(a) => cmd::protect::unprotect(a),
+        Cmd::Sudoers(a) => cmd::sudoers::run(a),
+        Cmd::Autostart(c) => cmd::autostart::run(c),
+        Cmd::StartAtLogin(a) => cmd::autostart::start_at_login(a),
+        Cmd::Watch(a) => cmd::watch::run(a),
+        Cmd::Shell(a) => finish(cmd::shell::run(a, global), format),
     };
-    if let Err(e) = result {
-        eprintln!("error: {}", error_chain(&e));
-        std::process::exit(1);
+    finish(result.map(|()| 0), format);
+}
+
+/// Exits with the command's code, or 1 after printing its error: as a `fatal` JSON record
+/// with `--log-format json` (for programs), else as `error: message: cause`.
+fn finish(result: anyhow::Result<i32>, format: logfmt::Format) -> ! {
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let msg = error_chain(&e);
+            if format == logfmt::Format::Json {
+                let rec = logfmt::Record {
+                    level: "fatal",
+                    msg: &msg,
+                    fields: &[],
+                };
+                let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+                eprint!("{}", logfmt::render_json(&rec, &time.to_string()));
+            } else {
+                eprintln!("error: {msg}");
+            }
+            std::process::exit(1);
+        }
+    }
+}
+
+/// A usage error exits 1 as upstream's (clap's own is 2); help and version exit 0.
+fn exit_on_clap_error<T>(r: Result<T, clap::Error>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = e.print();
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => 1,
+            };
+            std::process::exit(code);
+        }
     }
 }
 
@@ -130,6 +283,13 @@ fn error_chain(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::error_chain;
+
+    /// Every subcommand's flags agree with the global ones (no second `--tty` or `-y`).
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 
     /// An error whose message includes its source, as thiserror's `"{path}: {source}"`.
     #[derive(Debug)]

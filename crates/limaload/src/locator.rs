@@ -275,19 +275,10 @@ fn read_http(url: &str) -> Result<String, LocatorError> {
 /// Schemes the loader reads itself; any other `SCHEME:` goes to a `limactl-url-SCHEME` plugin.
 const BUILTIN_SCHEMES: &[&str] = &["template", "http", "https", "file"];
 
-/// Where URL plugins are looked up, as Lima does: `$PATH`, then `libexec/lima` beside the
-/// running limactl.
+/// Where URL plugins are looked up, as Lima does: limactl's own directory, `$PATH`, then
+/// `libexec/lima` beside the running limactl (the plug-in directories of `osutil::plugins`).
 fn plugin_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(bin) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
-        dirs.push(bin.join("../libexec/lima"));
-    }
-    dirs
+    osutil::plugins::dirs()
 }
 
 fn find_url_plugin(scheme: &str, dirs: &[PathBuf]) -> Option<PathBuf> {

@@ -3,6 +3,8 @@
 //! alive. No workspace dependencies; each function has one home here instead of a copy per
 //! crate.
 
+pub mod plugins;
+
 use std::fs::Metadata;
 
 /// Whether a file may be run: an exec bit on Unix. Windows has no exec bit, so there the

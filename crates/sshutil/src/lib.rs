@@ -2,6 +2,8 @@
 //! `ssh-keygen` on first use), the ssh options for an instance, the per-instance `ssh.config`
 //! (so `ssh -F ~/.lima/NAME/ssh.config lima-NAME` works) and `ssh` argument lists.
 
+pub mod remote;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -280,7 +282,8 @@ pub fn shell_quote(word: &str) -> String {
     {
         word.to_string()
     } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
+        // `'"'"'` as upstream's shellescape writes it (same meaning as `'\''`).
+        format!("'{}'", word.replace('\'', r#"'"'"'"#))
     }
 }
 
@@ -393,7 +396,7 @@ mod tests {
     fn quoting() {
         assert_eq!(shell_quote("uname"), "uname");
         assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("it's"), r#"'it'"'"'s'"#);
         assert_eq!(shell_quote(""), "''");
     }
 }

@@ -15,12 +15,6 @@ pub struct CreateArgs {
     /// Override the instance name.
     #[arg(long)]
     pub name: Option<String>,
-    /// Interactive prompts (none are implemented; kept for compatibility).
-    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub tty: bool,
-    /// Alias of --tty=false.
-    #[arg(long, short = 'y')]
-    pub yes: bool,
     /// List available templates and exit.
     #[arg(long)]
     pub list_templates: bool,

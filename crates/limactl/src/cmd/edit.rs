@@ -6,7 +6,7 @@
 use anyhow::{bail, Result};
 use clap::Args;
 
-use super::editflags::{interactive, EditFlagArgs};
+use super::editflags::EditFlagArgs;
 
 #[derive(Args)]
 pub struct EditArgs {
@@ -15,20 +15,15 @@ pub struct EditArgs {
     /// Start the instance after editing.
     #[arg(long)]
     pub start: bool,
-    /// Open an editor when no flag is given (not implemented).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
-    pub tty: Option<bool>,
-    /// Alias of --tty=false.
-    #[arg(long, short = 'y')]
-    pub yes: bool,
     #[command(flatten)]
     pub flags: EditFlagArgs,
 }
 
-pub fn run(args: EditArgs) -> Result<()> {
+/// `interactive`: the global `--tty`/`--yes` (an editor would open; not implemented).
+pub fn run(args: EditArgs, interactive: bool) -> Result<()> {
     let name = args.instance.as_deref().unwrap_or("default");
     if args.flags.is_empty() {
-        if interactive(args.tty, args.yes) {
+        if interactive {
             bail!("the interactive editor is not implemented; edit {name:?} with flags such as --set EXPR or --cpus N");
         }
         // Upstream: no flags and no editor is an empty edit.

@@ -188,15 +188,6 @@ fn template_params(text: &str) -> Result<Vec<String>, limayq::YqError> {
         .unwrap_or_default())
 }
 
-/// `--tty`/`--yes`: upstream asks questions on a terminal; we never do, so these only matter
-/// for `edit` without flags (which would open an editor).
-pub fn interactive(tty: Option<bool>, yes: bool) -> bool {
-    if yes {
-        return false;
-    }
-    tty.unwrap_or_else(|| std::io::IsTerminal::is_terminal(&std::io::stdin()))
-}
-
 /// Reads `--list-templates`' names.
 pub fn list_templates() -> Result<String> {
     let opts = limaload::LoadOptions::detect();

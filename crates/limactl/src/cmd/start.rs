@@ -21,12 +21,6 @@ pub struct StartArgs {
     /// Name of the instance to create.
     #[arg(long)]
     pub name: Option<String>,
-    /// Interactive prompts (none are implemented; kept for compatibility).
-    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub tty: bool,
-    /// Alias of --tty=false.
-    #[arg(long, short = 'y')]
-    pub yes: bool,
     /// List available templates and exit.
     #[arg(long)]
     pub list_templates: bool,
@@ -79,8 +73,6 @@ impl StartArgs {
         StartArgs {
             target: Some(name.to_string()),
             name: None,
-            tty: false,
-            yes: true,
             list_templates: false,
             flags: CreateFlagArgs::default(),
             timeout: 600,
