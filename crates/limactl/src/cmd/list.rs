@@ -47,12 +47,14 @@ pub fn run(args: ListArgs) -> Result<()> {
     if args.list_fields && args.format.is_some() {
         bail!("option --list-fields conflicts with option --format");
     }
+    let yq = !args.yq.is_empty();
     let format = match (&args.format, args.json) {
         (_, true) => "json",
         (Some(f), false) => f.as_str(),
+        // --yq implies JSON.
+        (None, false) if yq => "json",
         (None, false) => "table",
     };
-    let yq = !args.yq.is_empty();
     if yq && format != "json" && format != "yaml" {
         bail!("option --yq only works with --format json or yaml, not {format:?}");
     }

@@ -1,7 +1,7 @@
 //! One module per `limactl` subcommand: clap arguments and printing over the `instance` flow.
 
-pub mod completion;
 pub mod autostart;
+pub mod completion;
 pub mod create;
 pub mod delete;
 pub mod disk;
@@ -19,8 +19,8 @@ pub mod start;
 pub mod stop;
 pub mod sudoers;
 pub mod template;
-pub mod yq;
 pub mod watch;
+pub mod yq;
 
 /// A runtime for one command's async work (driver calls, following the host agent).
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
