@@ -41,13 +41,7 @@ fn have_qemu_img() -> bool {
 impl Home {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let drivers = tmp.path().join("drivers");
-        std::fs::create_dir(&drivers).unwrap();
-        std::os::unix::fs::symlink(
-            common::testfake_driver(),
-            drivers.join("lima-driver-testfake"),
-        )
-        .unwrap();
+        let drivers = common::testfake_drivers_dir(tmp.path());
         Home {
             home: tmp.path().join("home"),
             drivers,

@@ -22,13 +22,7 @@ struct Home {
 impl Home {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let drivers = tmp.path().join("drivers");
-        std::fs::create_dir(&drivers).unwrap();
-        std::os::unix::fs::symlink(
-            common::testfake_driver(),
-            drivers.join("lima-driver-testfake"),
-        )
-        .unwrap();
+        let drivers = common::testfake_drivers_dir(tmp.path());
         let yaml = tmp.path().join("fake.yaml");
         std::fs::write(&yaml, CONFIG).unwrap();
         Home { tmp, drivers, yaml }

@@ -28,3 +28,12 @@ pub fn testfake_driver() -> PathBuf {
     assert!(exe.exists(), "{} is missing", exe.display());
     exe
 }
+
+/// `DIR/drivers` holding only `lima-driver-testfake` (for `LIMA_DRIVERS_PATH`).
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn testfake_drivers_dir(dir: &Path) -> PathBuf {
+    let drivers = dir.join("drivers");
+    std::fs::create_dir(&drivers).unwrap();
+    std::os::unix::fs::symlink(testfake_driver(), drivers.join("lima-driver-testfake")).unwrap();
+    drivers
+}
