@@ -26,9 +26,23 @@ pub struct StartArgs {
     pub list_templates: bool,
     #[command(flatten)]
     pub flags: CreateFlagArgs,
-    /// Seconds to wait for the instance to become ready.
-    #[arg(long, default_value_t = 600)]
-    pub timeout: u64,
+    /// How long to wait for the instance to become ready: a duration as upstream's (`10m`,
+    /// `1h30m`, `90s`), or a number of seconds.
+    #[arg(long, default_value = "10m0s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+/// `--timeout`: Go-style durations (`10m0s`, `1h30m`, `90s`) or plain seconds.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let d = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?} is not a duration such as 10m or 90s: {e}"))?,
+    };
+    if d.is_zero() {
+        return Err("the timeout must be more than zero".into());
+    }
+    Ok(d)
 }
 
 pub fn run(args: StartArgs) -> Result<()> {
@@ -54,7 +68,7 @@ pub fn run(args: StartArgs) -> Result<()> {
                 (name, Some(opened))
             }
         };
-        let timeout = Duration::from_secs(args.timeout);
+        let timeout = args.timeout;
         match instance::ops::start(reg, &name, created, timeout, &super::say).await? {
             Started::AlreadyRunning => eprintln!(
                 "The instance {name:?} is already running. Run `limactl shell {name}` to open the shell."
@@ -75,7 +89,22 @@ impl StartArgs {
             name: None,
             list_templates: false,
             flags: CreateFlagArgs::default(),
-            timeout: 600,
+            timeout: Duration::from_secs(600),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_as_durations_or_seconds() {
+        assert_eq!(parse_timeout("10m0s"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_timeout("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_timeout("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_timeout("600"), Ok(Duration::from_secs(600)));
+        assert!(parse_timeout("0s").is_err());
+        assert!(parse_timeout("soon").unwrap_err().contains("\"soon\""));
     }
 }
