@@ -1,8 +1,6 @@
 //! `limactl restart [-f] [INSTANCE]`: stops a running instance (gracefully, or forcibly with
 //! `-f`) and starts it again through the same flows as `stop` and `start`.
 
-use std::time::Duration;
-
 use anyhow::Result;
 use clap::Args;
 
@@ -24,14 +22,5 @@ pub fn run(args: RestartArgs) -> Result<()> {
         tracing::info!("Restarting the instance forcibly");
     }
     instance::ops::stop(name, args.force, &super::say)?;
-    let reg = crate::drivers::registry();
-    super::runtime()?.block_on(instance::ops::start(
-        reg,
-        name,
-        None,
-        Duration::from_secs(600),
-        &super::say,
-    ))?;
-    eprintln!("READY. Run `limactl shell {name}` to open the shell.");
-    Ok(())
+    super::start::run(super::start::StartArgs::existing(name))
 }

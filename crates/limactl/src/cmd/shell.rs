@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -67,7 +66,7 @@ pub fn run(args: ShellArgs, global: &crate::GlobalArgs) -> Result<i32> {
         if !start_now {
             bail!("instance {name:?} is stopped, run `limactl start {name}` to start the instance");
         }
-        start(&name)?;
+        super::start::run(super::start::StartArgs::existing(&name))?;
         inst = instance::ops::inspect(&name)?;
     }
     if inst.status != Status::Running {
@@ -166,18 +165,6 @@ fn ask_whether_to_start() -> Result<bool> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
-}
-
-fn start(name: &str) -> Result<()> {
-    let reg = crate::drivers::registry();
-    super::runtime()?.block_on(instance::ops::start(
-        reg,
-        name,
-        None,
-        Duration::from_secs(600),
-        &super::say,
-    ))?;
-    Ok(())
 }
 
 #[cfg(test)]

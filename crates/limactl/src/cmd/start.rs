@@ -82,7 +82,7 @@ pub fn run(args: StartArgs) -> Result<()> {
 }
 
 impl StartArgs {
-    /// `limactl start NAME` with no other flag (for `limactl edit --start`).
+    /// `limactl start NAME` with no other flag (for `edit --start`, `restart`, `shell --start`).
     pub fn existing(name: &str) -> Self {
         StartArgs {
             target: Some(name.to_string()),
