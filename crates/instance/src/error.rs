@@ -74,6 +74,8 @@ pub enum InstanceError {
     Busy { name: String, status: Status },
     #[error("instance {0:?} is not running")]
     NotRunning(String),
+    #[error("unknown header: {0}")]
+    SnapshotHeader(String),
     #[error("instance {name:?} is {status}: {errors}; use `limactl stop -f {name}`")]
     NoHostAgent {
         name: String,

@@ -18,6 +18,7 @@ pub mod load;
 pub mod manage;
 mod open;
 pub mod ops;
+pub mod snapshot;
 pub mod target;
 
 pub use edit::{edit, edit_file, Edited};

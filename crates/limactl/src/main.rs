@@ -138,6 +138,9 @@ enum Cmd {
     Autostart(cmd::autostart::AutostartCmd),
     /// Register/Unregister an autostart file for the instance (deprecated: use autostart).
     StartAtLogin(cmd::autostart::StartAtLoginArgs),
+    /// Manage instance snapshots.
+    #[command(subcommand)]
+    Snapshot(cmd::snapshot::SnapshotCmd),
     /// Watch events from instances.
     Watch(cmd::watch::WatchArgs),
     /// Run the host agent of an instance (started by `limactl start`).
@@ -216,6 +219,7 @@ fn main() {
         Cmd::Autostart(c) => cmd::autostart::run(c),
         Cmd::StartAtLogin(a) => cmd::autostart::start_at_login(a),
         Cmd::Watch(a) => cmd::watch::run(a),
+        Cmd::Snapshot(c) => cmd::snapshot::run(c),
         Cmd::Shell(a) => finish(cmd::shell::run(a, global), format),
     };
     finish(result.map(|()| 0), format);

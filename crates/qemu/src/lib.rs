@@ -1,6 +1,7 @@
 //! `qemu` — layer 6: the QEMU driver. Builds the qemu command line per arch, prepares disks
 //! with qemu-img (basedisk + copy-on-write diffdisk), shares host directories (9p, or virtiofs
-//! with one `virtiofsd` per mount), runs qemu and stops it through QMP.
+//! with one `virtiofsd` per mount), runs qemu and stops it through QMP, and takes snapshots
+//! (monitor or `qemu-img`).
 //! [`QemuDriver`] is its `driver::Driver`; [`config`] holds qemu's fill/accept rules.
 
 pub mod cmdline;
@@ -8,6 +9,7 @@ pub mod config;
 pub mod machine;
 pub mod qemu_driver;
 pub mod qmp;
+pub mod snapshot;
 pub mod virtiofsd;
 pub mod vm;
 

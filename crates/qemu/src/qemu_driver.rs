@@ -13,7 +13,7 @@ use futures::StreamExt;
 use limatype::filenames;
 
 use crate::machine::{self, Machine, MachineError};
-use crate::{config, vm};
+use crate::{config, snapshot, vm};
 
 /// How long `stop` waits for the guest to power off before quitting qemu.
 pub const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -35,6 +35,21 @@ impl QemuDriver {
             .unwrap()
             .clone()
             .ok_or_else(|| DriverError::failed_precondition("qemu: configure must be called first"))
+    }
+}
+
+impl QemuDriver {
+    async fn snapshot(&self, op: snapshot::Op, tag: &str) -> Result<()> {
+        snapshot::run(&self.machine()?.dir, op, tag)
+            .await
+            .map_err(snapshot_error)
+    }
+}
+
+fn snapshot_error(e: snapshot::SnapshotError) -> DriverError {
+    match e {
+        snapshot::SnapshotError::BadTag(_) => DriverError::invalid_config(e.to_string()),
+        _ => DriverError::internal(e.to_string()),
     }
 }
 
@@ -82,7 +97,10 @@ pub fn info_for(dir: Option<PathBuf>) -> Info {
             .iter()
             .map(|s| s.to_string())
             .collect(),
-        features: Features::default(),
+        features: Features {
+            snapshots: true,
+            ..Features::default()
+        },
         instance_dir: dir,
         vsock_port: 0,
         // The command line always has the guest agent's virtio-serial port.
@@ -165,6 +183,24 @@ impl Driver for QemuDriver {
     async fn delete(&self) -> Result<()> {
         self.machine()?;
         Ok(())
+    }
+
+    async fn create_snapshot(&self, tag: &str) -> Result<()> {
+        self.snapshot(snapshot::Op::Create, tag).await
+    }
+
+    async fn apply_snapshot(&self, tag: &str) -> Result<()> {
+        self.snapshot(snapshot::Op::Apply, tag).await
+    }
+
+    async fn delete_snapshot(&self, tag: &str) -> Result<()> {
+        self.snapshot(snapshot::Op::Delete, tag).await
+    }
+
+    async fn list_snapshots(&self) -> Result<String> {
+        snapshot::list(&self.machine()?.dir)
+            .await
+            .map_err(snapshot_error)
     }
 
     async fn guest_agent_conn(&self) -> Result<GuestAgentConn> {

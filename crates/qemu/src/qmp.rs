@@ -32,10 +32,37 @@ pub enum QmpError {
 
 /// Runs one QMP command and returns its `return` value.
 pub async fn execute(sock: &Path, command: &str, args: Option<Value>) -> Result<Value, QmpError> {
+    execute_within(sock, command, args, Duration::from_secs(10)).await
+}
+
+/// [`execute`] with its own time limit (saving a VM's RAM takes longer than most commands).
+pub async fn execute_within(
+    sock: &Path,
+    command: &str,
+    args: Option<Value>,
+    limit: Duration,
+) -> Result<Value, QmpError> {
     let p = sock.display().to_string();
-    tokio::time::timeout(Duration::from_secs(10), execute_inner(sock, command, args))
+    tokio::time::timeout(limit, execute_inner(sock, command, args))
         .await
         .map_err(|_| QmpError::Timeout(p))?
+}
+
+/// An HMP command line through QMP's `human-monitor-command`; returns the monitor's text
+/// (HMP reports its own errors in that text, not as a QMP error).
+pub async fn human_monitor_command(
+    sock: &Path,
+    command_line: &str,
+    limit: Duration,
+) -> Result<String, QmpError> {
+    let v = execute_within(
+        sock,
+        "human-monitor-command",
+        Some(json!({ "command-line": command_line })),
+        limit,
+    )
+    .await?;
+    Ok(v.as_str().unwrap_or("").to_string())
 }
 
 async fn execute_inner(sock: &Path, command: &str, args: Option<Value>) -> Result<Value, QmpError> {

@@ -45,7 +45,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> VmError + '_ {
     }
 }
 
-async fn run_tool(program: &str, args: &[&str]) -> Result<String> {
+pub(crate) async fn run_tool(program: &str, args: &[&str]) -> Result<String> {
     let out = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -213,6 +213,12 @@ pub fn tail_lines(path: &Path, n: usize) -> String {
     let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Whether the qemu named by the instance's pid file is alive (it may belong to another
+/// process's driver, e.g. the host agent's, while `limactl` asks).
+pub fn qemu_running(inst_dir: &Path) -> bool {
+    qemu_pid(inst_dir).is_some_and(osutil::pid_alive)
 }
 
 /// The pid in `qemu.pid`; never 0, 1 or negative (kill(-1) would signal every process).

@@ -15,6 +15,7 @@ pub mod prune;
 pub mod restart;
 pub mod shell;
 pub mod show_ssh;
+pub mod snapshot;
 pub mod start;
 pub mod stop;
 pub mod sudoers;
