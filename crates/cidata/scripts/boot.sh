@@ -130,6 +130,15 @@ while [ "$disk_i" -lt "${LIMA_CIDATA_DISKS:-0}" ]; do
 done
 # END disks
 
+# The guest home is /home/USER.guest since Lima 2.1 and was /home/USER.linux before: each name
+# links to the other, so scripts written for either find it (upstream's 05-guest-home.sh).
+if [ -d "/home/${LIMA_CIDATA_USER}.guest" ] && [ ! -e "/home/${LIMA_CIDATA_USER}.linux" ]; then
+	ln -s "${LIMA_CIDATA_USER}.guest" "/home/${LIMA_CIDATA_USER}.linux"
+fi
+if [ -d "/home/${LIMA_CIDATA_USER}.linux" ] && [ ! -e "/home/${LIMA_CIDATA_USER}.guest" ]; then
+	ln -s "${LIMA_CIDATA_USER}.linux" "/home/${LIMA_CIDATA_USER}.guest"
+fi
+
 for f in "$MNT"/boot/*.sh; do
 	[ -e "$f" ] && run "$f"
 done
@@ -248,6 +257,20 @@ if [ -d "$MNT/provision.user" ]; then
 		run sudo -iu "$LIMA_CIDATA_USER" ${params:+"--preserve-env=$params"} "XDG_RUNTIME_DIR=/run/user/$LIMA_CIDATA_UID" "$script"
 		rm -f "$script"
 	done
+fi
+
+# Without passwordless sudo the user needs a password: one is generated once and left in
+# ~/password (0600), as upstream does.
+if [ "${LIMA_CIDATA_PASSWORDLESS_SUDO:-1}" != "1" ] && [ ! -f "$LIMA_CIDATA_HOME/.lima-password-set" ]; then
+	PASSWORD=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	if echo "$LIMA_CIDATA_USER:$PASSWORD" | chpasswd; then
+		(umask 077 && echo "$PASSWORD" >"$LIMA_CIDATA_HOME/password")
+		touch "$LIMA_CIDATA_HOME/.lima-password-set"
+		chown "$LIMA_CIDATA_USER:" "$LIMA_CIDATA_HOME/password" "$LIMA_CIDATA_HOME/.lima-password-set" || CODE=1
+	else
+		log "WARNING: failed to set password via chpasswd"
+		CODE=1
+	fi
 fi
 
 echo "$LIMA_CIDATA_IID" >"$DONE"

@@ -78,6 +78,8 @@ pub struct Options {
     pub expected_mounts: Vec<requirements::ExpectedMount>,
     /// Mounts whose host changes are passed to the guest (`mountInotify`; `inotify::plan`).
     pub inotify_mounts: Vec<crate::inotify::WatchedMount>,
+    /// Send the guest's cloud-init output as events (`limactl start --progress`).
+    pub cloud_init_progress: bool,
 }
 
 /// Why the VM's error stream says it ended: its error, or (the stream closed without one)
@@ -209,6 +211,12 @@ pub async fn run(
     }
 
     let ssh_args = requirements::ssh_args(&ssh_config, &opts.name);
+    let _cloud_init = opts.cloud_init_progress.then(|| {
+        AbortOnDrop(tokio::spawn(crate::cloudinit::follow(
+            ssh_args.clone(),
+            hub.clone(),
+        )))
+    });
     let deadline = Instant::now() + opts.ready_timeout;
     let hub2 = hub.clone();
     let wait = wait_ready(&opts, &ssh_args, deadline, |m| progress(&hub2, m));

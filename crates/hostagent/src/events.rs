@@ -24,6 +24,24 @@ pub struct Status {
     /// A readable step of the startup ("Waiting for the essential requirement 1 of 2: ssh").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<String>,
+    /// The guest's cloud-init output, for `limactl start --progress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_init_progress: Option<CloudInitProgress>,
+}
+
+/// One step of cloud-init in the guest, as upstream's event field `cloudInitProgress`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudInitProgress {
+    /// A line of the guest's cloud-init output (or why the monitoring ended).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub log_line: String,
+    /// Cloud-init has finished (or the monitoring gave up).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub completed: bool,
+    /// The monitoring is under way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub active: bool,
 }
 
 fn is_zero(n: &u16) -> bool {

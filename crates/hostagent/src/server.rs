@@ -48,6 +48,17 @@ impl Hub {
         let mut status = self.current().status;
         status.progress = Some(note);
         status.errors.clear();
+        status.cloud_init_progress = None;
+        self.emit(status);
+    }
+
+    /// A cloud-init progress event: the current status (running stays running) with only
+    /// `progress` as news.
+    pub fn cloud_init(&self, progress: crate::events::CloudInitProgress) {
+        let mut status = self.current().status;
+        status.progress = None;
+        status.errors.clear();
+        status.cloud_init_progress = Some(progress);
         self.emit(status);
     }
 

@@ -17,7 +17,8 @@ use crate::{InstanceError, Result};
 /// Spawns `<this executable> hostagent NAME` detached (own session, stdin closed, output to
 /// `ha.stdout.log` / `ha.stderr.log`), handing it the instance lock. Returns its pid. The
 /// executable is limactl, whose `hostagent` command calls [`crate::run_host_agent`].
-pub fn spawn(dir: &Path, name: &str, lock: &store::InstanceLock) -> Result<u32> {
+/// `progress`: the agent sends the guest's cloud-init output as events (`--progress`).
+pub fn spawn(dir: &Path, name: &str, lock: &store::InstanceLock, progress: bool) -> Result<u32> {
     let open = |f: &str| {
         let p = dir.join(f);
         std::fs::OpenOptions::new()
@@ -33,6 +34,7 @@ pub fn spawn(dir: &Path, name: &str, lock: &store::InstanceLock) -> Result<u32> 
     let fd = lock.inheritable_fd()?;
     let mut cmd = Command::new(exe);
     cmd.arg("hostagent")
+        .args(progress.then_some("--progress"))
         .arg(name)
         .env(store::LOCK_FD_ENV, fd.to_string())
         .current_dir(dir)
@@ -53,6 +55,60 @@ pub fn spawn(dir: &Path, name: &str, lock: &store::InstanceLock) -> Result<u32> 
     Ok(child.id())
 }
 
+/// `limactl start --foreground`: this process becomes the host agent (`exec` of `<this
+/// executable> hostagent NAME`, keeping the instance lock), as upstream's does for service
+/// managers such as the autostart unit. Its output goes to `ha.stdout.log`/`ha.stderr.log`
+/// unless stdin is a terminal, where it stays on the terminal and the log files say so.
+/// Returns only on failure.
+pub fn exec_foreground(
+    dir: &Path,
+    name: &str,
+    lock: &store::InstanceLock,
+    progress: bool,
+) -> InstanceError {
+    use std::io::{IsTerminal, Write};
+    use std::os::fd::AsRawFd;
+    let run = || -> Result<std::io::Error> {
+        let open = |f: &str| {
+            let p = dir.join(f);
+            std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&p)
+                .map_err(io("creating", p))
+        };
+        let mut stdout = open(filenames::HOST_AGENT_STDOUT_LOG)?;
+        let mut stderr = open(filenames::HOST_AGENT_STDERR_LOG)?;
+        tracing::info!("Running the host agent in the foreground");
+        if std::io::stdin().is_terminal() {
+            let note = "This log file is not used because `limactl start` was launched in the \
+                        terminal with the `--foreground` option.";
+            let _ = stdout.write_all(note.as_bytes());
+            let _ = stderr.write_all(note.as_bytes());
+        } else {
+            // SAFETY: dup2 onto our own standard descriptors; both files stay open.
+            unsafe {
+                libc::dup2(stdout.as_raw_fd(), libc::STDOUT_FILENO);
+                libc::dup2(stderr.as_raw_fd(), libc::STDERR_FILENO);
+            }
+        }
+        let exe = std::env::current_exe().map_err(InstanceError::SpawnAgent)?;
+        let fd = lock.inheritable_fd()?;
+        Ok(Command::new(exe)
+            .arg("hostagent")
+            .args(progress.then_some("--progress"))
+            .arg(name)
+            .env(store::LOCK_FD_ENV, fd.to_string())
+            .current_dir(dir)
+            .exec())
+    };
+    match run() {
+        Ok(exec_error) => InstanceError::SpawnAgent(exec_error),
+        Err(e) => e,
+    }
+}
+
 /// How a start ended.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
@@ -63,12 +119,17 @@ pub enum Outcome {
 
 /// Follows `ha.stdout.log` from the beginning, handing each progress line to `say`, until the
 /// host agent reports the instance running, reports errors, exits, or `timeout` passes.
+/// With `progress`, cloud-init's lines are shown as upstream's `[cloud-init] LINE` and a
+/// running instance is reported only once cloud-init's monitoring has completed.
 pub async fn follow(
     dir: &Path,
     ha_pid: u32,
     timeout: Duration,
+    progress: bool,
     say: &(dyn Fn(&str) + Sync),
 ) -> Result<Outcome> {
+    let mut running = None;
+    let mut cloud_init_done = !progress;
     let log = dir.join(filenames::HOST_AGENT_STDOUT_LOG);
     let deadline = Instant::now() + timeout;
     let mut pos = 0u64;
@@ -95,13 +156,27 @@ pub async fn follow(
             if let Some(p) = &ev.status.progress {
                 say(&format!("{} {p}", short_time(&ev.time)));
             }
+            if let (true, Some(c)) = (progress, &ev.status.cloud_init_progress) {
+                let t = short_time(&ev.time);
+                if c.active && c.log_line.is_empty() {
+                    say(&format!("{t} Cloud-init provisioning started..."));
+                }
+                if !c.log_line.is_empty() {
+                    say(&format!("{t} [cloud-init] {}", c.log_line));
+                }
+                if c.completed {
+                    say(&format!("{t} Cloud-init progress monitoring done."));
+                    cloud_init_done = true;
+                }
+            }
             if !ev.status.errors.is_empty() {
                 return Ok(Outcome::Failed(ev.status.errors.join("\n")));
             }
             if ev.status.running {
-                return Ok(Outcome::Running {
-                    ssh_local_port: ev.status.ssh_local_port,
-                });
+                running = Some(ev.status.ssh_local_port);
+            }
+            if let (Some(ssh_local_port), true) = (running, cloud_init_done) {
+                return Ok(Outcome::Running { ssh_local_port });
             }
             if ev.status.exiting {
                 return Ok(Outcome::Failed("the host agent is exiting".into()));

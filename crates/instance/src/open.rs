@@ -215,19 +215,24 @@ impl Opened {
 /// The host agent process of instance `name` (`limactl hostagent NAME`, spawned by
 /// [`crate::agentproc::spawn`]): keeps the lock handed over by `limactl start`, opens the
 /// instance (one driver process for the agent's whole life), and runs it until stopped.
-pub async fn run_host_agent(reg: &Registry, name: &str) -> Result<()> {
+pub async fn run_host_agent(reg: &Registry, name: &str, cloud_init_progress: bool) -> Result<()> {
     store::adopt_inherited_lock();
     let dir = store::instance_dir(name)?;
     let pid_path = dir.join(filenames::HOST_AGENT_PID);
     store::write_pid_file(&pid_path, std::process::id())?;
-    let result = agent_main(reg, name, &dir).await;
+    let result = agent_main(reg, name, &dir, cloud_init_progress).await;
     // The VM is stopped (or never started): its disks are free again.
     crate::datadisk::unlock_of(&dir);
     let _ = std::fs::remove_file(&pid_path);
     result
 }
 
-async fn agent_main(reg: &Registry, name: &str, dir: &Path) -> Result<()> {
+async fn agent_main(
+    reg: &Registry,
+    name: &str,
+    dir: &Path,
+    cloud_init_progress: bool,
+) -> Result<()> {
     let log_path = dir.join(filenames::HOST_AGENT_STDOUT_LOG);
     let log = std::fs::OpenOptions::new()
         .append(true)
@@ -266,6 +271,7 @@ async fn agent_main(reg: &Registry, name: &str, dir: &Path) -> Result<()> {
         sshfs_mounts,
         expected_mounts,
         inotify_mounts: hostagent::inotify::plan(&inst.config),
+        cloud_init_progress,
     };
     let seed = |scripts: &BTreeMap<String, Vec<u8>>| {
         inst.write_seed(scripts, &pubkey)

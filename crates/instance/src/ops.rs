@@ -36,6 +36,17 @@ pub fn inspect(name: &str) -> Result<Instance> {
     }
 }
 
+/// How `start` runs the host agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    /// Spawned in the background and followed until ready, failed, or `timeout`;
+    /// `progress`: the guest's cloud-init output shown meanwhile (`--progress`).
+    Background { timeout: Duration, progress: bool },
+    /// This process becomes the host agent (`start --foreground`); `start` returns only if
+    /// that fails.
+    Foreground { progress: bool },
+}
+
 /// How `start` ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Started {
@@ -58,7 +69,7 @@ pub async fn start(
     reg: &Registry,
     name: &str,
     created: Option<Opened>,
-    timeout: Duration,
+    launch: Launch,
     say: &(dyn Fn(&str) + Sync),
 ) -> Result<Started> {
     let inst = inspect(name)?;
@@ -100,8 +111,19 @@ pub async fn start(
         // its own.
         Ok(opened.info.log_files.clone())
     };
+    let (timeout, progress) = match launch {
+        Launch::Background { timeout, progress } => (timeout, progress),
+        Launch::Foreground { progress } => {
+            let e = match prepared.await {
+                Ok(_) => agentproc::exec_foreground(&dir, name, &lock, progress),
+                Err(e) => e,
+            };
+            crate::datadisk::unlock_of(&dir);
+            return Err(e);
+        }
+    };
     let spawned = match prepared.await {
-        Ok(log_files) => agentproc::spawn(&dir, name, &lock).map(|pid| (pid, log_files)),
+        Ok(log_files) => agentproc::spawn(&dir, name, &lock, progress).map(|pid| (pid, log_files)),
         Err(e) => Err(e),
     };
     let (pid, log_files) = match spawned {
@@ -132,7 +154,7 @@ pub async fn start(
             logs: failure_logs(&dir, &log_files),
         }
     };
-    match agentproc::follow(&dir, pid, timeout, say).await? {
+    match agentproc::follow(&dir, pid, timeout, progress, say).await? {
         Outcome::Running { ssh_local_port } => Ok(Started::Ready { ssh_local_port }),
         Outcome::Failed(why) => Err(fail(why)),
         Outcome::TimedOut => Err(InstanceError::StartTimeout {

@@ -11,6 +11,8 @@ mod disks;
 mod forwarding;
 #[path = "e2e_qemu/mounts.rs"]
 mod mounts;
+#[path = "e2e_qemu/snapshots.rs"]
+mod snapshots;
 
 fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -195,7 +197,8 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
     } = *case;
     let yaml = yaml.to_str().unwrap();
     // Two starts of one instance at once: one starts it, the other fails clearly.
-    let first = env.spawn(&["start", "--name", name, "--tty=false", yaml]);
+    // `--progress`: the guest's cloud-init output is shown, and READY waits for its end.
+    let first = env.spawn(&["start", "--progress", "--name", name, "--tty=false", yaml]);
     wait_until("the host agent to start", Duration::from_secs(300), || {
         env.dir(name).join("ha.pid").exists()
     });
@@ -209,6 +212,15 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
     let out = first.wait_with_output().unwrap();
     eprintln!("first start: {}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the first start failed");
+    let said = String::from_utf8_lossy(&out.stderr);
+    let ready_at = said.find("READY").expect("READY line");
+    let cloud_init_at = said
+        .find("[cloud-init] Cloud-init v.")
+        .expect("cloud-init lines");
+    let done_at = said
+        .find("Cloud-init progress monitoring done.")
+        .expect("cloud-init monitoring end");
+    assert!(cloud_init_at < done_at && done_at < ready_at, "{said}");
     assert_eq!(env.status_str(name), "Running");
     if let Some(count) = driver_starts {
         // create + prepare in limactl share one driver process; the host agent has its own.
@@ -222,6 +234,20 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
 
     let uname = env.ok(&["shell", name, "uname", "-a"]);
     assert!(uname.starts_with("Linux "), "uname -a printed {uname:?}");
+    // Upstream's compatibility link: the pre-2.1 home name leads to the guest home.
+    let link = env.ok(&[
+        "shell",
+        name,
+        "sh",
+        "-c",
+        "readlink /home/$(id -un).linux; id -un",
+    ]);
+    let lines: Vec<&str> = link.lines().collect();
+    assert_eq!(
+        lines,
+        [format!("{}.guest", lines[1]).as_str(), lines[1]],
+        "{link:?}"
+    );
 
     mounts::check(env, name, shares, mount_types[0]);
     disks::check_running(env, name, disk);
@@ -274,6 +300,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
     let ha = env.pid(name, "ha.pid").unwrap();
     let qemu = env.pid(name, "qemu.pid").unwrap();
     let starts_before = driver_starts.map(|c| c());
+    snapshots::before_stop(env, name);
     env.ok(&["stop", name]);
     assert_eq!(env.status_str(name), "Stopped");
     assert!(
@@ -282,12 +309,14 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
     );
 
     disks::check_released(env, disk);
+    snapshots::while_stopped(env, name);
     mounts::switch_type(env, name, mount_types[1]);
     env.ok(&["start", name]);
     assert_eq!(env.status_str(name), "Running");
     forwarding::check_again(env, name, fwd, "limactl stop and start");
     mounts::check(env, name, shares, mount_types[1]);
     disks::check_after_restart(env, name, disk);
+    snapshots::after_start(env, name);
     if let (Some(count), Some(before)) = (driver_starts, starts_before) {
         // `stop` starts none; `start` one in limactl and one in the host agent.
         let cycle = count() - before;
@@ -306,14 +335,34 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
     });
     let out = env.limactl(&["shell", name, "true"]);
     assert!(!out.status.success(), "shell into a dead VM must fail");
-    env.ok(&["start", name]);
-    assert_eq!(env.status_str(name), "Running");
+    snapshots::while_dead(env, name);
+    // `start --foreground` (what the autostart unit runs): this process becomes the host agent.
+    let mut foreground = env.spawn(&["start", "--foreground", name]);
+    wait_until(
+        "the foreground start to be ready",
+        Duration::from_secs(600),
+        || {
+            assert!(
+                foreground.try_wait().unwrap().is_none(),
+                "start --foreground exited before the instance was ready"
+            );
+            env.status_str(name) == "Running"
+                && env.limactl(&["shell", name, "true"]).status.success()
+        },
+    );
+    assert_eq!(
+        env.pid(name, "ha.pid"),
+        Some(foreground.id() as i32),
+        "the foreground process is the host agent"
+    );
     let uname = env.ok(&["shell", name, "uname"]);
     assert_eq!(uname.trim(), "Linux");
+    snapshots::after_apply(env, name);
 
     let ha = env.pid(name, "ha.pid").unwrap();
     let qemu = env.pid(name, "qemu.pid").unwrap();
     env.ok(&["delete", "-f", name]);
+    let _ = foreground.wait();
     assert_eq!(env.status_str(name), "<absent>");
     assert!(!env.dir(name).exists());
     wait_until("processes to end", Duration::from_secs(20), || {

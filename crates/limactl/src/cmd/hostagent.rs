@@ -8,6 +8,9 @@ use clap::Args;
 pub struct HostagentArgs {
     /// Instance name.
     pub name: String,
+    /// Show provision script progress by tailing cloud-init logs.
+    #[arg(long)]
+    pub progress: bool,
 }
 
 pub fn run(args: HostagentArgs) -> Result<()> {
@@ -17,6 +20,7 @@ pub fn run(args: HostagentArgs) -> Result<()> {
     super::runtime()?.block_on(instance::run_host_agent(
         crate::drivers::registry(),
         &args.name,
+        args.progress,
     ))?;
     Ok(())
 }

@@ -12,6 +12,9 @@ pub struct RestartArgs {
     /// Force stop and restart the instance.
     #[arg(long, short = 'f')]
     pub force: bool,
+    /// Show provision script progress by tailing cloud-init logs.
+    #[arg(long)]
+    pub progress: bool,
 }
 
 pub fn run(args: RestartArgs) -> Result<()> {
@@ -22,5 +25,8 @@ pub fn run(args: RestartArgs) -> Result<()> {
         tracing::info!("Restarting the instance forcibly");
     }
     instance::ops::stop(name, args.force, &super::say)?;
-    super::start::run(super::start::StartArgs::existing(name))
+    super::start::run(super::start::StartArgs {
+        progress: args.progress,
+        ..super::start::StartArgs::existing(name)
+    })
 }

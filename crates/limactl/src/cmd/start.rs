@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use instance::ops::Started;
+use instance::ops::{Launch, Started};
 use instance::target::{existing_or_create, Target};
 
 use super::editflags::CreateFlagArgs;
@@ -30,6 +30,12 @@ pub struct StartArgs {
     /// `1h30m`, `90s`), or a number of seconds.
     #[arg(long, default_value = "10m0s", value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// Run the hostagent in the foreground.
+    #[arg(long)]
+    pub foreground: bool,
+    /// Show provision script progress by tailing cloud-init logs.
+    #[arg(long)]
+    pub progress: bool,
 }
 
 /// `--timeout`: Go-style durations (`10m0s`, `1h30m`, `90s`) or plain seconds.
@@ -68,8 +74,17 @@ pub fn run(args: StartArgs) -> Result<()> {
                 (name, Some(opened))
             }
         };
-        let timeout = args.timeout;
-        match instance::ops::start(reg, &name, created, timeout, &super::say).await? {
+        let launch = if args.foreground {
+            Launch::Foreground {
+                progress: args.progress,
+            }
+        } else {
+            Launch::Background {
+                timeout: args.timeout,
+                progress: args.progress,
+            }
+        };
+        match instance::ops::start(reg, &name, created, launch, &super::say).await? {
             Started::AlreadyRunning => eprintln!(
                 "The instance {name:?} is already running. Run `limactl shell {name}` to open the shell."
             ),
@@ -90,6 +105,8 @@ impl StartArgs {
             list_templates: false,
             flags: CreateFlagArgs::default(),
             timeout: Duration::from_secs(600),
+            foreground: false,
+            progress: false,
         }
     }
 }
