@@ -1,12 +1,14 @@
 //! One module per `limactl` subcommand: clap arguments and printing over the `instance` flow.
 
 pub mod autostart;
+pub mod clone;
 pub mod completion;
 pub mod create;
 pub mod delete;
 pub mod disk;
 pub mod edit;
 pub mod editflags;
+pub mod factory_reset;
 pub mod hostagent;
 pub mod info;
 pub mod list;
