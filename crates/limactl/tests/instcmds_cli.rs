@@ -489,3 +489,40 @@ fn edit_opens_the_editor_on_a_template_file() {
     assert!(text.ends_with("cpus: 7\n"), "{text}");
     assert!(!text.contains("Please edit"), "{text}");
 }
+
+#[test]
+fn clone_start_starts_the_new_instance() {
+    let env = Env::new();
+    // An image that cannot be fetched: the start fails there, after the clone is done.
+    let missing = env.tmp.path().join("no-such-image.img");
+    let yaml = env.tmp.path().join("local.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "vmType: testfake\nimages:\n- location: {}\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    env.expect(
+        0,
+        &[
+            "create",
+            "--tty=false",
+            "--name",
+            "a",
+            yaml.to_str().unwrap(),
+        ],
+    );
+    env.expect(0, &["clone", "a", "b", "--start=false"]);
+    assert!(env.dir("b").join("lima.yaml").exists());
+    let err = env.expect(1, &["clone", "a", "c", "--start"]);
+    assert!(err.contains("no-such-image.img"), "{err}");
+    // The clone stays (as upstream: the start is a separate step).
+    assert!(env.dir("c").join("lima.yaml").exists());
+    assert!(env.dir("a").join("lima.yaml").exists());
+    // edit --start goes the same way.
+    let err = env.expect(1, &["edit", "b", "--cpus", "3", "--start"]);
+    assert!(err.contains("configuration edited"), "{err}");
+    assert!(err.contains("no-such-image.img"), "{err}");
+}

@@ -17,13 +17,14 @@ pub struct CloneArgs {
     #[arg(value_name = "NEWINST")]
     pub new: String,
     /// Start the instance after cloning (renaming).
-    #[arg(long)]
-    pub start: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub start: Option<bool>,
     #[command(flatten)]
     pub flags: EditFlagArgs,
 }
 
-pub fn run(args: CloneArgs, rename: bool) -> Result<()> {
+/// `interactive`: the global `--tty`/`--yes` (asks whether to start when `--start` is not given).
+pub fn run(args: CloneArgs, rename: bool, interactive: bool) -> Result<()> {
     let (old, new) = (args.old.as_str(), args.new.as_str());
     match instance::clone_or_rename(old, new, rename, &args.flags.edit_fn()) {
         Err(InstanceError::NotFound(_)) => bail!("instance {old:?} not found"),
@@ -32,7 +33,11 @@ pub fn run(args: CloneArgs, rename: bool) -> Result<()> {
             format!("failed to {verb} instance {old:?} to {new:?}")
         })?,
     };
-    if args.start {
+    let start = match args.start {
+        Some(s) => s,
+        None => interactive && super::ask_whether_to_start()?,
+    };
+    if start {
         super::start::run(super::start::StartArgs::existing(new))?;
     }
     Ok(())

@@ -13,8 +13,8 @@ pub struct EditArgs {
     /// The instance (`default` if none), or a FILE.yaml to edit in place.
     pub instance: Option<String>,
     /// Start the instance after editing.
-    #[arg(long)]
-    pub start: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub start: Option<bool>,
     #[command(flatten)]
     pub flags: EditFlagArgs,
 }
@@ -24,7 +24,7 @@ pub fn run(args: EditArgs, interactive: bool) -> Result<()> {
     let name = args.instance.as_deref().unwrap_or("default");
     // As upstream: what is not an instance name is a file.
     let is_file = store::validate_instance_name(name).is_err();
-    if is_file && args.start {
+    if is_file && args.start == Some(true) {
         bail!("--start needs an instance, not the file {name:?}");
     }
     let path = std::path::Path::new(name);
@@ -50,7 +50,14 @@ pub fn run(args: EditArgs, interactive: bool) -> Result<()> {
             eprintln!("{what} {name:?} configuration edited");
         }
     }
-    if args.start {
+    if is_file {
+        return Ok(());
+    }
+    let start = match args.start {
+        Some(s) => s,
+        None => interactive && super::ask_whether_to_start()?,
+    };
+    if start {
         super::start::run(super::start::StartArgs::existing(name))?;
     }
     Ok(())
