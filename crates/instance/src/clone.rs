@@ -1,13 +1,15 @@
 //! `limactl clone` and `rename` (upstream's `instance.CloneOrRename`): a stopped instance's
 //! directory copied (or moved) to a new name, without what must not be shared (`protected`,
 //! the TPM state, pid files and sockets) and with the vz identifier emptied. The new
-//! `lima.yaml` is the old one with the edit flags applied, validated before anything is
-//! written. The new instance appears in one step (a staging directory renamed into place), so
-//! a failure leaves no half-made instance, and a failed rename puts the old one back.
+//! `lima.yaml` is the old one with the edit flags applied, validated (also by its driver)
+//! before anything is written. The new instance appears in one step (a staging directory
+//! renamed into place), so a failure leaves no half-made instance, and a failed rename puts
+//! the old one back.
 
 use std::path::{Path, PathBuf};
 
 use limatype::{filenames, Status};
+use registry::Registry;
 
 use crate::error::io;
 use crate::{load, open::Edit, InstanceError, Result};
@@ -17,7 +19,13 @@ const UNIX_PATH_MAX: usize = if cfg!(target_os = "linux") { 108 } else { 104 };
 
 /// Copies (or, with `rename`, moves) the stopped instance `old` to `new`, with `edit` applied
 /// to its `lima.yaml`; returns the new instance's directory.
-pub fn clone_or_rename(old: &str, new: &str, rename: bool, edit: Edit<'_>) -> Result<PathBuf> {
+pub async fn clone_or_rename(
+    reg: &Registry,
+    old: &str,
+    new: &str,
+    rename: bool,
+    edit: Edit<'_>,
+) -> Result<PathBuf> {
     let verb = if rename { "rename" } else { "clone" };
     let inst = crate::ops::inspect(old)?;
     let new_dir = store::instance_dir(new)?;
@@ -61,7 +69,8 @@ pub fn clone_or_rename(old: &str, new: &str, rename: bool, edit: Edit<'_>) -> Re
     let edited = edit(&text)?;
     if edited != text {
         let display = format!("{} (with the edits applied)", yaml.display());
-        load::load_stored_text(&edited, &display, new)?;
+        let config = load::load_stored_text(&edited, &display, new)?;
+        crate::open::check_with_driver(reg, &config).await?;
     }
     let home = new_dir.parent().unwrap_or(Path::new("."));
     // Hidden (a leading dot): `limactl list` does not see it.

@@ -438,6 +438,14 @@ fn edit_opens_the_editor_and_validates_before_saving() {
     assert!(err.contains("cpus"), "{err}");
     let rejected = std::fs::read_to_string(env.tmp.path().join("lima.REJECTED.yaml")).unwrap();
     assert!(rejected.contains("cpus: many"), "{rejected}");
+    // Rejected by the driver side (no such driver): the same.
+    let (code, err) = run("#!/bin/sh\nsed -i 's/^vmType: testfake$/vmType: nope/' \"$1\"\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("saved the buffer as lima.REJECTED.yaml: unknown vmType"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
     // A failing editor: an error naming it, nothing written.
     let (code, err) = run("#!/bin/sh\nexit 3\n");
     assert_eq!(code, Some(1));

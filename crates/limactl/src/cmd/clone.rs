@@ -26,7 +26,11 @@ pub struct CloneArgs {
 /// `interactive`: the global `--tty`/`--yes` (asks whether to start when `--start` is not given).
 pub fn run(args: CloneArgs, rename: bool, interactive: bool) -> Result<()> {
     let (old, new) = (args.old.as_str(), args.new.as_str());
-    match instance::clone_or_rename(old, new, rename, &args.flags.edit_fn()) {
+    let reg = crate::drivers::registry();
+    let edit = args.flags.edit_fn();
+    let cloned =
+        super::runtime()?.block_on(instance::clone_or_rename(reg, old, new, rename, &edit));
+    match cloned {
         Err(InstanceError::NotFound(_)) => bail!("instance {old:?} not found"),
         other => other.with_context(|| {
             let verb = if rename { "rename" } else { "clone" };

@@ -28,14 +28,17 @@ pub fn run(args: EditArgs, interactive: bool) -> Result<()> {
         bail!("--start needs an instance, not the file {name:?}");
     }
     let path = std::path::Path::new(name);
+    let reg = crate::drivers::registry();
+    let rt = super::runtime()?;
     let edited = match (args.flags.is_empty(), is_file) {
         // Upstream: no flags and no editor is an empty edit.
         (true, _) if !interactive => instance::Edited::Emptied,
         (true, true) => instance::edit_file_in_editor(path)?,
-        (true, false) => instance::edit_in_editor(name)?,
+        (true, false) => rt.block_on(instance::edit_in_editor(reg, name))?,
         (false, true) => instance::edit_file(path, &args.flags.edit_fn())?,
-        (false, false) => instance::edit(name, &args.flags.edit_fn())?,
+        (false, false) => rt.block_on(instance::edit(reg, name, &args.flags.edit_fn()))?,
     };
+    drop(rt);
     match edited {
         instance::Edited::Emptied => {
             eprintln!("Aborting, as requested by saving the file with empty content");
