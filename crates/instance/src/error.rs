@@ -98,6 +98,41 @@ pub enum InstanceError {
         "instance {0:?} is protected to prohibit accidental removal (Hint: use `limactl unprotect`)"
     )]
     Protected(String),
+    #[error(
+        "instance {name:?} is protected to prohibit accidental {what} (Hint: use `limactl unprotect`)"
+    )]
+    ProtectedFrom { name: String, what: &'static str },
+    #[error("new instance name {new:?} must be different from {old:?}")]
+    SameName { old: String, new: String },
+    #[error("cannot {verb} a running instance {name:?}; run `limactl stop {name}` first")]
+    CloneRunning { verb: &'static str, name: String },
+    #[error(
+        "instance name {name:?} too long: {} must be less than UNIX_PATH_MAX={max} characters, \
+         but is {len}",
+        path.display()
+    )]
+    NameTooLong {
+        name: String,
+        path: PathBuf,
+        max: usize,
+        len: usize,
+    },
+    #[error("could not detect a text editor binary, try setting $EDITOR")]
+    NoEditor,
+    #[error("could not execute editor {} for a file {}: {why}", editor.display(), file.display())]
+    Editor {
+        editor: PathBuf,
+        file: PathBuf,
+        why: String,
+    },
+    #[error("the YAML is invalid, saved the buffer as {}: {source}", saved.display())]
+    Rejected {
+        saved: PathBuf,
+        #[source]
+        source: Box<InstanceError>,
+    },
+    #[error("factory-reset of {name:?}: {}", failures.join("; "))]
+    ResetIncomplete { name: String, failures: Vec<String> },
     #[error("autostart is not supported on {0}")]
     AutostartUnsupported(&'static str),
     #[error("systemctl {args}: {why}")]

@@ -10,18 +10,22 @@
 
 pub mod agentbin;
 pub mod agentproc;
+mod clone;
 pub mod datadisk;
 mod disks;
 mod edit;
+pub mod editor;
 mod error;
 pub mod load;
 pub mod manage;
 mod open;
 pub mod ops;
+pub mod reset;
 pub mod snapshot;
 pub mod target;
 
-pub use edit::{edit, edit_file, Edited};
+pub use clone::clone_or_rename;
+pub use edit::{edit, edit_file, edit_file_in_editor, edit_in_editor, Edited};
 pub use error::{InstanceError, Result};
 pub use open::{create, create_edited, open, run_host_agent, Edit, Opened, SshPort};
 

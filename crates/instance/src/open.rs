@@ -86,6 +86,13 @@ pub async fn create_edited(
     bind(resolved, name, dir, 0).await
 }
 
+/// The driver's say on a changed config (its `fill_config` and `accept_config`, as upstream's
+/// driver `Validate` before an edit is saved); the driver is let go afterwards.
+pub(crate) async fn check_with_driver(reg: &Registry, config: &Filled) -> Result<()> {
+    reg.resolve(config, &ConfigContext::current()).await?;
+    Ok(())
+}
+
 /// How [`open`] sets the SSH port the driver forwards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SshPort {

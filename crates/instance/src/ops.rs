@@ -361,7 +361,7 @@ fn wait_gone(pid: i64, timeout: Duration) -> bool {
 
 /// Ends whatever runs for an instance at once (SIGKILL to host agent and driver), then
 /// removes pid files, sockets and the ssh control master, and releases its disks.
-fn force_stop(inst: &Instance) -> Result<()> {
+pub(crate) fn force_stop(inst: &Instance) -> Result<()> {
     let dir = Path::new(&inst.dir);
     sshutil::stop_master(dir, &inst.name);
     for pid in [inst.host_agent_pid, inst.driver_pid] {

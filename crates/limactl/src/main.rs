@@ -103,8 +103,14 @@ enum Cmd {
     Create(cmd::create::CreateArgs),
     /// Start an instance (creating it first if given a config).
     Start(cmd::start::StartArgs),
-    /// Edit a stopped instance's config with the edit flags and --set EXPR.
+    /// Edit an instance of Lima or a template (the edit flags, or a text editor).
     Edit(cmd::edit::EditArgs),
+    /// Clone an instance of Lima (not to be confused with `limactl copy`).
+    Clone(cmd::clone::CloneArgs),
+    /// Rename an instance of Lima.
+    Rename(cmd::clone::CloneArgs),
+    /// Factory reset an instance of Lima.
+    FactoryReset(cmd::factory_reset::FactoryResetArgs),
     /// Show information about limactl, its host and its drivers (JSON).
     Info(cmd::info::InfoArgs),
     /// Empty the download cache.
@@ -203,6 +209,9 @@ fn main() {
         Cmd::Create(a) => cmd::create::run(a),
         Cmd::Start(a) => cmd::start::run(a),
         Cmd::Edit(a) => global.tty().and_then(|tty| cmd::edit::run(a, tty)),
+        Cmd::Clone(a) => global.tty().and_then(|tty| cmd::clone::run(a, false, tty)),
+        Cmd::Rename(a) => global.tty().and_then(|tty| cmd::clone::run(a, true, tty)),
+        Cmd::FactoryReset(a) => cmd::factory_reset::run(a),
         Cmd::Prune(a) => cmd::prune::run(a),
         Cmd::Disk(c) => cmd::disk::run(c),
         Cmd::Hostagent(a) => cmd::hostagent::run(a),

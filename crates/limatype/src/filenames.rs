@@ -54,6 +54,19 @@ pub const VZ_IDENTIFIER: &str = "vz-identifier";
 pub const VZ_EFI: &str = "vz-efi";
 pub const QEMU_EFI_CODE_FD: &str = "qemu-efi-code.fd";
 pub const PROTECTED: &str = "protected";
+/// swtpm's TPM state (a directory).
+pub const SWTPM_DIR: &str = "swtpm";
+/// What `limactl clone` and `rename` leave behind (upstream's `SkipOnClone`): the protection,
+/// and the TPM state, which must not be shared between instances.
+pub const SKIP_ON_CLONE: &[&str] = &[PROTECTED, SWTPM_DIR];
+/// What `clone` and `rename` copy as empty files (upstream's `NullifyOnClone`): the vz machine
+/// identifier must not be shared, but its presence still says the instance is a vz one.
+pub const NULLIFY_ON_CLONE: &[&str] = &[VZ_IDENTIFIER];
+/// What `limactl factory-reset` keeps besides every `*.yaml`/`*.yml` (upstream's list).
+pub const KEEP_ON_FACTORY_RESET: &[&str] = &[LIMA_VERSION, PROTECTED, VZ_IDENTIFIER];
+/// The longest socket name in an instance directory: ssh appends 17 characters to
+/// `ssh.sock` while it makes the control socket. Its full path must fit `UNIX_PATH_MAX`.
+pub const LONGEST_SOCK: &str = "ssh.sock.1234567890123456";
 /// The qemu process id, written by qemu itself (`-pidfile`).
 pub const QEMU_PID: &str = "qemu.pid";
 

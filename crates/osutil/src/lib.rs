@@ -20,6 +20,20 @@ pub fn is_executable(_meta: &Metadata) -> bool {
     true
 }
 
+/// Go's `exec.LookPath`: `name` itself when it holds a `/` (and is an executable file), else
+/// the first executable file of that name in `$PATH`.
+pub fn look_path(name: &std::path::Path) -> Option<std::path::PathBuf> {
+    let runnable =
+        |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && is_executable(&m));
+    if name.components().count() > 1 || name.is_absolute() {
+        return runnable(name).then(|| name.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| runnable(p))
+}
+
 /// Whether `pid` names a live process: `kill(pid, 0)` succeeds (or is refused for lack of
 /// permission, which also means it exists), and it is not a zombie waiting to be reaped.
 /// Pids of 0 and below (process groups, "every process") are never alive.

@@ -50,7 +50,7 @@ fn self_dirs() -> Vec<PathBuf> {
         let found = if arg0.components().count() > 1 {
             std::path::absolute(&arg0).ok()
         } else {
-            which(&arg0)
+            crate::look_path(&arg0)
         };
         if let Some(dir) = found.as_deref().and_then(Path::parent) {
             out.push(dir.to_path_buf());
@@ -65,13 +65,6 @@ fn self_dirs() -> Vec<PathBuf> {
         }
     }
     out
-}
-
-fn which(name: &Path) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| is_executable_file(p))
 }
 
 fn is_executable_file(p: &Path) -> bool {

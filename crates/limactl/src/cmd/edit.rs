@@ -1,7 +1,7 @@
 //! `limactl edit [INSTANCE|FILE.yaml] [flags] [--start]`: changes a stopped instance's
-//! `lima.yaml` (or a template file) with
-//! the edit flags and `--set` expressions (comments and key order kept, see docs/yq.md). The
-//! interactive editor of upstream (no flags, on a terminal) is not implemented.
+//! `lima.yaml` (or a template file) with the edit flags and `--set` expressions (comments and
+//! key order kept, see docs/yq.md), or, with no flag and `--tty`, in the user's text editor
+//! (`$VISUAL`, `$EDITOR`, ...).
 
 use anyhow::{bail, Result};
 use clap::Args;
@@ -13,34 +13,37 @@ pub struct EditArgs {
     /// The instance (`default` if none), or a FILE.yaml to edit in place.
     pub instance: Option<String>,
     /// Start the instance after editing.
-    #[arg(long)]
-    pub start: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub start: Option<bool>,
     #[command(flatten)]
     pub flags: EditFlagArgs,
 }
 
-/// `interactive`: the global `--tty`/`--yes` (an editor would open; not implemented).
+/// `interactive`: the global `--tty`/`--yes`; with no edit flag, it opens the editor.
 pub fn run(args: EditArgs, interactive: bool) -> Result<()> {
     let name = args.instance.as_deref().unwrap_or("default");
-    if args.flags.is_empty() {
-        if interactive {
-            bail!("the interactive editor is not implemented; edit {name:?} with flags such as --set EXPR or --cpus N");
-        }
-        // Upstream: no flags and no editor is an empty edit.
-        eprintln!("Aborting, as requested by saving the file with empty content");
-        return Ok(());
-    }
     // As upstream: what is not an instance name is a file.
     let is_file = store::validate_instance_name(name).is_err();
-    let edited = if is_file {
-        if args.start {
-            bail!("--start needs an instance, not the file {name:?}");
-        }
-        instance::edit_file(std::path::Path::new(name), &args.flags.edit_fn())?
-    } else {
-        instance::edit(name, &args.flags.edit_fn())?
+    if is_file && args.start == Some(true) {
+        bail!("--start needs an instance, not the file {name:?}");
+    }
+    let path = std::path::Path::new(name);
+    let reg = crate::drivers::registry();
+    let rt = super::runtime()?;
+    let edited = match (args.flags.is_empty(), is_file) {
+        // Upstream: no flags and no editor is an empty edit.
+        (true, _) if !interactive => instance::Edited::Emptied,
+        (true, true) => instance::edit_file_in_editor(path)?,
+        (true, false) => rt.block_on(instance::edit_in_editor(reg, name))?,
+        (false, true) => instance::edit_file(path, &args.flags.edit_fn())?,
+        (false, false) => rt.block_on(instance::edit(reg, name, &args.flags.edit_fn()))?,
     };
+    drop(rt);
     match edited {
+        instance::Edited::Emptied => {
+            eprintln!("Aborting, as requested by saving the file with empty content");
+            return Ok(());
+        }
         instance::Edited::Unchanged => {
             eprintln!("Aborting, no changes made to the instance");
             return Ok(());
@@ -50,7 +53,14 @@ pub fn run(args: EditArgs, interactive: bool) -> Result<()> {
             eprintln!("{what} {name:?} configuration edited");
         }
     }
-    if args.start {
+    if is_file {
+        return Ok(());
+    }
+    let start = match args.start {
+        Some(s) => s,
+        None => interactive && super::ask_whether_to_start()?,
+    };
+    if start {
         super::start::run(super::start::StartArgs::existing(name))?;
     }
     Ok(())

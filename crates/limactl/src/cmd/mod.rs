@@ -1,12 +1,14 @@
 //! One module per `limactl` subcommand: clap arguments and printing over the `instance` flow.
 
 pub mod autostart;
+pub mod clone;
 pub mod completion;
 pub mod create;
 pub mod delete;
 pub mod disk;
 pub mod edit;
 pub mod editflags;
+pub mod factory_reset;
 pub mod hostagent;
 pub mod info;
 pub mod list;
@@ -44,5 +46,38 @@ pub fn join_errors(results: impl Iterator<Item = anyhow::Result<()>>) -> anyhow:
         Ok(())
     } else {
         anyhow::bail!(errors.join("\n"))
+    }
+}
+
+/// Upstream's question after `edit`, `clone` or `rename` without `--start`, and before `shell`
+/// on a stopped instance (with `--tty`): asked only when stdin is a terminal (a piped stdin
+/// is not read), yes by default.
+pub fn ask_whether_to_start() -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("? Do you want to start the instance now? (Y/n) ");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(start_answer(&line))
+}
+
+/// Yes unless the answer says no.
+fn start_answer(line: &str) -> bool {
+    !matches!(line.trim().to_ascii_lowercase().as_str(), "n" | "no")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn start_answers() {
+        for yes in ["", "\n", "y", "Y", "yes\n"] {
+            assert!(super::start_answer(yes), "{yes:?}");
+        }
+        for no in ["n", "N\n", "no", " No "] {
+            assert!(!super::start_answer(no), "{no:?}");
+        }
     }
 }

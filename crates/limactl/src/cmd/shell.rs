@@ -2,7 +2,7 @@
 //! through the instance's generated `ssh.config`. The remote command is built by
 //! `sshutil::remote` as upstream builds it; the command's exit code becomes ours.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -60,7 +60,7 @@ pub fn run(args: ShellArgs, global: &crate::GlobalArgs) -> Result<i32> {
     if inst.status == Status::Stopped {
         let start_now = match args.start {
             Some(s) => s,
-            None if tty => ask_whether_to_start()?,
+            None if tty => super::ask_whether_to_start()?,
             None => false,
         };
         if !start_now {
@@ -156,15 +156,6 @@ fn split_args(instance: Option<&str>, args: &[String]) -> Result<(String, Vec<St
         _ => rest,
     };
     Ok((name.clone(), rest.to_vec()))
-}
-
-/// Upstream's question before starting a stopped instance (only with --tty).
-fn ask_whether_to_start() -> Result<bool> {
-    eprint!("Do you want to start the instance now? [y/N] ");
-    std::io::stderr().flush().ok();
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ pub fn run(args: StartArgs) -> Result<()> {
             Target::Existing(name) => {
                 // As upstream: the flags edit the existing instance's lima.yaml first.
                 if !args.flags.is_empty() {
-                    instance::edit(&name, &args.flags.edit_fn(false))?;
+                    instance::edit(reg, &name, &args.flags.edit_fn(false)).await?;
                 }
                 (name, None)
             }
