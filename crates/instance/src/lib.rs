@@ -10,6 +10,7 @@
 
 pub mod agentbin;
 pub mod agentproc;
+pub mod copy;
 pub mod datadisk;
 mod disks;
 mod edit;

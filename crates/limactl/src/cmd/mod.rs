@@ -2,6 +2,7 @@
 
 pub mod autostart;
 pub mod completion;
+pub mod copy;
 pub mod create;
 pub mod delete;
 pub mod disk;
@@ -19,6 +20,7 @@ pub mod start;
 pub mod stop;
 pub mod sudoers;
 pub mod template;
+pub mod tunnel;
 pub mod watch;
 pub mod yq;
 
