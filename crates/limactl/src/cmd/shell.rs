@@ -179,6 +179,7 @@ fn sync_back(sync: &instance::copy::Sync, tty: bool) -> Result<()> {
     let answered = if tty {
         ask_sync_back(sync).map_err(keep)?
     } else {
+        copy_back(sync).map_err(keep)?;
         true
     };
     if answered {
@@ -186,6 +187,13 @@ fn sync_back(sync: &instance::copy::Sync, tty: bool) -> Result<()> {
             tracing::warn!("Failed to clean up guest synced workdir: {e}");
         }
     }
+    Ok(())
+}
+
+fn copy_back(sync: &instance::copy::Sync) -> Result<()> {
+    sync.from_guest(&sync.host_dir)
+        .context("failed to sync back the changes from guest instance to host")?;
+    tracing::info!("Successfully synced back the changes to host.");
     Ok(())
 }
 
@@ -218,9 +226,7 @@ fn ask_sync_back(sync: &instance::copy::Sync) -> Result<bool> {
         }
         match line.trim() {
             "1" | "y" | "Y" | "yes" | "Yes" => {
-                sync.from_guest(&sync.host_dir)
-                    .context("failed to sync back the changes from guest instance to host")?;
-                tracing::info!("Successfully synced back the changes to host.");
+                copy_back(sync)?;
                 return Ok(true);
             }
             "2" | "n" | "N" | "no" | "No" => {
