@@ -126,6 +126,7 @@ fn all_have_rsync(guests: &[Guest], paths: &[Endpoint]) -> bool {
             Endpoint::Host(_) => None,
         })
         .collect();
+    used.sort_unstable();
     used.dedup();
     used.iter().all(|i| guest_has_rsync(&guests[*i]))
 }

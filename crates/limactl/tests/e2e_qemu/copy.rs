@@ -118,7 +118,14 @@ pub fn check(env: &Env, name: &str) {
     let host_rsync = Command::new("rsync").arg("--version").output().is_ok();
     if host_rsync {
         round_trip(env, name, "rsync");
-        let out = env.limactl(&["--debug", "copy", "/etc/hostname", &format!("{name}:/tmp/")]);
+        let file = env.home.path().join(format!("_copy_{name}_auto.txt"));
+        std::fs::write(&file, "auto\n").unwrap();
+        let out = env.limactl(&[
+            "--debug",
+            "copy",
+            file.to_str().unwrap(),
+            &format!("{name}:/tmp/"),
+        ]);
         assert!(out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
