@@ -710,6 +710,45 @@ fn copy_and_tunnel_run_scp_rsync_and_ssh_as_upstream() {
     let args = logged();
     assert_eq!(args.iter().filter(|a| *a == "rsync").count(), 2, "{args:?}");
     assert!(!args.iter().any(|a| a.starts_with("rm -rf")), "{args:?}");
+
+    // --tty: the dry run's counts and a question; "2" (No) copies nothing back.
+    env.script(
+        "rsync",
+        &format!(
+            "#!/bin/sh\necho rsync \"$@\" >>'{log}'\n\
+             [ \"$1\" = --version ] && echo 'rsync  version 3.2.7  protocol version 31'\n\
+             case \"$*\" in *--dry-run*) echo '>f+++++++++ proj/new.txt'; echo '*deleting   proj/old.txt';; esac\nexit 0\n",
+            log = log.display()
+        ),
+    );
+    let mut child = env
+        .cmd(&["--tty", "shell", "--sync", proj_s, "a", "true"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"2\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("Accept the changes? (added: 1, deleted: 1, modified: 0, metadata: 0)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Skipping syncing back the changes to host."),
+        "{err}"
+    );
+    let lines = logged();
+    let rsyncs: Vec<&String> = lines.iter().filter(|l| l.starts_with("rsync ")).collect();
+    // --version, in, the dry run; no copy back.
+    assert_eq!(rsyncs.len(), 3, "{lines:?}");
+    assert!(
+        rsyncs[2].contains("--dry-run --itemize-changes -ah --delete"),
+        "{lines:?}"
+    );
+    assert!(lines.last().unwrap().starts_with("rm -rf "), "{lines:?}");
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
 }
