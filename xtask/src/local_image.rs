@@ -28,7 +28,7 @@ pub struct Args {
 
 const SUITE: &str = "bookworm";
 /// Bump when the guest configuration below changes, so finished images get rebuilt.
-const RECIPE_VERSION: u32 = 5;
+const RECIPE_VERSION: u32 = 6;
 const NAME: &str = "debian-12-local";
 /// The root filesystem's label; fstab mounts by it, the kernel is told `root=/dev/vda`.
 pub const ROOT_LABEL: &str = "debian-root";
@@ -40,7 +40,7 @@ pub const KERNEL_CMDLINE: &str = "root=/dev/vda rw console=ttyS0";
 /// The generic kernel, not the cloud one: only it has the 9p modules (its initrd is kept
 /// small, see `configure`). sshfs for reverse-sshfs mounts; sfdisk (fdisk) and growpart
 /// (cloud-guest-utils) for additional disks. iperf3 is the guest-side server of
-/// `cargo xtask bench portfwd`.
+/// `cargo xtask bench portfwd`. rsync for `limactl copy --backend=rsync` and `shell --sync`.
 const INCLUDE: &[&str] = &[
     "systemd",
     "systemd-sysv",
@@ -61,6 +61,7 @@ const INCLUDE: &[&str] = &[
     "fdisk",
     "cloud-guest-utils",
     "iperf3",
+    "rsync",
 ];
 
 /// Host tools the build runs, with the Debian package providing each.

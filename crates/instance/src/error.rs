@@ -46,6 +46,19 @@ pub enum InstanceError {
     },
     #[error("instance {0:?} does not exist, run `limactl create {0}` to create a new instance")]
     NotFound(String),
+    /// `copy`, `tunnel`, `shell --sync`: upstream's words (with backquotes).
+    #[error("instance `{0}` does not exist, run `limactl create {0}` to create a new instance")]
+    Absent(String),
+    #[error("instance `{0}` is stopped, run `limactl start {0}` to start the instance")]
+    Stopped(String),
+    #[error("instance `{name}` cannot be reached over SSH: {why}")]
+    NoSsh { name: String, why: String },
+    #[error(transparent)]
+    Copy(#[from] sshutil::copytool::CopyError),
+    #[error("{0}")]
+    CopyTool(String),
+    #[error("{command}: {why}")]
+    Command { command: String, why: String },
     #[error("instance {0:?} already exists")]
     Exists(String),
     #[error(transparent)]

@@ -11,6 +11,7 @@
 pub mod agentbin;
 pub mod agentproc;
 mod clone;
+pub mod copy;
 pub mod datadisk;
 mod disks;
 mod edit;

@@ -45,6 +45,11 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
+    /// `--debug` (copy's `--verbose` follows it, as upstream's).
+    pub fn debug(&self) -> bool {
+        self.debug
+    }
+
     /// Whether to ask questions: `--tty`, `--yes`, else whether stdout is a terminal.
     pub fn tty(&self) -> anyhow::Result<bool> {
         match (self.tty, self.yes) {
@@ -127,6 +132,16 @@ enum Cmd {
         #[arg(required = true, value_name = "FILE.yaml")]
         locators: Vec<String>,
     },
+    /// Copy files between host and guest (prefix guest paths with `INSTANCE:`).
+    #[command(
+        alias = "cp",
+        long_about = cmd::copy::LONG_ABOUT,
+        after_help = cmd::copy::EXAMPLES,
+        override_usage = "limactl copy [OPTIONS] SOURCE ... TARGET"
+    )]
+    Copy(cmd::copy::CopyArgs),
+    /// Create a tunnel for Lima (a SOCKS proxy into the guest network; experimental).
+    Tunnel(cmd::tunnel::TunnelArgs),
     /// Show the SSH command line (DEPRECATED; use `ssh -F` instead).
     ShowSsh(cmd::show_ssh::ShowSshArgs),
     /// Generate the autocompletion script for the specified shell.
@@ -230,6 +245,8 @@ fn main() {
         Cmd::Watch(a) => cmd::watch::run(a),
         Cmd::Snapshot(c) => cmd::snapshot::run(c),
         Cmd::Shell(a) => finish(cmd::shell::run(a, global), format),
+        Cmd::Copy(a) => finish(cmd::copy::run(a, global), format),
+        Cmd::Tunnel(a) => finish(cmd::tunnel::run(a), format),
     };
     finish(result.map(|()| 0), format);
 }

@@ -1,7 +1,8 @@
 //! The command-line contract through the real binary, with instances made by `limactl create`
 //! on the `testfake` driver (no VM): global flags and exit codes, plug-ins, `shell` on a
 //! stopped instance, stop/delete of several instances, protect/unprotect, restart, sudoers,
-//! autostart (a fake `systemctl`), watch and `prune --keep-referred`.
+//! autostart (a fake `systemctl`), watch, `prune --keep-referred`, and `copy`, `tunnel` and
+//! `shell --sync` with fake `ssh`, `scp` and `rsync` programs.
 
 mod common;
 
@@ -467,8 +468,20 @@ fn shell_runs_ssh_with_upstreams_remote_command() {
         "{script}"
     );
     assert!(script.contains(" LIMA_SHELLENV_BLOCK=+FOO "), "{script}");
-    let (_, err) = env.expect(1, &["shell", "--sync", ".", "a"]);
-    assert!(err.contains("`--sync` is not implemented"), "{err}");
+    // --sync checks come after the instance's; a shallow directory is refused (rsync
+    // --delete must never act on a home), --workdir conflicts with it.
+    env.script("rsync", "#!/bin/sh\nexit 0\n");
+    let (_, err) = env.expect(1, &["shell", "--sync", "/tmp", "a"]);
+    assert!(
+        err.contains("expected the depth of the host working directory (`/tmp`) to be at least 4, only got 2"),
+        "{err}"
+    );
+    let (_, err) = env.expect(1, &["shell", "--sync", "/a/b/c/d", "--workdir", "/w", "a"]);
+    assert!(
+        err.contains("cannot use `--workdir` and `--sync` at the same time"),
+        "{err}"
+    );
+    std::fs::remove_file(env.bin.join("rsync")).unwrap();
     // The `lima` wrapper with the real limactl.
     let lima = Path::new(env!("CARGO_MANIFEST_DIR")).join("wrappers/lima");
     let out = Command::new(&lima)
@@ -486,6 +499,256 @@ fn shell_runs_ssh_with_upstreams_remote_command() {
     assert_eq!(out.status.code(), Some(5));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.ends_with(" -l -c 'echo hi'\n"), "{stdout}");
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+}
+
+#[test]
+fn copy_and_tunnel_refuse_a_stopped_or_missing_instance() {
+    let env = Env::new();
+    env.create("a");
+    let stopped = "instance `a` is stopped, run `limactl start a` to start the instance";
+    let missing =
+        "instance `nope` does not exist, run `limactl create nope` to create a new instance";
+    for args in [
+        &["copy", "a:/etc/os-release", "."][..],
+        &["cp", "-r", "./x", "a:/tmp/"],
+        &["copy", "--backend=rsync", "a:/x", "."],
+        &["tunnel", "a"],
+    ] {
+        let (_, err) = env.expect(1, args);
+        assert!(err.contains(stopped), "{args:?}: {err}");
+    }
+    for args in [&["copy", "nope:/x", "."][..], &["tunnel", "nope"]] {
+        let (_, err) = env.expect(1, args);
+        assert!(err.contains(missing), "{args:?}: {err}");
+    }
+    let (_, err) = env.expect(1, &["copy", "--backend", "ftp", "a:/x", "."]);
+    assert!(
+        err.contains("invalid backend `ftp`, must be one of: scp, rsync, auto"),
+        "{err}"
+    );
+    let (_, err) = env.expect(1, &["copy", "a:/x"]);
+    assert!(err.contains("2 values required"), "{err}");
+    let (_, err) = env.expect(1, &["tunnel", "--socks-port", "80", "a"]);
+    assert!(err.contains("invalid socks port 80"), "{err}");
+    assert!(err.contains("`limactl tunnel` is experimental"), "{err}");
+    let (_, err) = env.expect(1, &["tunnel", "--type", "vpn", "a"]);
+    assert!(err.contains("unknown tunnel type: `vpn`"), "{err}");
+    let (_, err) = env.expect(1, &["shell", "--sync", "/a/b/c/d", "a"]);
+    assert!(err.contains("instance \"a\" is stopped"), "{err}");
+}
+
+#[test]
+fn copy_and_tunnel_run_scp_rsync_and_ssh_as_upstream() {
+    let env = Env::new();
+    env.create("a");
+    let mut sleeper = fake_running(&env, "a");
+    std::fs::write(
+        env.inst_dir("a").join("ssh.config"),
+        "Host lima-a\n  Hostname 127.0.0.1\n  Port 60022\n",
+    )
+    .unwrap();
+    let log = env.tmp.path().join("log");
+    // Each fake prints its name and arguments to the log; ssh's exit code is $SSH_RC.
+    let fake = |name: &str, tail: &str| {
+        env.script(
+            name,
+            &format!(
+                "#!/bin/sh\necho {name} >>'{log}'\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >>'{log}'; done\n\
+                 [ \"$1\" = --version ] && echo 'rsync  version 3.2.7  protocol version 31'\n{tail}\n",
+                log = log.display()
+            ),
+        );
+    };
+    // ssh's remote shell (`... exec ...`) exits $SHELL_RC.
+    fake(
+        "ssh",
+        "case \"$*\" in *' exec '*) exit ${SHELL_RC:-0};; esac\nexit ${SSH_RC:-0}",
+    );
+    fake("scp", "exit 3");
+    let logged = || {
+        let s = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        s.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    let (user, _) = env.expect(0, &["list", "--format", "{{.Config.User.Name}}", "a"]);
+    let user = user.trim().to_string();
+    let (home, _) = env.expect(0, &["list", "--format", "{{.Config.User.Home}}", "a"]);
+    let home = home.trim().to_string();
+
+    // scp: the instance's options, -3 --, a scp:// URL; scp's exit code is ours.
+    env.expect(3, &["copy", "--backend=scp", "-r", "./dir", "a:/tmp/"]);
+    let args = logged();
+    assert_eq!(args[0], "scp");
+    let tail = &args[args.len() - 5..];
+    assert_eq!(
+        tail,
+        [
+            "-r",
+            "-3",
+            "--",
+            "./dir",
+            &format!("scp://{user}@127.0.0.1:60022//tmp/")
+        ]
+    );
+    assert_eq!(args[args.len() - 6], "-q");
+    assert!(
+        args.iter().any(|a| a.starts_with("ControlPath=")),
+        "{args:?}"
+    );
+
+    // auto: rsync on the host but not in the guest (the check over ssh fails) → scp.
+    fake("rsync", "exit 0");
+    let out = env
+        .cmd(&["copy", "-v", "a:/etc/os-release", "."])
+        .env("SSH_RC", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let args = logged();
+    assert_eq!(args[0], "ssh");
+    assert!(args.contains(&"command -v rsync >/dev/null 2>&1".to_string()));
+    assert!(args.contains(&"scp".to_string()), "{args:?}");
+    assert!(args.contains(&"-v".to_string()), "{args:?}");
+    let out = env
+        .cmd(&["copy", "--backend=rsync", "a:/x", "."])
+        .env("SSH_RC", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rsync not available on guest(s)"));
+    logged();
+
+    // auto with rsync in the guest: rsync -a -q -e 'ssh ...' -- USER@ADDR:PATH .
+    env.expect(0, &["copy", "a:/x", "."]);
+    let args = logged();
+    let r = args.iter().position(|a| a == "rsync").unwrap();
+    assert_eq!(args[r + 1..r + 4], ["-a", "-q", "-e"]);
+    assert!(args[r + 4].starts_with("ssh -F /dev/null -o "), "{args:?}");
+    assert!(args[r + 4].ends_with(" -p 60022"), "{args:?}");
+    assert_eq!(
+        args[r + 5..],
+        ["--".to_string(), format!("{user}@127.0.0.1:/x"), ".".into()]
+    );
+
+    // tunnel: ssh -D in the background, then upstream's hint; ssh's failure is our code.
+    let (out, _) = env.expect(0, &["tunnel", "--socks-port", "1080", "a"]);
+    assert_eq!(
+        out,
+        "Set `ALL_PROXY=socks5h://127.0.0.1:1080`, etc.\n\
+         The instance can be connected from the host as <http://lima-a.internal> via a web browser.\n"
+    );
+    let args = logged();
+    assert_eq!(
+        args[args.len() - 8..],
+        [
+            "-q",
+            "-f",
+            "-N",
+            "-D",
+            "127.0.0.1:1080",
+            "-p",
+            "60022",
+            "127.0.0.1"
+        ]
+    );
+    let out = env
+        .cmd(&["tunnel", "a"])
+        .env("SSH_RC", "255")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    assert!(out.stdout.is_empty());
+    logged();
+
+    // shell --sync: mkdir in the guest, rsync in, the command, rsync back (no tty), rm.
+    let proj = env.tmp.path().join("w/proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    let proj_s = proj.to_str().unwrap();
+    env.expect(0, &["--tty=false", "shell", "--sync", proj_s, "a", "true"]);
+    let args = logged();
+    let guest_dir = format!("{home}{proj_s}");
+    let mkdir = args
+        .iter()
+        .position(|a| a.starts_with("mkdir -p "))
+        .unwrap();
+    let rsyncs: Vec<usize> = args
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| *a == "rsync")
+        .map(|(i, _)| i)
+        .collect();
+    // `rsync --version` (3.2.7: paths not quoted), then in, then back.
+    assert_eq!(rsyncs.len(), 3, "{args:?}");
+    assert!(mkdir < rsyncs[1]);
+    let into = &args[rsyncs[1]..];
+    assert!(into.contains(&"--delete".to_string()));
+    assert!(into.contains(&format!("{proj_s}/")), "{into:?}");
+    assert!(
+        into.contains(&format!("{user}@127.0.0.1:{guest_dir}/")),
+        "{into:?}"
+    );
+    let script = args
+        .iter()
+        .find(|a| a.starts_with("cd ") && a.contains("exec"))
+        .unwrap();
+    assert!(script.starts_with(&format!("cd {guest_dir} ;")), "{script}");
+    let back = &args[rsyncs[2]..];
+    assert!(
+        back.contains(&format!("{user}@127.0.0.1:{guest_dir}/")),
+        "{back:?}"
+    );
+    assert!(args.last().unwrap().starts_with("rm -rf "), "{args:?}");
+    // A failing command: its exit code is ours, no sync back, the guest copy stays.
+    let out = env
+        .cmd(&["--tty=false", "shell", "--sync", proj_s, "a", "false"])
+        .env("SHELL_RC", "7")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7));
+    let args = logged();
+    assert_eq!(args.iter().filter(|a| *a == "rsync").count(), 2, "{args:?}");
+    assert!(!args.iter().any(|a| a.starts_with("rm -rf")), "{args:?}");
+
+    // --tty: the dry run's counts and a question; "2" (No) copies nothing back.
+    env.script(
+        "rsync",
+        &format!(
+            "#!/bin/sh\necho rsync \"$@\" >>'{log}'\n\
+             [ \"$1\" = --version ] && echo 'rsync  version 3.2.7  protocol version 31'\n\
+             case \"$*\" in *--dry-run*) echo '>f+++++++++ proj/new.txt'; echo '*deleting   proj/old.txt';; esac\nexit 0\n",
+            log = log.display()
+        ),
+    );
+    let mut child = env
+        .cmd(&["--tty", "shell", "--sync", proj_s, "a", "true"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"2\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("Accept the changes? (added: 1, deleted: 1, modified: 0, metadata: 0)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Skipping syncing back the changes to host."),
+        "{err}"
+    );
+    let lines = logged();
+    let rsyncs: Vec<&String> = lines.iter().filter(|l| l.starts_with("rsync ")).collect();
+    // --version, in, the dry run; no copy back.
+    assert_eq!(rsyncs.len(), 3, "{lines:?}");
+    assert!(
+        rsyncs[2].contains("--dry-run --itemize-changes -ah --delete"),
+        "{lines:?}"
+    );
+    assert!(lines.last().unwrap().starts_with("rm -rf "), "{lines:?}");
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
 }

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+#[path = "e2e_qemu/copy.rs"]
+mod copy;
 #[path = "e2e_qemu/disks.rs"]
 mod disks;
 #[path = "e2e_qemu/forwarding.rs"]
@@ -257,6 +259,10 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         forwarding::reboot(env, name);
         forwarding::check_again(env, name, fwd, "a reboot of the guest");
     }
+    copy::check(env, name);
+    // Distinct per case (cases run in parallel), like the forwarding ports.
+    copy::check_tunnel(env, name, http_port + 100);
+    copy::check_sync_refused(env, name);
     let out = env.limactl(&["shell", name, "sh", "-c", "echo 'a b'; exit 7"]);
     assert_eq!(out.status.code(), Some(7), "exit code must propagate");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a b\n");

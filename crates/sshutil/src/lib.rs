@@ -2,6 +2,7 @@
 //! `ssh-keygen` on first use), the ssh options for an instance, the per-instance `ssh.config`
 //! (so `ssh -F ~/.lima/NAME/ssh.config lima-NAME` works) and `ssh` argument lists.
 
+pub mod copytool;
 pub mod remote;
 
 use std::path::{Path, PathBuf};

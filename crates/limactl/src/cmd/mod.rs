@@ -3,6 +3,7 @@
 pub mod autostart;
 pub mod clone;
 pub mod completion;
+pub mod copy;
 pub mod create;
 pub mod delete;
 pub mod disk;
@@ -22,6 +23,7 @@ pub mod start;
 pub mod stop;
 pub mod sudoers;
 pub mod template;
+pub mod tunnel;
 pub mod watch;
 pub mod yq;
 

@@ -31,7 +31,7 @@ pub struct ShellArgs {
     /// Start the instance if it is not already running.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub start: Option<bool>,
-    /// Copy a host directory to the guest and vice-versa upon exit (not implemented).
+    /// Copy a host directory to the guest and vice-versa upon exit (needs rsync on both).
     #[arg(long, value_name = "DIR")]
     pub sync: Option<String>,
     /// INSTANCE [COMMAND...] (a login shell if no command).
@@ -75,14 +75,19 @@ pub fn run(args: ShellArgs, global: &crate::GlobalArgs) -> Result<i32> {
             inst.status
         );
     }
-    if args.sync.is_some() {
-        bail!("`--sync` is not implemented yet; use a mount or `limactl copy` instead");
-    }
     let dir = Path::new(&inst.dir);
     if args.reconnect && dir.join(filenames::SSH_SOCK).exists() {
         tracing::info!("Exiting ssh session for the instance {name:?}");
         sshutil::stop_master(dir, &name);
     }
+    let mut sync = match args.sync.as_deref().filter(|d| !d.is_empty()) {
+        Some(d) => Some(instance::copy::prepare_sync(
+            &inst,
+            d,
+            args.workdir.as_deref(),
+        )?),
+        None => None,
+    };
     let cfg = dir.join(filenames::SSH_CONFIG);
     if !cfg.exists() {
         bail!("{} is missing; restart the instance", cfg.display());
@@ -102,13 +107,17 @@ pub fn run(args: ShellArgs, global: &crate::GlobalArgs) -> Result<i32> {
             .iter()
             .any(|m| remote::mount_contains(&m.location, host_home.as_deref(), p))
     };
-    let change_dir = remote::change_dir_command(&remote::ChangeDir {
-        workdir: args.workdir.as_deref(),
-        host_cwd: host_cwd.as_deref(),
-        host_home: host_home.as_deref(),
-        mounted: &mounted,
-        all_visible: config.and_then(|c| c.vm_type.as_deref()) == Some("wsl2"),
-    });
+    let change_dir = match &sync {
+        // --sync refuses mounts and wsl2, so upstream's earlier cases never apply.
+        Some(sync) => format!("cd {}", sshutil::shell_quote(&sync.guest_dir)),
+        None => remote::change_dir_command(&remote::ChangeDir {
+            workdir: args.workdir.as_deref(),
+            host_cwd: host_cwd.as_deref(),
+            host_home: host_home.as_deref(),
+            mounted: &mounted,
+            all_visible: config.and_then(|c| c.vm_type.as_deref()) == Some("wsl2"),
+        }),
+    };
     tracing::debug!("changeDirCmd={change_dir:?}");
     let shell = args
         .shell
@@ -137,9 +146,163 @@ pub fn run(args: ShellArgs, global: &crate::GlobalArgs) -> Result<i32> {
     }
     ssh.args(["-o", "LogLevel=ERROR"]);
     ssh.arg("--").arg(&script);
+    if let Some(sync) = sync.as_mut() {
+        tracing::info!(
+            "Syncing host current directory({}) to guest instance...",
+            sync.host_dir
+        );
+        sync.to_guest().context("failed to rsync to the guest")?;
+        tracing::info!(
+            "Successfully synced host current directory to guest({}) instance.",
+            sync.guest_dir
+        );
+    }
     tracing::debug!("executing ssh: {ssh:?}");
     let status = ssh.status().context("running ssh")?;
-    Ok(status.code().unwrap_or(255))
+    let code = status.code().unwrap_or(255);
+    match sync {
+        // As upstream, a failed command leaves the guest copy alone.
+        Some(sync) if code == 0 => sync_back(&sync, tty).map(|()| 0),
+        _ => Ok(code),
+    }
+}
+
+/// After `--sync`'s command: without --tty the changes are copied back; with it, a summary
+/// and a question (yes, no, or view a diff first). The guest copy is removed once answered.
+fn sync_back(sync: &instance::copy::Sync, tty: bool) -> Result<()> {
+    let keep = |e: anyhow::Error| {
+        e.context(format!(
+            "preserving guest synced workdir at {}",
+            sync.guest_dir
+        ))
+    };
+    let answered = if tty {
+        ask_sync_back(sync).map_err(keep)?
+    } else {
+        copy_back(sync).map_err(keep)?;
+        true
+    };
+    if answered {
+        if let Err(e) = sync.remove_guest_dir() {
+            tracing::warn!("Failed to clean up guest synced workdir: {e}");
+        }
+    }
+    Ok(())
+}
+
+fn copy_back(sync: &instance::copy::Sync) -> Result<()> {
+    sync.from_guest(&sync.host_dir)
+        .context("failed to sync back the changes from guest instance to host")?;
+    tracing::info!("Successfully synced back the changes to host.");
+    Ok(())
+}
+
+/// Returns whether the question was answered (else the guest copy stays).
+fn ask_sync_back(sync: &instance::copy::Sync) -> Result<bool> {
+    let (raw, stats) = match sync.stats() {
+        Ok(s) => (s.0, Some(s.1)),
+        Err(e) => {
+            tracing::warn!("failed to get rsync stats: {e}");
+            (String::new(), None)
+        }
+    };
+    if stats.as_ref().is_some_and(|s| s.is_empty()) {
+        tracing::info!("No changes detected");
+        return Ok(true);
+    }
+    let summary = stats
+        .as_ref()
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
+    let mut viewed: Option<tempfile::TempDir> = None;
+    loop {
+        eprint!(
+            "⚠️ Accept the changes?{summary}\n  1) Yes\n  2) No\n  3) View the changed contents\nChoose [1-3]: "
+        );
+        std::io::stderr().flush().ok();
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line)? == 0 {
+            bail!("no answer (end of input)");
+        }
+        match line.trim() {
+            "1" | "y" | "Y" | "yes" | "Yes" => {
+                copy_back(sync)?;
+                return Ok(true);
+            }
+            "2" | "n" | "N" | "no" | "No" => {
+                tracing::info!("Skipping syncing back the changes to host.");
+                return Ok(true);
+            }
+            "3" | "v" | "V" => {
+                if viewed.is_none() {
+                    let tmp = tempfile::Builder::new()
+                        .prefix("lima-guest-synced-")
+                        .tempdir()
+                        .context("failed to create temporary directory")?;
+                    let base = Path::new(&sync.host_dir)
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let dest = tmp.path().join(base);
+                    std::fs::create_dir_all(&dest)
+                        .context("failed to create temporary directory")?;
+                    sync.from_guest(&dest.to_string_lossy())?;
+                    viewed = Some(tmp);
+                }
+                let tmp = viewed.as_ref().map(|t| t.path()).unwrap_or(Path::new("/"));
+                show_changes(&sync.host_dir, tmp, stats.as_ref(), &raw)?;
+            }
+            other => eprintln!("unknown answer {other:?}"),
+        }
+    }
+}
+
+/// The dry run's summary, then `diff -ruN` of the host directory and the guest's copy,
+/// through `$PAGER` (default `less -R`).
+fn show_changes(
+    host_dir: &str,
+    tmp: &Path,
+    stats: Option<&sshutil::copytool::SyncStats>,
+    raw: &str,
+) -> Result<()> {
+    let base = Path::new(host_dir).file_name().unwrap_or_default();
+    let mut text = String::new();
+    if let Some(s) = stats {
+        text.push_str(&format!(
+            "--- rsync dry-run statistics ---\n{s}\n\n{raw}\n\n--- detailed diff ---\n"
+        ));
+    }
+    match std::process::Command::new("diff")
+        .args(["-ruN", "--color=always"])
+        .arg(host_dir)
+        .arg(tmp.join(base))
+        .output()
+    {
+        // diff exits 1 when the files differ.
+        Ok(out) if out.status.code().is_some_and(|c| c <= 1) => {
+            text.push_str(&String::from_utf8_lossy(&out.stdout))
+        }
+        Ok(out) => bail!("failed to run diff command: {}", out.status),
+        Err(e) => {
+            tracing::warn!("`diff` not found; showing rsync dry-run output only: {e}");
+        }
+    }
+    let pager = std::env::var("PAGER")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| "less -R".into());
+    let words: Vec<&str> = pager.split_whitespace().collect();
+    let mut child = std::process::Command::new(words[0])
+        .args(&words[1..])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("failed to start {pager}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A pager quit early closes the pipe: not an error.
+        let _ = stdin.write_all(text.as_bytes());
+    }
+    child.wait().context("failed to wait for the pager")?;
+    Ok(())
 }
 
 /// The instance name and the command: with `--instance`, every argument is the command;
