@@ -16,7 +16,7 @@
 
 use serde_yaml::{Mapping, Value};
 
-use crate::locator::{absolute_locator, read, Source};
+use crate::locator::{absolute_locator, read, template_name, Source};
 use crate::{Diagnostic, LoadError};
 use limavalidate::LineIndex;
 
@@ -31,6 +31,9 @@ pub(crate) struct Embedder<'a> {
     pub changed: bool,
     /// `$LIMA_HOME/_config/base.yaml`, applied as the first base of the top-level file.
     pub default_base: Option<String>,
+    /// Embed `template:` bases and scripts too (upstream's `embedAll`). When false, the
+    /// first `template:` base and all after it stay as `base:` (`template copy --embed`).
+    pub embed_all: bool,
 }
 
 pub(crate) fn diag(src: &Source, field: &str, message: impl Into<String>) -> Diagnostic {
@@ -141,6 +144,7 @@ impl<'a> Embedder<'a> {
             seen: Vec::new(),
             changed: false,
             default_base: None,
+            embed_all: true,
         }
     }
 
@@ -156,7 +160,9 @@ impl<'a> Embedder<'a> {
             }
         }
         chain.push(src.locator.clone());
-        for (i, base) in bases.iter().enumerate() {
+        let kept = self.kept_bases(&bases, src)?;
+        let embedded = bases.len() - kept.len();
+        for (i, base) in bases.iter().take(embedded).enumerate() {
             let field = format!("base[{i}]");
             if base.digest.is_some() {
                 return Err(LoadError(vec![diag(
@@ -203,8 +209,43 @@ impl<'a> Embedder<'a> {
             self.changed = true;
         }
         chain.pop();
+        if !kept.is_empty() {
+            put_bases_first(&mut value, kept);
+        }
         self.embed_scripts(&mut value, src)?;
         Ok(value)
+    }
+
+    /// The bases left unembedded: without `embed_all`, from the first `template:` one on. As
+    /// upstream, a non-`template:` base after it cannot be embedded (it would be merged
+    /// before the skipped one, in the wrong order).
+    fn kept_bases<'b>(
+        &self,
+        bases: &'b [limatype::LocatorWithDigest],
+        src: &Source,
+    ) -> Result<&'b [limatype::LocatorWithDigest], LoadError> {
+        if self.embed_all {
+            return Ok(&[]);
+        }
+        let Some(first) = bases.iter().position(|b| template_name(&b.url).is_some()) else {
+            return Ok(&[]);
+        };
+        if let Some((i, b)) = bases
+            .iter()
+            .enumerate()
+            .skip(first)
+            .find(|(_, b)| template_name(&b.url).is_none())
+        {
+            return Err(LoadError(vec![diag(
+                src,
+                &format!("base[{i}]"),
+                format!(
+                    "cannot embed template {:?} after not embedding {:?}",
+                    b.url, bases[first].url
+                ),
+            )]));
+        }
+        Ok(&bases[first..])
     }
 
     /// Inlines `file:` of provision steps and probes.
@@ -252,6 +293,9 @@ impl<'a> Embedder<'a> {
                     }
                     _ => String::new(),
                 };
+                if !self.embed_all && template_name(&url).is_some() {
+                    continue;
+                }
                 let script = read(&url, self.template_dirs).map_err(|d| {
                     LoadError(vec![diag(
                         src,
@@ -296,6 +340,25 @@ pub fn use_abs_locators(src: &Source) -> Result<String, LoadError> {
         return Ok(src.text.clone());
     }
     serde_yaml::to_string(&value).map_err(|e| LoadError(vec![diag(src, "", e.to_string())]))
+}
+
+/// Puts the unembedded `bases` back as the document's first key (upstream keeps the key
+/// where it was; templates write it first).
+fn put_bases_first(value: &mut Value, bases: &[limatype::LocatorWithDigest]) {
+    let Some(map) = value.as_mapping_mut() else {
+        return;
+    };
+    let list: Vec<Value> = bases
+        .iter()
+        .map(|b| match &b.digest {
+            None => Value::from(b.url.clone()),
+            Some(_) => serde_yaml::to_value(b).unwrap_or_else(|_| Value::from(b.url.clone())),
+        })
+        .collect();
+    let mut out = Mapping::new();
+    out.insert(Value::from("base"), Value::Sequence(list));
+    out.extend(std::mem::take(map));
+    *map = out;
 }
 
 /// Turns `base:` into a list of locators and removes it from the document.
