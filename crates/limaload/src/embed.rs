@@ -313,33 +313,56 @@ impl<'a> Embedder<'a> {
 }
 
 /// The text of `src` with relative `base:` and `file:` locators made absolute (what
-/// `limactl template copy` writes). Unchanged text (comments kept) when none is relative.
+/// `limactl template copy` writes, upstream's `UseAbsLocators`): each locator is replaced
+/// where it is, in the form it was written (a string, or a map's `url`), comments kept.
 pub fn use_abs_locators(src: &Source) -> Result<String, LoadError> {
-    let (typed, mut value) = parse(src)?;
-    let original = value.clone();
-    absolutize(&mut value, &typed, src)?;
-    let same_locators = typed
-        .base
-        .iter()
-        .flatten()
-        .all(|b| absolute_locator(&b.url, "-").is_ok_and(|a| a == b.url))
-        && typed
-            .provision
-            .iter()
-            .flatten()
-            .filter_map(|p| p.file.as_ref())
-            .chain(
-                typed
-                    .probes
-                    .iter()
-                    .flatten()
-                    .filter_map(|p| p.file.as_ref()),
-            )
-            .all(|f| absolute_locator(&f.url, "-").is_ok_and(|a| a == f.url));
-    if same_locators || value == original {
+    let (_, value) = parse(src)?;
+    let mut edits = Vec::new();
+    let mut fix = |at: String, item: &Value, field: &str| -> Result<(), LoadError> {
+        let (url, path) = match item {
+            Value::String(s) => (s.as_str(), at),
+            Value::Mapping(m) => match m.get("url").and_then(Value::as_str) {
+                Some(u) => (u, format!("{at}.url")),
+                None => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        let abs = absolute_locator(url, &src.locator)
+            .map_err(|e| LoadError(vec![diag(src, field, e.to_string())]))?;
+        if abs != url {
+            let quoted = serde_json::to_string(&abs).unwrap_or_default();
+            edits.push(format!("{path} = {quoted}"));
+        }
+        Ok(())
+    };
+    match value.get("base") {
+        Some(Value::Sequence(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                fix(format!(".base[{i}]"), item, &format!("base[{i}]"))?;
+            }
+        }
+        Some(item) => fix(".base".into(), item, "base")?,
+        None => {}
+    }
+    for list in ["provision", "probes"] {
+        let Some(Value::Sequence(items)) = value.get(list) else {
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            if let Some(file) = item.get("file") {
+                fix(
+                    format!(".{list}[{i}].file"),
+                    file,
+                    &format!("{list}[{i}].file"),
+                )?;
+            }
+        }
+    }
+    if edits.is_empty() {
         return Ok(src.text.clone());
     }
-    serde_yaml::to_string(&value).map_err(|e| LoadError(vec![diag(src, "", e.to_string())]))
+    limayq::edit_yaml(&src.text, &edits.join(" | "))
+        .map_err(|e| LoadError(vec![diag(src, "", e.to_string())]))
 }
 
 /// Puts the unembedded `bases` back as the document's first key (upstream keeps the key
