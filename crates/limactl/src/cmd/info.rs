@@ -93,14 +93,21 @@ pub fn run(args: InfoArgs) -> Result<()> {
         })?;
     let rt = tokio::runtime::Runtime::new()?;
     let info = rt.block_on(collect())?;
+    let tty = crate::colorout::stdout_is_tty();
+    // As upstream's yq encoder on a terminal: coloured, except a bare string.
+    let colored = |v: &serde_json::Value, text: String| match v {
+        serde_json::Value::String(_) => text,
+        _ if tty => limayq::colorize_json(&text),
+        _ => text,
+    };
     let mut out = String::new();
     if args.yq.trim() == "." {
         // Straight from the struct: its fields in upstream's order (a yq result's maps come
         // back with sorted keys).
-        out = render_json(&info)?;
+        out = colored(&serde_json::Value::Null, render_json(&info)?);
     } else {
         for v in limayq::eval(&args.yq, &serde_json::to_value(&info)?)? {
-            out.push_str(&render_json(&v)?);
+            out.push_str(&colored(&v, render_json(&v)?));
         }
     }
     print!("{out}");

@@ -200,6 +200,12 @@ fn copy(
         }
     };
     if dest == "-" {
+        // Upstream runs stdout through yq to colour it on a terminal.
+        let text = if crate::colorout::stdout_is_tty() {
+            limayq::colorize_yaml(&text)
+        } else {
+            text
+        };
         std::io::stdout().lock().write_all(text.as_bytes())?;
     } else {
         std::fs::write(dest, text).with_context(|| format!("writing {dest}"))?;
