@@ -245,3 +245,31 @@ fn url_prints_the_resolved_locator() {
     let out = limactl(&["template", "url", "github:lima-vm/lima"], home.path());
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// The bundled `templates/` (not the test fixtures).
+fn bundled(args: &[&str]) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+    Command::new(env!("CARGO_BIN_EXE_limactl"))
+        .args(args)
+        .env("LIMA_HOME", home.path())
+        .env("LIMA_TEMPLATES_PATH", templates)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bundled_alpine_embed_keeps_its_template_bases_and_comments() {
+    let out = bundled(&["template", "copy", "--embed", "template:alpine"]);
+    assert!(out.status.success(), "{out:?}");
+    insta::assert_snapshot!("bundled_alpine_embed", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn bundled_alpine_embed_all_inlines_its_bases() {
+    let out = bundled(&["template", "copy", "--embed-all", "template:alpine", "-"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("base:"), "{stdout}");
+    insta::assert_snapshot!("bundled_alpine_embed_all", stdout);
+}

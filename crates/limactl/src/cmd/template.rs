@@ -165,7 +165,13 @@ fn yq(opts: &limaload::LoadOptions, locator: &str, expr: &str) -> anyhow::Result
     let doc = limayq::parse_yaml(&filled)?;
     let mut out = String::new();
     for v in limayq::eval(expr, &doc)? {
-        out.push_str(&limayq::render(&v, limayq::Format::Yaml, true)?);
+        let text = limayq::render(&v, limayq::Format::Yaml, true)?;
+        // Coloured on a terminal as upstream's yq, except a bare string.
+        if crate::colorout::stdout_is_tty() && !v.is_string() {
+            out.push_str(&limayq::colorize_yaml(&text));
+        } else {
+            out.push_str(&text);
+        }
     }
     std::io::stdout().lock().write_all(out.as_bytes())?;
     Ok(())
