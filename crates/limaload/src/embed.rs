@@ -153,6 +153,9 @@ impl<'a> Embedder<'a> {
     pub fn embed(&mut self, src: &Source, chain: &mut Vec<String>) -> Result<Value, LoadError> {
         let (typed, mut value) = parse(src)?;
         absolutize(&mut value, &typed, src)?;
+        let base_at = value
+            .as_mapping()
+            .and_then(|m| m.keys().position(|k| k.as_str() == Some("base")));
         let mut bases = take_bases(&mut value);
         if chain.is_empty() {
             if let Some(url) = self.default_base.take() {
@@ -210,7 +213,7 @@ impl<'a> Embedder<'a> {
         }
         chain.pop();
         if !kept.is_empty() {
-            put_bases_first(&mut value, kept);
+            put_bases_at(&mut value, kept, base_at.unwrap_or(0));
         }
         self.embed_scripts(&mut value, src)?;
         Ok(value)
@@ -303,7 +306,8 @@ impl<'a> Embedder<'a> {
                         format!("{}: {}", d.file, d.message),
                     )])
                 })?;
-                map.remove("file");
+                // shift_remove: the entry's other keys keep their order.
+                map.shift_remove("file");
                 map.insert(Value::from(target), Value::from(script.text));
                 self.changed = true;
             }
@@ -365,9 +369,9 @@ pub fn use_abs_locators(src: &Source) -> Result<String, LoadError> {
         .map_err(|e| LoadError(vec![diag(src, "", e.to_string())]))
 }
 
-/// Puts the unembedded `bases` back as the document's first key (upstream keeps the key
-/// where it was; templates write it first).
-fn put_bases_first(value: &mut Value, bases: &[limatype::LocatorWithDigest]) {
+/// Puts the unembedded `bases` back as the document's key number `at`, where the template
+/// wrote `base:` (the default base.yaml alone makes it the first key).
+fn put_bases_at(value: &mut Value, bases: &[limatype::LocatorWithDigest], at: usize) {
     let Some(map) = value.as_mapping_mut() else {
         return;
     };
@@ -378,10 +382,12 @@ fn put_bases_first(value: &mut Value, bases: &[limatype::LocatorWithDigest]) {
             Some(_) => serde_yaml::to_value(b).unwrap_or_else(|_| Value::from(b.url.clone())),
         })
         .collect();
-    let mut out = Mapping::new();
-    out.insert(Value::from("base"), Value::Sequence(list));
-    out.extend(std::mem::take(map));
-    *map = out;
+    let mut entries: Vec<(Value, Value)> = std::mem::take(map).into_iter().collect();
+    entries.insert(
+        at.min(entries.len()),
+        (Value::from("base"), Value::Sequence(list)),
+    );
+    *map = entries.into_iter().collect();
 }
 
 /// Turns `base:` into a list of locators and removes it from the document.
@@ -389,7 +395,8 @@ fn take_bases(value: &mut Value) -> Vec<limatype::LocatorWithDigest> {
     let Some(map) = value.as_mapping_mut() else {
         return Vec::new();
     };
-    let Some(base) = map.remove("base") else {
+    // shift_remove, not remove (a swap): the keys after `base` keep their order.
+    let Some(base) = map.shift_remove("base") else {
         return Vec::new();
     };
     let items = match base {

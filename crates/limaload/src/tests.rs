@@ -671,3 +671,27 @@ fn transform_custom_url_fixes_template_double_slash() {
         Err(LocatorError::UnsupportedScheme(s)) if s == "github"
     ));
 }
+
+#[test]
+fn embedding_keeps_the_templates_key_order() {
+    let f = Fixture::new(&[
+        ("b.yaml", "cpus: 3\n"),
+        (
+            "a.yaml",
+            "memory: 1GiB\nbase:\n- b.yaml\n- template:img\ndisk: 5GiB\nmessage: hi\n",
+        ),
+    ]);
+    let mut o = f.opts();
+    o.use_default_base = false;
+    let text = embed_text(&f.path("a.yaml"), &o, false).unwrap();
+    let keys: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with([' ', '-']))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    assert_eq!(
+        keys,
+        ["memory", "base", "disk", "message", "cpus"],
+        "{text}"
+    );
+}
