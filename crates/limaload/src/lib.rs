@@ -339,7 +339,34 @@ fn embed_source_with(
             message: format!("after merging bases: {e}"),
         }])
     })?;
+    let before = config.clone();
     embed::combine_list_entries(&mut config);
+    // The stored/copied text carries the combined lists too, as upstream's Embed writes them.
+    let mut merged = merged;
+    if let Some(map) = merged.as_mapping_mut() {
+        let lists = [
+            (
+                "additionalDisks",
+                before.additional_disks != config.additional_disks,
+                serde_yaml::to_value(&config.additional_disks),
+            ),
+            (
+                "mounts",
+                before.mounts != config.mounts,
+                serde_yaml::to_value(&config.mounts),
+            ),
+            (
+                "networks",
+                before.networks != config.networks,
+                serde_yaml::to_value(&config.networks),
+            ),
+        ];
+        for (key, differs, value) in lists {
+            if let (true, Ok(v)) = (differs, value) {
+                map.insert(key.into(), v);
+            }
+        }
+    }
     let changed = embedder.changed || main.base.is_some();
     let text = if changed {
         serde_yaml::to_string(&merged).unwrap_or_else(|_| config.to_yaml())

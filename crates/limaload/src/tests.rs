@@ -695,3 +695,26 @@ fn embedding_keeps_the_templates_key_order() {
         "{text}"
     );
 }
+
+#[test]
+fn embedded_text_has_the_combined_mounts() {
+    let f = Fixture::new(&[
+        (
+            "b.yaml",
+            "mounts:\n- location: /elsewhere\n  writable: false\n  mountPoint: /data\n",
+        ),
+        (
+            "a.yaml",
+            "cpus: 1\nbase: b.yaml\nmounts:\n- location: /data\n  writable: true\n",
+        ),
+    ]);
+    let mut o = f.opts();
+    o.use_default_base = false;
+    let text = embed_text(&f.path("a.yaml"), &o, true).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mounts = v["mounts"].as_sequence().unwrap();
+    assert_eq!(mounts.len(), 1, "{text}");
+    assert_eq!(mounts[0]["writable"], true, "{text}");
+    assert_eq!(mounts[0]["location"], "/data", "{text}");
+    assert_eq!(mounts[0]["mountPoint"], "/data", "{text}");
+}
