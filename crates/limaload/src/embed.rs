@@ -375,13 +375,20 @@ fn put_bases_at(value: &mut Value, bases: &[limatype::LocatorWithDigest], at: us
     let Some(map) = value.as_mapping_mut() else {
         return;
     };
-    let list: Vec<Value> = bases
+    let mut list: Vec<Value> = bases
         .iter()
         .map(|b| match &b.digest {
             None => Value::from(b.url.clone()),
             Some(_) => serde_yaml::to_value(b).unwrap_or_else(|_| Value::from(b.url.clone())),
         })
         .collect();
+    // An embedded base's own unembedded bases came in with the merge: they follow ours, as
+    // upstream appends the base's list to the template's.
+    match map.shift_remove("base") {
+        Some(Value::Sequence(more)) => list.extend(more),
+        Some(Value::Null) | None => {}
+        Some(one) => list.push(one),
+    }
     let mut entries: Vec<(Value, Value)> = std::mem::take(map).into_iter().collect();
     entries.insert(
         at.min(entries.len()),
@@ -509,7 +516,9 @@ pub(crate) fn merge_document(doc: &mut Value, base: &Value) {
         .is_some_and(|s| !s.is_empty());
     for (k, bv) in b {
         let top = k.as_str().unwrap_or_default();
-        if top == "base" || (top == "dns" && template_has_dns) {
+        // A base's `base:` is there only when it was left unembedded (`template copy
+        // --embed`); it is appended to the template's, as upstream's merge does.
+        if top == "dns" && template_has_dns {
             continue;
         }
         match a.get_mut(k) {

@@ -718,3 +718,24 @@ fn embedded_text_has_the_combined_mounts() {
     assert_eq!(mounts[0]["location"], "/data", "{text}");
     assert_eq!(mounts[0]["mountPoint"], "/data", "{text}");
 }
+
+#[test]
+fn a_bases_own_template_bases_follow_the_templates() {
+    let f = Fixture::new(&[
+        ("b.yaml", "base: template:inner\ncpus: 3\n"),
+        (
+            "a.yaml",
+            "base:\n- b.yaml\n- template:outer\nmemory: 1GiB\n",
+        ),
+    ]);
+    let mut o = f.opts();
+    o.use_default_base = false;
+    let text = embed_text(&f.path("a.yaml"), &o, false).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(
+        v["base"],
+        serde_yaml::from_str::<serde_yaml::Value>("[template:outer, template:inner]").unwrap(),
+        "{text}"
+    );
+    assert_eq!(v["cpus"], 3, "{text}");
+}
