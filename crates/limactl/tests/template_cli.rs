@@ -273,3 +273,25 @@ fn bundled_alpine_embed_all_inlines_its_bases() {
     assert!(!stdout.contains("base:"), "{stdout}");
     insta::assert_snapshot!("bundled_alpine_embed_all", stdout);
 }
+
+#[test]
+fn copy_of_an_empty_file_fails_in_every_mode() {
+    let home = tempfile::tempdir().unwrap();
+    let f = home.path().join("empty.yaml");
+    std::fs::write(&f, "").unwrap();
+    let f = f.to_str().unwrap();
+    for mode in [&[][..], &["--embed"], &["--fill"], &["--verbatim"]] {
+        let mut args = vec!["template", "copy"];
+        args.extend(mode);
+        args.push(f);
+        let out = limactl(&args, home.path());
+        assert_eq!(out.status.code(), Some(1), "{mode:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "don't know how to interpret `{f}` as a template locator"
+            )),
+            "{mode:?}: {stderr}"
+        );
+    }
+}

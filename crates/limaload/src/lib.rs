@@ -295,11 +295,10 @@ pub fn embed_source(src: Source, opts: &LoadOptions) -> Result<Embedded, LoadErr
 }
 
 /// `limactl template copy --embed` (`embed_all` false) and `--embed-all` (true): the text of
-/// `locator` with its bases and `file:` scripts inlined; without `embed_all`, `template:`
+/// `src` (read with [`read`]) with its bases and `file:` scripts inlined; without `embed_all`, `template:`
 /// bases and scripts stay references. `opts.use_default_base` adds `_config/base.yaml`.
 /// Nothing to embed: the text with absolute locators (upstream's `UseAbsLocators`).
-pub fn embed_text(locator: &str, opts: &LoadOptions, embed_all: bool) -> Result<String, LoadError> {
-    let src = read(locator, &opts.template_dirs).map_err(|d| LoadError(vec![d]))?;
+pub fn embed_text(src: Source, opts: &LoadOptions, embed_all: bool) -> Result<String, LoadError> {
     let (e, embedded_any) = embed_source_with(src.clone(), opts, embed_all)?;
     if !embedded_any {
         return use_abs_locators(&src);

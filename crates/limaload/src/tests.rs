@@ -616,7 +616,7 @@ fn embed_text_without_embed_all_keeps_template_references() {
     ]);
     let mut o = f.opts();
     o.use_default_base = false;
-    let text = embed_text(&f.path("a.yaml"), &o, false).unwrap();
+    let text = embed_text(read(&f.path("a.yaml"), &[]).unwrap(), &o, false).unwrap();
     let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     assert_eq!(
         v["base"],
@@ -627,7 +627,7 @@ fn embed_text_without_embed_all_keeps_template_references() {
     assert_eq!(v["provision"][1]["file"], "template:hello.sh");
     assert!(v.get("images").is_none(), "{text}");
 
-    let all = embed_text(&f.path("a.yaml"), &o, true).unwrap();
+    let all = embed_text(read(&f.path("a.yaml"), &[]).unwrap(), &o, true).unwrap();
     let v: serde_yaml::Value = serde_yaml::from_str(&all).unwrap();
     assert!(v.get("base").is_none(), "{all}");
     assert_eq!(v["provision"][1]["script"], "echo template\n");
@@ -639,7 +639,7 @@ fn embed_text_with_only_template_bases_is_the_text_with_comments() {
     let f = Fixture::new(&[("a.yaml", "# mine\nbase: template:img\ncpus: 1 # one\n")]);
     let mut o = f.opts();
     o.use_default_base = false;
-    let text = embed_text(&f.path("a.yaml"), &o, false).unwrap();
+    let text = embed_text(read(&f.path("a.yaml"), &[]).unwrap(), &o, false).unwrap();
     assert_eq!(text, "# mine\nbase: template:img\ncpus: 1 # one\n");
 }
 
@@ -683,7 +683,7 @@ fn embedding_keeps_the_templates_key_order() {
     ]);
     let mut o = f.opts();
     o.use_default_base = false;
-    let text = embed_text(&f.path("a.yaml"), &o, false).unwrap();
+    let text = embed_text(read(&f.path("a.yaml"), &[]).unwrap(), &o, false).unwrap();
     let keys: Vec<&str> = text
         .lines()
         .filter(|l| !l.starts_with([' ', '-']))
@@ -710,7 +710,7 @@ fn embedded_text_has_the_combined_mounts() {
     ]);
     let mut o = f.opts();
     o.use_default_base = false;
-    let text = embed_text(&f.path("a.yaml"), &o, true).unwrap();
+    let text = embed_text(read(&f.path("a.yaml"), &[]).unwrap(), &o, true).unwrap();
     let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     let mounts = v["mounts"].as_sequence().unwrap();
     assert_eq!(mounts.len(), 1, "{text}");
@@ -730,7 +730,7 @@ fn a_bases_own_template_bases_follow_the_templates() {
     ]);
     let mut o = f.opts();
     o.use_default_base = false;
-    let text = embed_text(&f.path("a.yaml"), &o, false).unwrap();
+    let text = embed_text(read(&f.path("a.yaml"), &[]).unwrap(), &o, false).unwrap();
     let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     assert_eq!(
         v["base"],

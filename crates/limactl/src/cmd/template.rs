@@ -184,26 +184,24 @@ fn copy(
     mode: CopyMode,
 ) -> anyhow::Result<()> {
     let load_err = |e: limaload::LoadError| anyhow::anyhow!("{e}");
+    // Read once: `-` is stdin.
+    let src = limaload::read(locator, &opts.template_dirs).map_err(|d| anyhow::anyhow!("{d}"))?;
+    if src.text.is_empty() {
+        bail!("don't know how to interpret `{locator}` as a template locator");
+    }
     let text = if mode.fill {
         let o = options_for(opts, locator);
-        let embedded = limaload::embed(locator, &o).map_err(load_err)?;
+        let embedded = limaload::embed_source(src, &o).map_err(load_err)?;
         limaload::fill(&embedded, &o).map_err(load_err)?.to_yaml()
     } else if mode.embed {
         // Upstream embeds `_config/base.yaml` only with --fill.
         let mut o = options_for(opts, locator);
         o.use_default_base = false;
-        limaload::embed_text(locator, &o, mode.embed_all).map_err(load_err)?
+        limaload::embed_text(src, &o, mode.embed_all).map_err(load_err)?
+    } else if mode.verbatim {
+        src.text
     } else {
-        let src =
-            limaload::read(locator, &opts.template_dirs).map_err(|d| anyhow::anyhow!("{d}"))?;
-        if src.text.is_empty() {
-            bail!("don't know how to interpret `{locator}` as a template locator");
-        }
-        if mode.verbatim {
-            src.text
-        } else {
-            limaload::use_abs_locators(&src).map_err(load_err)?
-        }
+        limaload::use_abs_locators(&src).map_err(load_err)?
     };
     if dest == "-" {
         // Upstream runs stdout through yq to colour it on a terminal.
