@@ -2,6 +2,7 @@
 //! under `cmd/`; internal drivers are chosen by cargo features (`driver-<name>`).
 
 mod cmd;
+mod colorout;
 mod drivers;
 mod logfmt;
 mod plugin;

@@ -16,7 +16,7 @@
 
 use serde_yaml::{Mapping, Value};
 
-use crate::locator::{absolute_locator, read, Source};
+use crate::locator::{absolute_locator, read, template_name, Source};
 use crate::{Diagnostic, LoadError};
 use limavalidate::LineIndex;
 
@@ -31,6 +31,9 @@ pub(crate) struct Embedder<'a> {
     pub changed: bool,
     /// `$LIMA_HOME/_config/base.yaml`, applied as the first base of the top-level file.
     pub default_base: Option<String>,
+    /// Embed `template:` bases and scripts too (upstream's `embedAll`). When false, the
+    /// first `template:` base and all after it stay as `base:` (`template copy --embed`).
+    pub embed_all: bool,
 }
 
 pub(crate) fn diag(src: &Source, field: &str, message: impl Into<String>) -> Diagnostic {
@@ -141,6 +144,7 @@ impl<'a> Embedder<'a> {
             seen: Vec::new(),
             changed: false,
             default_base: None,
+            embed_all: true,
         }
     }
 
@@ -149,6 +153,9 @@ impl<'a> Embedder<'a> {
     pub fn embed(&mut self, src: &Source, chain: &mut Vec<String>) -> Result<Value, LoadError> {
         let (typed, mut value) = parse(src)?;
         absolutize(&mut value, &typed, src)?;
+        let base_at = value
+            .as_mapping()
+            .and_then(|m| m.keys().position(|k| k.as_str() == Some("base")));
         let mut bases = take_bases(&mut value);
         if chain.is_empty() {
             if let Some(url) = self.default_base.take() {
@@ -156,7 +163,9 @@ impl<'a> Embedder<'a> {
             }
         }
         chain.push(src.locator.clone());
-        for (i, base) in bases.iter().enumerate() {
+        let kept = self.kept_bases(&bases, src)?;
+        let embedded = bases.len() - kept.len();
+        for (i, base) in bases.iter().take(embedded).enumerate() {
             let field = format!("base[{i}]");
             if base.digest.is_some() {
                 return Err(LoadError(vec![diag(
@@ -203,8 +212,43 @@ impl<'a> Embedder<'a> {
             self.changed = true;
         }
         chain.pop();
+        if !kept.is_empty() {
+            put_bases_at(&mut value, kept, base_at.unwrap_or(0));
+        }
         self.embed_scripts(&mut value, src)?;
         Ok(value)
+    }
+
+    /// The bases left unembedded: without `embed_all`, from the first `template:` one on. As
+    /// upstream, a non-`template:` base after it cannot be embedded (it would be merged
+    /// before the skipped one, in the wrong order).
+    fn kept_bases<'b>(
+        &self,
+        bases: &'b [limatype::LocatorWithDigest],
+        src: &Source,
+    ) -> Result<&'b [limatype::LocatorWithDigest], LoadError> {
+        if self.embed_all {
+            return Ok(&[]);
+        }
+        let Some(first) = bases.iter().position(|b| template_name(&b.url).is_some()) else {
+            return Ok(&[]);
+        };
+        if let Some((i, b)) = bases
+            .iter()
+            .enumerate()
+            .skip(first)
+            .find(|(_, b)| template_name(&b.url).is_none())
+        {
+            return Err(LoadError(vec![diag(
+                src,
+                &format!("base[{i}]"),
+                format!(
+                    "cannot embed template {:?} after not embedding {:?}",
+                    b.url, bases[first].url
+                ),
+            )]));
+        }
+        Ok(&bases[first..])
     }
 
     /// Inlines `file:` of provision steps and probes.
@@ -252,6 +296,9 @@ impl<'a> Embedder<'a> {
                     }
                     _ => String::new(),
                 };
+                if !self.embed_all && template_name(&url).is_some() {
+                    continue;
+                }
                 let script = read(&url, self.template_dirs).map_err(|d| {
                     LoadError(vec![diag(
                         src,
@@ -259,7 +306,8 @@ impl<'a> Embedder<'a> {
                         format!("{}: {}", d.file, d.message),
                     )])
                 })?;
-                map.remove("file");
+                // shift_remove: the entry's other keys keep their order.
+                map.shift_remove("file");
                 map.insert(Value::from(target), Value::from(script.text));
                 self.changed = true;
             }
@@ -269,33 +317,84 @@ impl<'a> Embedder<'a> {
 }
 
 /// The text of `src` with relative `base:` and `file:` locators made absolute (what
-/// `limactl template copy` writes). Unchanged text (comments kept) when none is relative.
+/// `limactl template copy` writes, upstream's `UseAbsLocators`): each locator is replaced
+/// where it is, in the form it was written (a string, or a map's `url`), comments kept.
 pub fn use_abs_locators(src: &Source) -> Result<String, LoadError> {
-    let (typed, mut value) = parse(src)?;
-    let original = value.clone();
-    absolutize(&mut value, &typed, src)?;
-    let same_locators = typed
-        .base
-        .iter()
-        .flatten()
-        .all(|b| absolute_locator(&b.url, "-").is_ok_and(|a| a == b.url))
-        && typed
-            .provision
-            .iter()
-            .flatten()
-            .filter_map(|p| p.file.as_ref())
-            .chain(
-                typed
-                    .probes
-                    .iter()
-                    .flatten()
-                    .filter_map(|p| p.file.as_ref()),
-            )
-            .all(|f| absolute_locator(&f.url, "-").is_ok_and(|a| a == f.url));
-    if same_locators || value == original {
+    let (_, value) = parse(src)?;
+    let mut edits = Vec::new();
+    let mut fix = |at: String, item: &Value, field: &str| -> Result<(), LoadError> {
+        let (url, path) = match item {
+            Value::String(s) => (s.as_str(), at),
+            Value::Mapping(m) => match m.get("url").and_then(Value::as_str) {
+                Some(u) => (u, format!("{at}.url")),
+                None => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        let abs = absolute_locator(url, &src.locator)
+            .map_err(|e| LoadError(vec![diag(src, field, e.to_string())]))?;
+        if abs != url {
+            let quoted = serde_json::to_string(&abs).unwrap_or_default();
+            edits.push(format!("{path} = {quoted}"));
+        }
+        Ok(())
+    };
+    match value.get("base") {
+        Some(Value::Sequence(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                fix(format!(".base[{i}]"), item, &format!("base[{i}]"))?;
+            }
+        }
+        Some(item) => fix(".base".into(), item, "base")?,
+        None => {}
+    }
+    for list in ["provision", "probes"] {
+        let Some(Value::Sequence(items)) = value.get(list) else {
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            if let Some(file) = item.get("file") {
+                fix(
+                    format!(".{list}[{i}].file"),
+                    file,
+                    &format!("{list}[{i}].file"),
+                )?;
+            }
+        }
+    }
+    if edits.is_empty() {
         return Ok(src.text.clone());
     }
-    serde_yaml::to_string(&value).map_err(|e| LoadError(vec![diag(src, "", e.to_string())]))
+    limayq::edit_yaml(&src.text, &edits.join(" | "))
+        .map_err(|e| LoadError(vec![diag(src, "", e.to_string())]))
+}
+
+/// Puts the unembedded `bases` back as the document's key number `at`, where the template
+/// wrote `base:` (the default base.yaml alone makes it the first key).
+fn put_bases_at(value: &mut Value, bases: &[limatype::LocatorWithDigest], at: usize) {
+    let Some(map) = value.as_mapping_mut() else {
+        return;
+    };
+    let mut list: Vec<Value> = bases
+        .iter()
+        .map(|b| match &b.digest {
+            None => Value::from(b.url.clone()),
+            Some(_) => serde_yaml::to_value(b).unwrap_or_else(|_| Value::from(b.url.clone())),
+        })
+        .collect();
+    // An embedded base's own unembedded bases came in with the merge: they follow ours, as
+    // upstream appends the base's list to the template's.
+    match map.shift_remove("base") {
+        Some(Value::Sequence(more)) => list.extend(more),
+        Some(Value::Null) | None => {}
+        Some(one) => list.push(one),
+    }
+    let mut entries: Vec<(Value, Value)> = std::mem::take(map).into_iter().collect();
+    entries.insert(
+        at.min(entries.len()),
+        (Value::from("base"), Value::Sequence(list)),
+    );
+    *map = entries.into_iter().collect();
 }
 
 /// Turns `base:` into a list of locators and removes it from the document.
@@ -303,7 +402,8 @@ fn take_bases(value: &mut Value) -> Vec<limatype::LocatorWithDigest> {
     let Some(map) = value.as_mapping_mut() else {
         return Vec::new();
     };
-    let Some(base) = map.remove("base") else {
+    // shift_remove, not remove (a swap): the keys after `base` keep their order.
+    let Some(base) = map.shift_remove("base") else {
         return Vec::new();
     };
     let items = match base {
@@ -416,7 +516,9 @@ pub(crate) fn merge_document(doc: &mut Value, base: &Value) {
         .is_some_and(|s| !s.is_empty());
     for (k, bv) in b {
         let top = k.as_str().unwrap_or_default();
-        if top == "base" || (top == "dns" && template_has_dns) {
+        // A base's `base:` is there only when it was left unembedded (`template copy
+        // --embed`); it is appended to the template's, as upstream's merge does.
+        if top == "dns" && template_has_dns {
             continue;
         }
         match a.get_mut(k) {

@@ -18,7 +18,7 @@ use limavalidate::LineIndex;
 pub use embed::use_abs_locators;
 pub use locator::{
     absolute_locator, find_template, instance_name, list_templates, read, resolve_custom_scheme,
-    template_dirs, template_name, LocatorError, Source, MAX_TEMPLATE_BYTES,
+    template_dirs, template_name, transform_custom_url, LocatorError, Source, MAX_TEMPLATE_BYTES,
 };
 
 /// One problem, printed as `FILE:LINE: FIELD: message` (parts that are unknown are left out).
@@ -290,13 +290,34 @@ pub const DEFAULT_BASE_YAML: &str = "base.yaml";
 
 /// Embeds an already read source (e.g. bytes from elsewhere, named by `src.display`); the
 /// instance name is `opts.name` or `default`.
-pub fn embed_source(mut src: Source, opts: &LoadOptions) -> Result<Embedded, LoadError> {
+pub fn embed_source(src: Source, opts: &LoadOptions) -> Result<Embedded, LoadError> {
+    embed_source_with(src, opts, true).map(|(e, _)| e)
+}
+
+/// `limactl template copy --embed` (`embed_all` false) and `--embed-all` (true): the text of
+/// `src` (read with [`read`]) with its bases and `file:` scripts inlined; without `embed_all`, `template:`
+/// bases and scripts stay references. `opts.use_default_base` adds `_config/base.yaml`.
+/// Nothing to embed: the text with absolute locators (upstream's `UseAbsLocators`).
+pub fn embed_text(src: Source, opts: &LoadOptions, embed_all: bool) -> Result<String, LoadError> {
+    let (e, embedded_any) = embed_source_with(src.clone(), opts, embed_all)?;
+    if !embedded_any {
+        return use_abs_locators(&src);
+    }
+    Ok(e.text)
+}
+
+fn embed_source_with(
+    mut src: Source,
+    opts: &LoadOptions,
+    embed_all: bool,
+) -> Result<(Embedded, bool), LoadError> {
     if let Some(text) = src.text.strip_prefix(locator::BOM) {
         src.text = text.to_string();
     }
     let name = opts.name.clone().unwrap_or_else(|| "default".into());
     let (main, _) = embed::parse(&src)?;
     let mut embedder = embed::Embedder::new(&opts.template_dirs);
+    embedder.embed_all = embed_all;
     let default_base = opts
         .host
         .lima_home
@@ -317,21 +338,49 @@ pub fn embed_source(mut src: Source, opts: &LoadOptions) -> Result<Embedded, Loa
             message: format!("after merging bases: {e}"),
         }])
     })?;
+    let before = config.clone();
     embed::combine_list_entries(&mut config);
+    // The stored/copied text carries the combined lists too, as upstream's Embed writes them.
+    let mut merged = merged;
+    if let Some(map) = merged.as_mapping_mut() {
+        let lists = [
+            (
+                "additionalDisks",
+                before.additional_disks != config.additional_disks,
+                serde_yaml::to_value(&config.additional_disks),
+            ),
+            (
+                "mounts",
+                before.mounts != config.mounts,
+                serde_yaml::to_value(&config.mounts),
+            ),
+            (
+                "networks",
+                before.networks != config.networks,
+                serde_yaml::to_value(&config.networks),
+            ),
+        ];
+        for (key, differs, value) in lists {
+            if let (true, Ok(v)) = (differs, value) {
+                map.insert(key.into(), v);
+            }
+        }
+    }
     let changed = embedder.changed || main.base.is_some();
     let text = if changed {
         serde_yaml::to_string(&merged).unwrap_or_else(|_| config.to_yaml())
     } else {
         src.text.clone()
     };
-    Ok(Embedded {
+    let embedded = Embedded {
         name,
         display: src.display.clone(),
         text,
         config,
         main,
         main_lines: LineIndex::from_yaml(&src.text),
-    })
+    };
+    Ok((embedded, embedder.changed))
 }
 
 /// Reads and strictly parses an optional `_config` file.

@@ -19,7 +19,7 @@ pub enum LocatorError {
     TemplateNameTraversal(String),
     #[error("template name {0:?} must be relative")]
     TemplateNameAbsolute(String),
-    #[error("template {name:?} not found in {}", join_dirs(.dirs))]
+    #[error("template `{}` not found (searched {})", yaml_file_name(.name), join_dirs(.dirs))]
     TemplateNotFound { name: String, dirs: Vec<PathBuf> },
     #[error("cannot open: {0}")]
     Open(#[source] std::io::Error),
@@ -82,6 +82,20 @@ pub enum LocatorError {
     RelativeTraversal(String),
     #[error("relative locator {0:?} cannot be used in a config read from stdin")]
     RelativeFromStdin(String),
+}
+
+/// The file upstream looks for: `.yaml` added unless the name has an extension (one not
+/// starting with a digit, so `ubuntu-24.04` is `ubuntu-24.04.yaml`).
+fn yaml_file_name(name: &str) -> String {
+    let ext = Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("");
+    if ext.is_empty() || ext.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("{name}.yaml")
+    } else {
+        name.to_string()
+    }
 }
 
 fn join_dirs(dirs: &[PathBuf]) -> String {
@@ -341,6 +355,32 @@ pub fn resolve_custom_scheme(
         }
         seen.push(std::mem::replace(&mut current, next));
     }
+}
+
+/// Upstream's `TransformCustomURL` (`limactl template url`): custom schemes through their
+/// `limactl-url-<scheme>` plugins, `template://NAME` rewritten as `template:NAME` (with
+/// upstream's warning); any other locator comes back unchanged. `github:` needs GitHub's API
+/// (default branch, symlinked `.lima.yaml`) and is refused.
+pub fn transform_custom_url(locator: &str) -> Result<String, LocatorError> {
+    let resolved = resolve_custom_scheme(locator, &plugin_dirs())?;
+    if url_scheme(&resolved) == Some("github") {
+        return Err(LocatorError::UnsupportedScheme("github".into()));
+    }
+    let Some(rest) = resolved.strip_prefix("template://") else {
+        return Ok(resolved);
+    };
+    // Go's path.Join(host, path): empty and `.` segments dropped.
+    let joined: Vec<&str> = rest
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    let fixed = format!(
+        "template:{}{}",
+        if rest.starts_with('/') { "/" } else { "" },
+        joined.join("/")
+    );
+    tracing::warn!("Template locator `{resolved}` should be written `{fixed}` since Lima v2.0");
+    Ok(fixed)
 }
 
 /// Reads a locator. `template_dirs` is where `template:` names are looked up.

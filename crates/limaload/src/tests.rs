@@ -601,3 +601,141 @@ fn merge_keys_are_resolved_in_bases_too() {
         assert_eq!(images[1].arch.as_deref(), Some("aarch64"));
     }
 }
+
+#[test]
+fn embed_text_without_embed_all_keeps_template_references() {
+    let f = Fixture::new(&[
+        ("templates/img.yaml", IMAGES),
+        ("templates/hello.sh", "echo template\n"),
+        ("local.sh", "echo local\n"),
+        ("b.yaml", "cpus: 3\n"),
+        (
+            "a.yaml",
+            "# kept? no: re-serialized\nbase:\n- b.yaml\n- template:img\nprovision:\n- mode: system\n  file: local.sh\n- mode: user\n  file: template:hello.sh\n",
+        ),
+    ]);
+    let mut o = f.opts();
+    o.use_default_base = false;
+    let text = embed_text(read(&f.path("a.yaml"), &[]).unwrap(), &o, false).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(
+        v["base"],
+        serde_yaml::from_str::<serde_yaml::Value>("[template:img]").unwrap()
+    );
+    assert_eq!(v["cpus"], 3);
+    assert_eq!(v["provision"][0]["script"], "echo local\n");
+    assert_eq!(v["provision"][1]["file"], "template:hello.sh");
+    assert!(v.get("images").is_none(), "{text}");
+
+    let all = embed_text(read(&f.path("a.yaml"), &[]).unwrap(), &o, true).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&all).unwrap();
+    assert!(v.get("base").is_none(), "{all}");
+    assert_eq!(v["provision"][1]["script"], "echo template\n");
+    assert_eq!(v["images"][0]["arch"], "x86_64");
+}
+
+#[test]
+fn embed_text_with_only_template_bases_is_the_text_with_comments() {
+    let f = Fixture::new(&[("a.yaml", "# mine\nbase: template:img\ncpus: 1 # one\n")]);
+    let mut o = f.opts();
+    o.use_default_base = false;
+    let text = embed_text(read(&f.path("a.yaml"), &[]).unwrap(), &o, false).unwrap();
+    assert_eq!(text, "# mine\nbase: template:img\ncpus: 1 # one\n");
+}
+
+#[test]
+fn abs_locators_keep_the_written_form() {
+    let f = Fixture::new(&[(
+        "d/a.yaml",
+        "base: b.yaml # the base\nprobes:\n- file:\n    url: p.sh\n",
+    )]);
+    let src = read(&f.path("d/a.yaml"), &[]).unwrap();
+    let text = use_abs_locators(&src).unwrap();
+    let dir = f.path("d");
+    assert_eq!(
+        text,
+        format!("base: {dir}/b.yaml # the base\nprobes:\n- file:\n    url: {dir}/p.sh\n")
+    );
+}
+
+#[test]
+fn transform_custom_url_fixes_template_double_slash() {
+    assert_eq!(
+        transform_custom_url("template://a/b").unwrap(),
+        "template:a/b"
+    );
+    assert_eq!(transform_custom_url("template:x").unwrap(), "template:x");
+    assert_eq!(transform_custom_url("./x.yaml").unwrap(), "./x.yaml");
+    assert!(matches!(
+        transform_custom_url("github:o/r"),
+        Err(LocatorError::UnsupportedScheme(s)) if s == "github"
+    ));
+}
+
+#[test]
+fn embedding_keeps_the_templates_key_order() {
+    let f = Fixture::new(&[
+        ("b.yaml", "cpus: 3\n"),
+        (
+            "a.yaml",
+            "memory: 1GiB\nbase:\n- b.yaml\n- template:img\ndisk: 5GiB\nmessage: hi\n",
+        ),
+    ]);
+    let mut o = f.opts();
+    o.use_default_base = false;
+    let text = embed_text(read(&f.path("a.yaml"), &[]).unwrap(), &o, false).unwrap();
+    let keys: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with([' ', '-']))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    assert_eq!(
+        keys,
+        ["memory", "base", "disk", "message", "cpus"],
+        "{text}"
+    );
+}
+
+#[test]
+fn embedded_text_has_the_combined_mounts() {
+    let f = Fixture::new(&[
+        (
+            "b.yaml",
+            "mounts:\n- location: /elsewhere\n  writable: false\n  mountPoint: /data\n",
+        ),
+        (
+            "a.yaml",
+            "cpus: 1\nbase: b.yaml\nmounts:\n- location: /data\n  writable: true\n",
+        ),
+    ]);
+    let mut o = f.opts();
+    o.use_default_base = false;
+    let text = embed_text(read(&f.path("a.yaml"), &[]).unwrap(), &o, true).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mounts = v["mounts"].as_sequence().unwrap();
+    assert_eq!(mounts.len(), 1, "{text}");
+    assert_eq!(mounts[0]["writable"], true, "{text}");
+    assert_eq!(mounts[0]["location"], "/data", "{text}");
+    assert_eq!(mounts[0]["mountPoint"], "/data", "{text}");
+}
+
+#[test]
+fn a_bases_own_template_bases_follow_the_templates() {
+    let f = Fixture::new(&[
+        ("b.yaml", "base: template:inner\ncpus: 3\n"),
+        (
+            "a.yaml",
+            "base:\n- b.yaml\n- template:outer\nmemory: 1GiB\n",
+        ),
+    ]);
+    let mut o = f.opts();
+    o.use_default_base = false;
+    let text = embed_text(read(&f.path("a.yaml"), &[]).unwrap(), &o, false).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(
+        v["base"],
+        serde_yaml::from_str::<serde_yaml::Value>("[template:outer, template:inner]").unwrap(),
+        "{text}"
+    );
+    assert_eq!(v["cpus"], 3, "{text}");
+}

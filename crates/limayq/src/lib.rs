@@ -6,12 +6,14 @@
 //! - [`eval`]: an expression over one value, every output;
 //! - [`edit_yaml`] (module `patch`): an expression applied to a YAML text, keeping the
 //!   comments and key order of what did not change;
+//! - [`colorize_json`], [`colorize_yaml`]: printed output coloured for a terminal, as yq;
 //! - [`editflags`]: `--cpus`, `--mount`, ... translated to expressions as upstream's
 //!   `cmd/limactl/editflags` does.
 //!
 //! As upstream (`limactl help yq-restrictions`), expressions cannot read the host: `env`,
 //! `$ENV`, `halt` and `halt_error` are not available (`input` has nothing to read).
 
+mod color;
 pub mod editflags;
 mod patch;
 mod rewrite;
@@ -21,6 +23,7 @@ use jaq_core::{Compiler, Ctx, RcIter};
 use jaq_json::Val;
 use serde_json::Value;
 
+pub use color::{colorize_json, colorize_yaml, reindent_json};
 pub use patch::edit_yaml;
 
 /// What can go wrong with an expression or a document.

@@ -1,5 +1,6 @@
 //! `limactl list`: instances and their status, read from `$LIMA_HOME` without starting
-//! anything; printed by `store::format` (table, JSON lines, YAML, or a Go template).
+//! anything; printed by `store::format` (table, JSON lines, YAML, or a Go template). On a
+//! terminal JSON and YAML are coloured as upstream's yq does (the table never is).
 
 use std::io::Write;
 
@@ -127,18 +128,28 @@ pub fn run(args: ListArgs) -> Result<()> {
         if args.quiet {
             exprs.push(".name".into());
         }
-        let format = match format {
+        let yq_format = match format {
             "yaml" => limayq::Format::Yaml,
             _ => limayq::Format::Json,
         };
-        return finish(&yq_each(&insts, &limayq::join(&exprs), format)?, unmatched);
+        let out = yq_each(&insts, &limayq::join(&exprs), yq_format)?;
+        return finish(&tty(out, format), unmatched);
     }
     let opts = PrintOptions {
         all_fields: args.all_fields,
         terminal_width: osutil::stdout_terminal_width().unwrap_or(0),
     };
     let out = store::format::print_instances(&insts, format, &opts, &global_fields()?)?;
-    finish(&out, unmatched)
+    finish(&tty(out, format), unmatched)
+}
+
+/// As upstream: JSON and YAML coloured on a terminal (JSON indented too); the table plain.
+fn tty(out: String, format: &str) -> String {
+    if crate::colorout::stdout_is_tty() {
+        crate::colorout::for_terminal(&out, format)
+    } else {
+        out
+    }
 }
 
 /// `expr` applied to each instance's JSON, one result per line (strings bare, as yq prints).
