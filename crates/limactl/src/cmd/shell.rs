@@ -2,7 +2,7 @@
 //! through the instance's generated `ssh.config`. The remote command is built by
 //! `sshutil::remote` as upstream builds it; the command's exit code becomes ours.
 
-use std::io::IsTerminal;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};

@@ -24,6 +24,9 @@ pub struct StartArgs {
     /// List available templates and exit.
     #[arg(long)]
     pub list_templates: bool,
+    /// List the available drivers, one a line (`NAME`, or `NAME (external)`), and exit.
+    #[arg(long)]
+    pub list_drivers: bool,
     #[command(flatten)]
     pub flags: CreateFlagArgs,
     /// How long to wait for the instance to become ready: a duration as upstream's (`10m`,
@@ -57,6 +60,10 @@ pub fn run(args: StartArgs) -> Result<()> {
         return Ok(());
     }
     let reg = crate::drivers::registry();
+    if args.list_drivers {
+        print!("{}", super::create::list_drivers(&reg.list()));
+        return Ok(());
+    }
     let target = existing_or_create(args.target.as_deref(), args.name.as_deref())?;
     super::runtime()?.block_on(async {
         let (name, created) = match target {
@@ -103,6 +110,7 @@ impl StartArgs {
             target: Some(name.to_string()),
             name: None,
             list_templates: false,
+            list_drivers: false,
             flags: CreateFlagArgs::default(),
             timeout: Duration::from_secs(600),
             foreground: false,
