@@ -252,24 +252,25 @@ fn main() {
     finish(result.map(|()| 0), format);
 }
 
-/// Exits with the command's code, or 1 after printing its error: as a `fatal` JSON record
-/// with `--log-format json` (for programs), else as `error: message: cause`.
+/// Exits with the command's code, or 1 after printing its error as upstream's logrus does:
+/// a `level=fatal` record (`FATA[0000] ...` on a terminal, a JSON record with
+/// `--log-format json`).
 fn finish(result: anyhow::Result<i32>, format: logfmt::Format) -> ! {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             let msg = error_chain(&e);
-            if format == logfmt::Format::Json {
-                let rec = logfmt::Record {
-                    level: "fatal",
-                    msg: &msg,
-                    fields: &[],
-                };
-                let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-                eprint!("{}", logfmt::render_json(&rec, &time.to_string()));
-            } else {
-                eprintln!("error: {msg}");
-            }
+            let rec = logfmt::Record {
+                level: "fatal",
+                msg: &msg,
+                fields: &[],
+            };
+            let logrus = logfmt::Logrus {
+                format,
+                terminal: std::io::stderr().is_terminal(),
+                start: std::time::Instant::now(),
+            };
+            eprint!("{}", logrus.render(&rec));
             std::process::exit(1);
         }
     }

@@ -3,6 +3,8 @@
 //! `$LIMA_HOME`. No VM is started: the built-in qemu driver accepts a config without running
 //! anything.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -44,7 +46,7 @@ fn limactl(args: &[&str], lima_home: &Path) -> Output {
 }
 
 fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    common::stderr_text(&out.stderr).into_owned()
 }
 
 /// The names under `dir` (recursively, relative), to see what a failed command left.

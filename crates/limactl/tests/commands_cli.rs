@@ -78,7 +78,7 @@ impl Env {
         let out = self.run(args);
         let (o, e) = (
             String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+            common::stderr_text(&out.stderr).into_owned(),
         );
         assert_eq!(out.status.code(), Some(code), "limactl {args:?}:\n{o}\n{e}");
         (o, e)
@@ -128,7 +128,8 @@ fn global_flags() {
     env.expect(0, &["list", "--debug", "--log-level=warn"]);
     // Log lines as logrus writes them when stderr is not a terminal.
     env.create("a");
-    let (_, err) = env.expect(0, &["protect", "a"]);
+    let out = env.run(&["protect", "a"]);
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.lines()
             .any(|l| l.starts_with("time=\"")
@@ -231,7 +232,7 @@ fn stop_and_delete_several() {
     // A missing instance is skipped with a warning, with or without --force.
     let (_, err) = env.expect(0, &["delete", "a", "nope"]);
     assert!(
-        err.contains("Ignoring non-existent instance \\\"nope\\\""),
+        err.contains("Ignoring non-existent instance \"nope\""),
         "{err}"
     );
     env.expect(0, &["delete", "--force", "nope"]);
@@ -617,7 +618,7 @@ fn copy_and_tunnel_run_scp_rsync_and_ssh_as_upstream() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("rsync not available on guest(s)"));
+    assert!(common::stderr_text(&out.stderr).contains("rsync not available on guest(s)"));
     logged();
 
     // auto with rsync in the guest: rsync -a -q -e 'ssh ...' -- USER@ADDR:PATH .
@@ -730,7 +731,7 @@ fn copy_and_tunnel_run_scp_rsync_and_ssh_as_upstream() {
     use std::io::Write;
     child.stdin.take().unwrap().write_all(b"2\n").unwrap();
     let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr_text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
         err.contains("Accept the changes? (added: 1, deleted: 1, modified: 0, metadata: 0)"),

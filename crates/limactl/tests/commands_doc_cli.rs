@@ -26,7 +26,10 @@ fn doc() -> String {
 fn flags(text: &str, lists: &BTreeMap<String, Vec<String>>) -> Vec<String> {
     let mut out = Vec::new();
     for (name, list) in lists {
-        if text.split(|c: char| !c.is_ascii_uppercase()).any(|w| w == name) {
+        if text
+            .split(|c: char| !c.is_ascii_uppercase())
+            .any(|w| w == name)
+        {
             out.extend(list.iter().cloned());
         }
     }
@@ -70,7 +73,10 @@ fn parse(doc: &str) -> BTreeMap<String, Row> {
             "status of {command}: {}",
             row.status
         );
-        assert!(rows.insert(command.clone(), row).is_none(), "two rows: {command}");
+        assert!(
+            rows.insert(command.clone(), row).is_none(),
+            "two rows: {command}"
+        );
     }
     assert!(lists.contains_key("EDIT") && lists.contains_key("CREATE"));
     rows
@@ -119,20 +125,25 @@ fn commands_doc_matches_the_help_of_the_binary() {
         let text = help(&words);
         match (&text, row.status.as_str()) {
             (Some(_), "no") => problems.push(format!("{command}: exists but the doc says no")),
-            (None, "yes" | "partly") => {
-                problems.push(format!("{command}: `--help` fails but the doc says {}", row.status))
-            }
+            (None, "yes" | "partly") => problems.push(format!(
+                "{command}: `--help` fails but the doc says {}",
+                row.status
+            )),
             _ => {}
         }
         let Some(text) = text else { continue };
         for f in &row.here {
             if !has_flag(&text, f) {
-                problems.push(format!("{command}: {f} is listed as here but not in --help"));
+                problems.push(format!(
+                    "{command}: {f} is listed as here but not in --help"
+                ));
             }
         }
         for f in &row.missing {
             if has_flag(&text, f) {
-                problems.push(format!("{command}: {f} is listed as missing but is in --help"));
+                problems.push(format!(
+                    "{command}: {f} is listed as missing but is in --help"
+                ));
             }
         }
         if !row.missing.is_empty() && row.status == "yes" {
@@ -160,5 +171,9 @@ fn commands_doc_matches_the_help_of_the_binary() {
             problems.push(format!("{c}: in `limactl --help` but has no row"));
         }
     }
-    assert!(problems.is_empty(), "docs/commands.md is out of date:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "docs/commands.md is out of date:\n{}",
+        problems.join("\n")
+    );
 }

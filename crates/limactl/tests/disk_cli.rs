@@ -63,7 +63,7 @@ impl Home {
 
     fn ok(&self, args: &[&str]) -> (String, String) {
         let out = self.run(args);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let err = common::stderr_text(&out.stderr).into_owned();
         assert!(out.status.success(), "limactl {args:?}: {err}");
         (String::from_utf8(out.stdout).unwrap(), err)
     }
@@ -71,7 +71,7 @@ impl Home {
     /// Runs a command that must fail with exit code 1; returns its stderr.
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let err = common::stderr_text(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(1), "limactl {args:?}: {err}");
         err
     }
@@ -189,7 +189,7 @@ fn create_list_resize_delete() {
     let out = h.run(&["disk", "list", "--json", "scratch", "nope"]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No disk matching \"nope\" found"));
+    assert!(common::stderr_text(&out.stderr).contains("No disk matching \"nope\" found"));
 
     // Grow only.
     let err = h.fails(&["disk", "resize", "data", "--size", "512MiB"]);
@@ -213,7 +213,7 @@ fn create_list_resize_delete() {
     assert!(h.disks_json().is_empty());
     assert!(h.disks_dir_entries().is_empty());
     let out = h.run(&["disk", "list"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No disk found"));
+    assert!(common::stderr_text(&out.stderr).contains("No disk found"));
 }
 
 #[test]

@@ -27,7 +27,7 @@ fn limactl(home: &Path, drivers: &Path, disable: &str, args: &[&str]) -> String 
     assert!(
         out.status.success(),
         "limactl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        common::stderr_text(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
 }
@@ -152,7 +152,7 @@ fn third_party_driver_works_by_name() {
         .env("LIMA_DRIVERS_PATH", &drivers)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr_text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("unknown vmType \"nosuch\""), "{err}");
     assert!(

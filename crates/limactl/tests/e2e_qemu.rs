@@ -2,6 +2,8 @@
 //! image built by `cargo xtask local-image`. One instance per driver form, reused across steps
 //! to keep the number of (slow, software-emulated) boots small.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -90,7 +92,7 @@ impl Env {
             out.status,
             started.elapsed(),
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            common::stderr_text(&out.stderr)
         );
         out
     }
@@ -206,16 +208,16 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
     });
     let out = env.limactl(&["start", name]);
     assert!(!out.status.success(), "a concurrent start must fail");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr_text(&out.stderr);
     assert!(
         err.contains("being started"),
         "unclear concurrent-start error: {err}"
     );
     let out = first.wait_with_output().unwrap();
-    eprintln!("first start: {}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("first start: {}", common::stderr_text(&out.stderr));
     assert!(out.status.success(), "the first start failed");
-    let said = String::from_utf8_lossy(&out.stderr);
-    let ready_at = said.find("READY").expect("READY line");
+    let said = common::stderr_text(&out.stderr);
+    let ready_at = said.find("READY. Run").expect("READY line");
     let cloud_init_at = said
         .find("[cloud-init] Cloud-init v.")
         .expect("cloud-init lines");
@@ -280,11 +282,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    assert!(
-        ssh.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ssh.stderr)
-    );
+    assert!(ssh.status.success(), "{}", common::stderr_text(&ssh.stderr));
 
     let st = env.status(name).unwrap();
     assert_eq!(st["vmType"], "qemu");
@@ -299,7 +297,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         "delete of a running instance must be refused"
     );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("stop"),
+        common::stderr_text(&out.stderr).contains("stop"),
         "refusal should say how"
     );
 
@@ -642,7 +640,7 @@ fn e2e_qemu_bad_inputs() {
         bad_digest.to_str().unwrap(),
     ]);
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr_text(&out.stderr);
     assert!(
         err.contains("digest"),
         "error should name the digest: {err}"
@@ -666,7 +664,7 @@ fn e2e_qemu_bad_inputs() {
         no_kernel.to_str().unwrap(),
     ]);
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr_text(&out.stderr);
     assert!(
         err.contains("/nonexistent/vmlinuz"),
         "error should name the kernel: {err}"

@@ -8,6 +8,8 @@
 //! never returns.
 #![cfg(unix)]
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -230,7 +232,7 @@ fn output(child: Child) -> (String, String) {
     let out = child.wait_with_output().unwrap();
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        common::stderr_text(&out.stderr).into_owned(),
     )
 }
 

@@ -112,7 +112,7 @@ fn a_default_template_that_does_not_load_fails_info() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = common::stderr_text(&out.stderr);
     assert!(
         stderr.contains("template:default") && stderr.contains("cpus"),
         "{stderr}"

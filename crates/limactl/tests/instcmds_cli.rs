@@ -56,7 +56,7 @@ impl Env {
     /// Runs, expects `code`, returns stderr.
     fn expect(&self, code: i32, args: &[&str]) -> String {
         let out = self.cmd(args).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let err = common::stderr_text(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(code), "limactl {args:?}:\n{err}");
         err
     }
@@ -343,9 +343,9 @@ fn factory_reset_keeps_the_configs_only() {
 
     // A missing instance is not an error (upstream); `default` is the default.
     let err = env.expect(0, &["factory-reset", "nope"]);
-    assert!(err.contains("Instance \\\"nope\\\" not found"), "{err}");
+    assert!(err.contains("Instance \"nope\" not found"), "{err}");
     let err = env.expect(0, &["factory-reset"]);
-    assert!(err.contains("Instance \\\"default\\\" not found"), "{err}");
+    assert!(err.contains("Instance \"default\" not found"), "{err}");
     env.expect(1, &["factory-reset", "../x"]);
 }
 
@@ -371,7 +371,7 @@ fn edit_opens_the_editor_and_validates_before_saving() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0));
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        common::stderr_text(&out.stderr).into_owned()
     };
     assert!(err.contains("Instance \"a\" configuration edited"), "{err}");
     let shown = std::fs::read_to_string(&seen).unwrap();
@@ -410,7 +410,7 @@ fn edit_opens_the_editor_and_validates_before_saving() {
             .unwrap();
         (
             out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+            common::stderr_text(&out.stderr).into_owned(),
         )
     };
     let before = std::fs::read(&path).unwrap();
@@ -460,7 +460,7 @@ fn edit_opens_the_editor_and_validates_before_saving() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr_text(&out.stderr);
     assert!(
         err.contains("could not detect a text editor binary, try setting $EDITOR"),
         "{err}"
@@ -475,7 +475,7 @@ fn edit_opens_the_editor_and_validates_before_saving() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("empty content"));
+    assert!(common::stderr_text(&out.stderr).contains("empty content"));
     assert!(!marker.exists());
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
@@ -491,7 +491,7 @@ fn edit_opens_the_editor_on_a_template_file() {
         .env("EDITOR", &ed)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr_text(&out.stderr);
     assert!(out.status.success(), "{err}");
     let text = std::fs::read_to_string(&f).unwrap();
     assert!(text.ends_with("cpus: 7\n"), "{text}");

@@ -43,7 +43,7 @@ impl Home {
         assert!(
             out.status.success(),
             "limactl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            common::stderr_text(&out.stderr)
         );
         self.scrub(&out.stdout)
     }
@@ -133,7 +133,7 @@ fn bad_flags_and_templates_fail_cleanly() {
     ] {
         let out = h.run(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = common::stderr_text(&out.stderr);
         assert!(err.contains(msg), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
@@ -147,7 +147,7 @@ fn missing_broken_and_empty() {
     let out = h.run(&["list"]);
     assert!(out.status.success());
     assert!(out.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&out.stderr)
+    assert!(common::stderr_text(&out.stderr)
         .contains("No instance found. Run `limactl create` to create an instance."));
 
     h.create("vm1", 1);
@@ -162,7 +162,7 @@ fn missing_broken_and_empty() {
             .any(|l| l.starts_with("half ") && l.contains("Broken")),
         "{table}"
     );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr_text(&out.stderr);
     assert!(
         err.contains("instance `half` has errors") && err.contains("lima.yaml"),
         "{err}"
@@ -172,7 +172,7 @@ fn missing_broken_and_empty() {
     let out = h.run(&["list", "nope", "vm1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(h.scrub(&out.stdout).contains("vm1"));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No instance matching nope found."));
+    assert!(common::stderr_text(&out.stderr).contains("No instance matching nope found."));
     let out = h.run(&["list", "-q", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
@@ -205,16 +205,12 @@ fn validate_and_completion() {
     let bad = h.tmp.path().join("bad.yaml");
     std::fs::write(&bad, "cpus: many\n").unwrap();
     let out = h.run(&["validate", good.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", common::stderr_text(&out.stderr));
     let out = h.run(&["validate", "--fill", good.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("cpus:"));
     let out = h.run(&["validate", good.to_str().unwrap(), bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cpus"));
+    assert!(common::stderr_text(&out.stderr).contains("cpus"));
 
     for shell in ["bash", "zsh", "fish", "powershell"] {
         let script = h.ok(&["completion", shell]);

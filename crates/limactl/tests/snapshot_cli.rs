@@ -38,7 +38,7 @@ impl Home {
         assert!(
             out.status.success(),
             "limactl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            common::stderr_text(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
     }
@@ -46,7 +46,7 @@ impl Home {
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert_eq!(out.status.code(), Some(1), "limactl {args:?} must exit 1");
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        common::stderr_text(&out.stderr).into_owned()
     }
 }
 
@@ -85,7 +85,7 @@ fn snapshots_of_a_stopped_qemu_instance_with_the_real_qemu_img() {
     // Upstream's warning on every snapshot command.
     let out = h.run(&["snapshot", "list", "snap"]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`limactl snapshot` is experimental"));
+    assert!(common::stderr_text(&out.stderr).contains("`limactl snapshot` is experimental"));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "");
 
     h.ok(&["snapshot", "create", "snap", "--tag", "s1"]);

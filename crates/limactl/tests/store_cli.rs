@@ -51,7 +51,7 @@ impl Home {
         assert!(
             out.status.success(),
             "limactl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            common::stderr_text(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
     }
@@ -80,16 +80,12 @@ fn lima_home_is_left_as_the_user_made_it() {
     std::fs::create_dir(&h.home).unwrap();
     std::fs::set_permissions(&h.home, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let out = h.run(&["create", "--name", "a", h.yaml.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", common::stderr_text(&out.stderr));
     assert_eq!(mode(&h.home), 0o1777, "an existing LIMA_HOME was chmod-ed");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("writable by everyone"),
+        common::stderr_text(&out.stderr).contains("writable by everyone"),
         "no warning about a world-writable LIMA_HOME: {}",
-        String::from_utf8_lossy(&out.stderr)
+        common::stderr_text(&out.stderr)
     );
     assert_eq!(mode(&h.home.join("a")), 0o700);
 
@@ -128,7 +124,7 @@ fn half_created_instance_is_listed_deleted_and_recreated() {
     // Something else is there: not overwritten, and the error says how to go on.
     let out = h.run(&["create", "--name", "other", h.yaml.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr_text(&out.stderr);
     assert!(err.contains("limactl delete other"), "{err}");
     assert_eq!(
         std::fs::read_to_string(h.home.join("other/notes.txt")).unwrap(),
@@ -157,11 +153,7 @@ fn list_survives_concurrent_deletes() {
                     .env("LIMA_DRIVERS_PATH", &drivers)
                     .output()
                     .unwrap();
-                assert!(
-                    st.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&st.stderr)
-                );
+                assert!(st.status.success(), "{}", common::stderr_text(&st.stderr));
             }
         })
     };
@@ -172,7 +164,7 @@ fn list_survives_concurrent_deletes() {
         assert!(
             out.status.success(),
             "list failed during deletes (run {runs}): {}",
-            String::from_utf8_lossy(&out.stderr)
+            common::stderr_text(&out.stderr)
         );
         for l in String::from_utf8_lossy(&out.stdout).lines() {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();

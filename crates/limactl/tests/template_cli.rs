@@ -1,5 +1,7 @@
 //! `limactl template ...` as a user runs it: exit codes and `FILE:LINE: FIELD: message` lines.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -47,7 +49,7 @@ fn validate_bad_files_prints_file_line_field_and_exits_one() {
     args.extend(files.iter().map(String::as_str));
     let out = limactl(&args, home.path());
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = common::stderr_text(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     for ((_, want), file) in cases.iter().zip(&files) {
         assert!(
@@ -65,7 +67,7 @@ fn binary_input_fails_cleanly() {
     std::fs::write(&f, [0xff_u8, 0xfe, 0, 1, 2, 3, 0x80]).unwrap();
     let out = limactl(&["template", "validate", f.to_str().unwrap()], home.path());
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = common::stderr_text(&out.stderr);
     assert!(
         stderr.contains("junk.yaml") && stderr.contains("UTF-8"),
         "{stderr}"
@@ -177,7 +179,7 @@ fn copy_verbatim_with_embed_fails() {
         let (out, stdout) = copy_fixture(&["--verbatim", flag]);
         assert_eq!(out.status.code(), Some(1), "{flag}");
         assert!(stdout.is_empty(), "{stdout}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = common::stderr_text(&out.stderr);
         assert!(
             stderr
                 .contains("--verbatim cannot be used with any of --embed, --embed-all, or --fill"),
@@ -197,7 +199,7 @@ fn copy_embed_refuses_a_local_base_after_a_template_one() {
         home.path(),
     );
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = common::stderr_text(&out.stderr);
     assert!(
         stderr.contains("cannot embed template")
             && stderr.contains("after not embedding \"template:_images/tiny\""),
@@ -219,7 +221,7 @@ fn copy_missing_template_names_the_file() {
         home.path(),
     );
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = common::stderr_text(&out.stderr);
     assert!(
         stderr.contains("template `nosuch.yaml` not found"),
         "{stderr}"
@@ -241,7 +243,7 @@ fn url_prints_the_resolved_locator() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{arg}");
     }
     let out = limactl(&["template", "url", "template://x"], home.path());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("should be written `template:x`"));
+    assert!(common::stderr_text(&out.stderr).contains("should be written `template:x`"));
     let out = limactl(&["template", "url", "github:lima-vm/lima"], home.path());
     assert_eq!(out.status.code(), Some(1));
 }
@@ -286,7 +288,7 @@ fn copy_of_an_empty_file_fails_in_every_mode() {
         args.push(f);
         let out = limactl(&args, home.path());
         assert_eq!(out.status.code(), Some(1), "{mode:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = common::stderr_text(&out.stderr);
         assert!(
             stderr.contains(&format!(
                 "don't know how to interpret `{f}` as a template locator"

@@ -2,6 +2,8 @@
 //! `cmd/lima` and friends): the arguments they hand to `limactl`, checked with a fake
 //! `limactl` on PATH, and `lima` against the real binary.
 
+mod common;
+
 const LIMACTL: &str = env!("CARGO_BIN_EXE_limactl");
 
 use std::os::unix::fs::PermissionsExt;
@@ -36,7 +38,7 @@ fn run(name: &str, args: &[&str], envs: &[(&str, &str)], bin: &Path) -> (i32, St
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        common::stderr_text(&out.stderr).into_owned(),
     )
 }
 

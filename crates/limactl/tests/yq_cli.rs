@@ -64,7 +64,7 @@ impl Home {
         assert!(
             out.status.success(),
             "limactl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            common::stderr_text(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
     }
@@ -72,7 +72,7 @@ impl Home {
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert_eq!(out.status.code(), Some(1), "limactl {args:?} should fail");
-        String::from_utf8(out.stderr).unwrap()
+        common::stderr_text(&out.stderr).into_owned()
     }
 }
 
@@ -128,11 +128,7 @@ fn create_reads_the_config_from_stdin() {
         &["create", "--name", "s", "--cpus", "4", "-"],
         CONFIG,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", common::stderr_text(&out.stderr));
     assert!(h.lima_yaml("s").contains("cpus: 4 # two is enough\n"));
 }
 
@@ -163,7 +159,7 @@ fn edit_changes_a_stopped_instance_and_keeps_comments() {
     assert!(err.contains("cpus"), "{err}");
     assert_eq!(h.lima_yaml("x"), text);
     // No change, no write; create-only flags are not flags of edit.
-    let err = String::from_utf8(h.run(&["edit", "x", "--cpus", "5", "-y"]).stderr).unwrap();
+    let err = common::stderr_text(&h.run(&["edit", "x", "--cpus", "5", "-y"]).stderr).into_owned();
     assert!(err.contains("no changes made"), "{err}");
     assert!(!h.run(&["edit", "x", "--arch", "aarch64"]).status.success());
     let err = h.fails(&["edit", "nope", "--cpus", "1"]);

@@ -48,7 +48,7 @@ pub fn run(args: CreateArgs) -> Result<()> {
 }
 
 pub fn say_created(inst: &instance::Opened) {
-    eprintln!("Created instance {:?} in {}", inst.name, inst.dir.display());
+    tracing::info!("Created instance {:?} in {}", inst.name, inst.dir.display());
 }
 
 /// `--list-drivers` output: `NAME` for an internal driver, `NAME (external)` for an external one.

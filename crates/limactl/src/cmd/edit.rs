@@ -41,16 +41,16 @@ pub fn run(args: EditArgs, interactive: bool) -> Result<()> {
     drop(rt);
     match edited {
         instance::Edited::Emptied => {
-            eprintln!("Aborting, as requested by saving the file with empty content");
+            tracing::info!("Aborting, as requested by saving the file with empty content");
             return Ok(());
         }
         instance::Edited::Unchanged => {
-            eprintln!("Aborting, no changes made to the instance");
+            tracing::info!("Aborting, no changes made to the instance");
             return Ok(());
         }
         instance::Edited::Written => {
             let what = if is_file { "File" } else { "Instance" };
-            eprintln!("{what} {name:?} configuration edited");
+            tracing::info!("{what} {name:?} configuration edited");
         }
     }
     if is_file {

@@ -32,9 +32,13 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Runtime::new()?)
 }
 
-/// Prints a progress line of the instance flow to stderr.
+/// A progress line of the instance flow: an info record (a warning for `warning: ...`) in
+/// logrus form, as upstream prints its progress.
 pub fn say(line: &str) {
-    eprintln!("{line}");
+    match line.strip_prefix("warning: ") {
+        Some(w) => tracing::warn!("{w}"),
+        None => tracing::info!("{line}"),
+    }
 }
 
 /// Runs every step, then fails with all their errors (upstream's `errors.Join`: one a line),

@@ -31,7 +31,7 @@ pub fn run(args: PruneArgs) -> Result<()> {
         return Ok(());
     }
     if let Some(dir) = downloader.download_dir() {
-        eprintln!("Pruning {}", dir.display());
+        tracing::info!("Pruning {}", dir.display());
     }
     downloader.prune().context("pruning the download cache")?;
     Ok(())

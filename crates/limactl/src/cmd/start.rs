@@ -92,10 +92,10 @@ pub fn run(args: StartArgs) -> Result<()> {
             }
         };
         match instance::ops::start(reg, &name, created, launch, &super::say).await? {
-            Started::AlreadyRunning => eprintln!(
+            Started::AlreadyRunning => tracing::info!(
                 "The instance {name:?} is already running. Run `limactl shell {name}` to open the shell."
             ),
-            Started::Ready { ssh_local_port } => eprintln!(
+            Started::Ready { ssh_local_port } => tracing::info!(
                 "READY. Run `limactl shell {name}` to open the shell (ssh port {ssh_local_port})."
             ),
         }

@@ -139,7 +139,7 @@ pub fn validate(
     for locator in locators {
         match limaload::load(locator, &options_for(opts, locator)) {
             Ok(loaded) => {
-                eprintln!("{locator}: OK");
+                tracing::info!("{locator}: OK");
                 if fill {
                     print!("{}", loaded.config.to_yaml());
                 }
@@ -147,7 +147,7 @@ pub fn validate(
             Err(err) => {
                 invalid += 1;
                 for d in &err.0 {
-                    eprintln!("{d}");
+                    tracing::error!("{d}");
                 }
             }
         }

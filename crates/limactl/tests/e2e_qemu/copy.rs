@@ -127,7 +127,7 @@ pub fn check(env: &Env, name: &str) {
             &format!("{name}:/tmp/"),
         ]);
         assert!(out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = common::stderr_text(&out.stderr);
         assert!(
             err.contains("using copy tool") && err.contains("rsync"),
             "{err}"
@@ -208,7 +208,7 @@ pub fn check_sync_refused(env: &Env, name: &str) {
         "synced",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr_text(&out.stderr);
     assert!(
         err.contains("cannot use `--sync` when the instance has host mounts configured"),
         "{err}"

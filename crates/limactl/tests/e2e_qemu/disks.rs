@@ -65,7 +65,7 @@ fn guest_root_sh(env: &Env, name: &str, script: &str) -> Output {
         "guest$ {script} -> {}\n{}{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        common::stderr_text(&out.stderr)
     );
     out
 }
@@ -122,7 +122,7 @@ pub fn check_running(env: &Env, instance: &str, disk: &str) {
 
     let out = env.limactl(&["disk", "delete", disk]);
     assert_eq!(out.status.code(), Some(1), "delete of a disk in use");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr_text(&out.stderr);
     assert!(
         err.contains(&format!("in use by instance {instance:?}")),
         "{err}"
@@ -153,7 +153,7 @@ fn second_instance_is_refused(env: &Env, instance: &str, disk: &str) {
         Some(1),
         "a second user of the disk started"
     );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr_text(&out.stderr);
     assert!(
         err.contains(&format!("could not attach disk {disk:?}"))
             && err.contains(&format!("in use by instance {instance:?}")),

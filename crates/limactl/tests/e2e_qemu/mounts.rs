@@ -165,7 +165,7 @@ pub fn check(env: &Env, name: &str, shares: &Shares, mount_type: &str) {
             shares.host_file_sum
         ),
         "paths in the mounts: {}",
-        String::from_utf8_lossy(&out.stderr)
+        common::stderr_text(&out.stderr)
     );
     // `~` is the host's home, read-only by default.
     let out = guest_sh(
@@ -180,7 +180,7 @@ pub fn check(env: &Env, name: &str, shares: &Shares, mount_type: &str) {
         String::from_utf8_lossy(&out.stdout),
         std::fs::read_to_string(shares.home.join("marker")).unwrap(),
         "the ~ mount: {}",
-        String::from_utf8_lossy(&out.stderr)
+        common::stderr_text(&out.stderr)
     );
     assert!(out.status.success(), "the ~ mount is writable");
     assert!(!shares.home.join("guest-was-here").exists());
@@ -194,7 +194,7 @@ pub fn check(env: &Env, name: &str, shares: &Shares, mount_type: &str) {
     assert!(
         out.status.success(),
         "reading the host's file in the guest: {}",
-        String::from_utf8_lossy(&out.stderr)
+        common::stderr_text(&out.stderr)
     );
     let guest_sum = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -227,7 +227,7 @@ pub fn check(env: &Env, name: &str, shares: &Shares, mount_type: &str) {
     assert!(
         out.status.success(),
         "writing in the guest: {}",
-        String::from_utf8_lossy(&out.stderr)
+        common::stderr_text(&out.stderr)
     );
     let guest_sum = String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -330,7 +330,7 @@ pub fn failing_mount_fails_start(env: &Env, image_yaml: &Path, mount_type: &str)
         "--tty=false",
         yaml.to_str().unwrap(),
     ]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr_text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains("/proc/lima-no-such-dir") && err.contains("mounts must be mounted"),
