@@ -111,14 +111,33 @@ pub fn read_events(path: &Path) -> Vec<Event> {
 /// Follows a host agent's event log: each [`EventTail::poll`] returns the events appended
 /// since the last one (`limactl watch`). A log that shrank (a new host agent) is read again
 /// from its start.
-pub struct EventTail {
+pub struct EventTail(LineTail);
+
+impl EventTail {
+    /// From the start of the log (`from_end`: only events written from now on).
+    pub fn new(path: &Path, from_end: bool) -> Self {
+        Self(LineTail::new(path, from_end))
+    }
+
+    pub fn poll(&mut self) -> Vec<Event> {
+        self.0
+            .poll()
+            .iter()
+            .filter_map(|l| Event::parse(l))
+            .collect()
+    }
+}
+
+/// The complete lines appended to a file since the last poll (a truncated file is read from
+/// its start again); `ha.stderr.log` for `limactl watch --verbose`.
+pub struct LineTail {
     path: std::path::PathBuf,
     offset: u64,
     partial: String,
 }
 
-impl EventTail {
-    /// From the start of the log (`from_end`: only events written from now on).
+impl LineTail {
+    /// From the start of the file (`from_end`: only lines written from now on).
     pub fn new(path: &Path, from_end: bool) -> Self {
         let offset = if from_end {
             std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
@@ -132,7 +151,7 @@ impl EventTail {
         }
     }
 
-    pub fn poll(&mut self) -> Vec<Event> {
+    pub fn poll(&mut self) -> Vec<String> {
         use std::io::{Read, Seek, SeekFrom};
         let Ok(mut f) = std::fs::File::open(&self.path) else {
             return Vec::new();
@@ -153,7 +172,7 @@ impl EventTail {
             Some(i) => self.partial.drain(..=i).collect::<String>(),
             None => return Vec::new(),
         };
-        complete.lines().filter_map(Event::parse).collect()
+        complete.lines().map(str::to_string).collect()
     }
 }
 

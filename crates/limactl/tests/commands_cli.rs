@@ -358,6 +358,41 @@ fn watch_prints_events_as_written() {
     assert_eq!(first["event"]["status"]["sshLocalPort"], 60022);
     let second: serde_json::Value = serde_json::from_str(&second.unwrap()).unwrap();
     assert_eq!(second["event"]["status"]["running"], true);
+
+    // --verbose: the host agent's log lines too, on stderr, new ones only without --history.
+    let ha_log = env.inst_dir("a").join("ha.stderr.log");
+    std::fs::write(&ha_log, "old line\n").unwrap();
+    let mut child = env
+        .cmd(&["watch", "--verbose", "a"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // "Watching for events..." says it has started reading.
+    let started = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(started.contains("Watching for events"), "{started}");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&ha_log)
+        .unwrap();
+    f.write_all(b"time=\"2026-01-02T03:04:07Z\" level=info msg=hello\n")
+        .unwrap();
+    let line = rx.recv_timeout(Duration::from_secs(20));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        line.unwrap(),
+        "a | time=\"2026-01-02T03:04:07Z\" level=info msg=hello"
+    );
 }
 
 fn cache_entry(cache: &Path, url: &str) -> PathBuf {

@@ -1,6 +1,7 @@
-//! `limactl watch [--json] [--history] [INSTANCE...]`: the host agents' events (their
-//! `ha.stdout.log`) as they are written, one line each, until interrupted. With no instance
-//! named, every instance is watched, including ones created meanwhile.
+//! `limactl watch [--json] [--history] [--verbose] [INSTANCE...]`: the host agents' events
+//! (their `ha.stdout.log`) as they are written, one line each, until interrupted; with
+//! `--verbose` their logs (`ha.stderr.log`) too. With no instance named, every instance is
+//! watched, including ones created meanwhile.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use hostagent::events::{Event, EventTail};
+use hostagent::events::{Event, EventTail, LineTail};
 use limatype::filenames;
 
 #[derive(Args)]
@@ -21,11 +22,15 @@ pub struct WatchArgs {
     /// Include historical events from before watch started.
     #[arg(long)]
     pub history: bool,
+    /// Show verbose output (the host agents' logs too).
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 pub fn run(args: WatchArgs) -> Result<()> {
     let watch_all = args.names.is_empty();
     let mut tails: BTreeMap<String, EventTail> = BTreeMap::new();
+    let mut logs: BTreeMap<String, LineTail> = BTreeMap::new();
     let names = if watch_all {
         let names = store::instance_names()?;
         if names.is_empty() {
@@ -36,8 +41,9 @@ pub fn run(args: WatchArgs) -> Result<()> {
         args.names.clone()
     };
     for name in &names {
-        if let Some(t) = tail(name, !args.history) {
+        if let Some((t, l)) = tail(name, !args.history) {
             tails.insert(name.clone(), t);
+            logs.insert(name.clone(), l);
         }
     }
     // Names already handled (watched, or failed to inspect once).
@@ -49,8 +55,9 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 if seen.insert(name.clone()) {
                     status(&format!("New instance detected: {name}"));
                     // A new instance's log is read whole: it began after us.
-                    if let Some(t) = tail(&name, false) {
-                        tails.insert(name, t);
+                    if let Some((t, l)) = tail(&name, false) {
+                        tails.insert(name.clone(), t);
+                        logs.insert(name, l);
                     }
                 }
             }
@@ -67,16 +74,27 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 }
             }
         }
+        if args.verbose {
+            for (name, l) in logs.iter_mut() {
+                for line in l.poll() {
+                    eprintln!("{name} | {line}");
+                }
+            }
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-fn tail(name: &str, from_end: bool) -> Option<EventTail> {
+/// The instance's event tail and log tail.
+fn tail(name: &str, from_end: bool) -> Option<(EventTail, LineTail)> {
     match instance::ops::inspect(name) {
-        Ok(inst) => Some(EventTail::new(
-            &Path::new(&inst.dir).join(filenames::HOST_AGENT_STDOUT_LOG),
-            from_end,
-        )),
+        Ok(inst) => {
+            let dir = Path::new(&inst.dir);
+            Some((
+                EventTail::new(&dir.join(filenames::HOST_AGENT_STDOUT_LOG), from_end),
+                LineTail::new(&dir.join(filenames::HOST_AGENT_STDERR_LOG), from_end),
+            ))
+        }
         Err(e) => {
             tracing::warn!("Failed to inspect instance {name:?}: {e}");
             None
