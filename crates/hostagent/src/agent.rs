@@ -80,6 +80,8 @@ pub struct Options {
     pub inotify_mounts: Vec<crate::inotify::WatchedMount>,
     /// Send the guest's cloud-init output as events (`limactl start --progress`).
     pub cloud_init_progress: bool,
+    /// The optional requirements: the user's readiness probes (`requirements::probe`).
+    pub probes: Vec<requirements::Requirement>,
 }
 
 /// Why the VM's error stream says it ended: its error, or (the stream closed without one)
@@ -217,18 +219,20 @@ pub async fn run(
             hub.clone(),
         )))
     });
-    let deadline = Instant::now() + opts.ready_timeout;
     let hub2 = hub.clone();
-    let wait = wait_ready(&opts, &ssh_args, deadline, |m| progress(&hub2, m));
+    let wait = wait_ready(&opts, &ssh_args, |m| progress(&hub2, m));
     tokio::pin!(wait);
-    let ready: Result<Vec<crate::sshfs::Running>, AgentError> = tokio::select! {
+    let ready: Result<Ready, AgentError> = tokio::select! {
         r = &mut wait => r,
         why = vm_errors.next() => Err(AgentError::ExitedEarly(exit_reason(why))),
         _ = sigterm.recv() => Err(AgentError::Interrupted("SIGTERM")),
         _ = sigint.recv() => Err(AgentError::Interrupted("SIGINT")),
     };
-    let sshfs_mounts = match ready {
-        Ok(m) => m,
+    let Ready {
+        sshfs: sshfs_mounts,
+        unmet_probes,
+    } = match ready {
+        Ok(r) => r,
         Err(e) => {
             let e = fail(&hub, e);
             shutdown(vm, &dir, &opts.name, &hub).await;
@@ -249,8 +253,14 @@ pub async fn run(
             }))
         })
         .collect();
+    // As upstream: unmet optional requirements leave the VM running, degraded.
+    for e in &unmet_probes {
+        tracing::error!("{e}");
+    }
     hub.emit(Status {
         running: true,
+        degraded: !unmet_probes.is_empty(),
+        errors: unmet_probes,
         ssh_local_port: opts.ssh_local_port,
         progress: Some("READY".into()),
         ..Default::default()
@@ -285,15 +295,25 @@ pub async fn run(
     }
 }
 
+/// What [`wait_ready`] leaves running, and the probes that failed.
+struct Ready {
+    sshfs: Vec<crate::sshfs::Running>,
+    /// The unmet optional requirements (the instance runs, degraded).
+    unmet_probes: Vec<String>,
+}
+
 /// Waits for the guest in upstream's order: the essential requirements (SSH, and what sshfs
 /// needs), then the reverse-sshfs mounts (the boot script waits for them before
-/// provisioning), then the final ones (boot scripts done, every mount present).
+/// provisioning), then the optional ones (the user's readiness probes: each unmet one is
+/// reported, the instance runs degraded), then the final ones (boot scripts done, every mount
+/// present). Each group has `ready_timeout` from its own start (upstream gives each
+/// requirement its own retries).
 async fn wait_ready(
     opts: &Options,
     ssh_args: &[String],
-    deadline: Instant,
     mut progress: impl FnMut(String),
-) -> Result<Vec<crate::sshfs::Running>, AgentError> {
+) -> Result<Ready, AgentError> {
+    let deadline = Instant::now() + opts.ready_timeout;
     let unmet = |e| AgentError::Requirement(Box::new(e));
     let mut essential = vec![requirements::ssh()];
     if !opts.sshfs_mounts.is_empty() {
@@ -328,6 +348,23 @@ async fn wait_ready(
             .await
             .map_err(AgentError::SshfsAnnounce)?;
     }
+    let mut unmet_probes = Vec::new();
+    let n = opts.probes.len();
+    for (i, probe) in opts.probes.iter().enumerate() {
+        let deadline = Instant::now() + opts.ready_timeout;
+        let one = std::slice::from_ref(probe);
+        // Numbered among all probes, as upstream's one list.
+        let renumber = |s: String| s.replacen("1 of 1", &format!("{} of {n}", i + 1), 1);
+        let result = requirements::wait_all("optional", one, ssh_args, deadline, poll, |s| {
+            progress(renumber(s))
+        })
+        .await;
+        if let Err(mut e) = result {
+            (e.index, e.count) = (i + 1, n);
+            unmet_probes.push(e.to_string());
+        }
+    }
+    let deadline = Instant::now() + opts.ready_timeout;
     let mut last = vec![requirements::boot_done()];
     if !opts.expected_mounts.is_empty() {
         last.push(requirements::mounts(&opts.expected_mounts));
@@ -335,7 +372,10 @@ async fn wait_ready(
     requirements::wait_all("final", &last, ssh_args, deadline, poll, &mut progress)
         .await
         .map_err(unmet)?;
-    Ok(running)
+    Ok(Ready {
+        sshfs: running,
+        unmet_probes,
+    })
 }
 
 /// Where forwarding lines go: `ha.stderr.log` (as upstream prints them) and the event stream.

@@ -1,6 +1,7 @@
 //! What must hold in the guest before an instance counts as running, each checked by running a
 //! small script over SSH until it succeeds or time runs out.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -33,21 +34,22 @@ pub enum ScriptError {
     "failed to satisfy the {kind} requirement {index} of {count} {description:?}: {hint} (last error: {last})"
 )]
 pub struct Unmet {
-    /// `essential` (before anything else) or `final` (after the boot scripts).
+    /// `essential` (before anything else), `optional` (the user's readiness probes) or
+    /// `final` (after the boot scripts).
     pub kind: &'static str,
     pub index: usize,
     pub count: usize,
-    pub description: &'static str,
-    pub hint: &'static str,
+    pub description: Cow<'static, str>,
+    pub hint: Cow<'static, str>,
     #[source]
     pub last: ScriptError,
 }
 
 #[derive(Debug, Clone)]
 pub struct Requirement {
-    pub description: &'static str,
+    pub description: Cow<'static, str>,
     pub script: String,
-    pub debug_hint: &'static str,
+    pub debug_hint: Cow<'static, str>,
     /// Tried again until the deadline; false when a failure cannot heal by waiting.
     pub retry: bool,
 }
@@ -55,10 +57,11 @@ pub struct Requirement {
 /// The first essential requirement: the guest answers over SSH.
 pub fn ssh() -> Requirement {
     Requirement {
-        description: "ssh",
+        description: "ssh".into(),
         script: "#!/bin/sh\ntrue\n".into(),
         debug_hint: "Failed to SSH into the guest. Check serial.log for the boot, and that \
-                         ssh.localPort is not used by another process on the host.",
+                         ssh.localPort is not used by another process on the host."
+            .into(),
         retry: true,
     }
 }
@@ -66,12 +69,51 @@ pub fn ssh() -> Requirement {
 /// The final requirement: the boot scripts (and provisioning) ran.
 pub fn boot_done() -> Requirement {
     Requirement {
-        description: "boot scripts must have finished",
+        description: "boot scripts must have finished".into(),
         script: format!("#!/bin/sh\ntest -e {BOOT_DONE_FILE}\n"),
         debug_hint: "The boot scripts from cidata have not created /run/lima-boot-done. \
-                         See /var/log/cloud-init-output.log in the guest.",
+                         See /var/log/cloud-init-output.log in the guest."
+            .into(),
         retry: true,
     }
+}
+
+/// A user's readiness probe (`probes[]`, mode `readiness`): its script, run as upstream's
+/// `ssh.ExecuteScript` runs it (the `#!` line's interpreter, the instance's `param.env`
+/// exported first), until it succeeds.
+pub fn probe(description: &str, script: &str, hint: &str) -> Requirement {
+    Requirement {
+        description: description.to_string().into(),
+        script: with_params_exported(script),
+        debug_hint: hint.to_string().into(),
+        retry: true,
+    }
+}
+
+/// Where the seed is mounted in a Linux guest (the boot runner's `LIMA_CIDATA_MNT`).
+const CIDATA_MNT: &str = "/mnt/lima-cidata";
+
+/// `script` run by [`run_script`] (which feeds it to `/bin/sh`): `param.env` exported, then
+/// the script's own interpreter (its `#!` line; `/bin/sh` without one) reading the script
+/// from a here-document.
+fn with_params_exported(script: &str) -> String {
+    let interpreter = script
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("#!"))
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .unwrap_or("/bin/sh");
+    let mut delim = String::from("LIMA_PROBE_EOF");
+    while script.lines().any(|l| l == delim) {
+        delim.push('_');
+    }
+    format!(
+        "param_env=\"$(sudo cat {CIDATA_MNT}/param.env 2>/dev/null)\"\n\
+         while read -r line; do [ -n \"$line\" ] && export \"$line\"; done <<EOF\n\
+         ${{param_env}}\nEOF\n\
+         exec {interpreter} <<'{delim}'\n{script}\n{delim}\n"
+    )
 }
 
 /// A mount the guest must show once the boot scripts ran: its mount point and file system
@@ -108,10 +150,11 @@ pub fn mounts(expected: &[ExpectedMount]) -> Requirement {
     }
     script.push_str("exit $fail\n");
     Requirement {
-        description: "mounts must be mounted",
+        description: "mounts must be mounted".into(),
         script,
         debug_hint: "A host directory of `mounts` is not mounted in the guest; the error \
-                     above is the guest's. See docs/mounts.md for what each mountType needs.",
+                     above is the guest's. See docs/mounts.md for what each mountType needs."
+            .into(),
         retry: false,
     }
 }
@@ -187,8 +230,8 @@ pub async fn wait_all(
                     kind,
                     index: i + 1,
                     count: n,
-                    description: r.description,
-                    hint: r.debug_hint,
+                    description: r.description.clone(),
+                    hint: r.debug_hint.clone(),
                     last: err,
                 });
             }
@@ -206,6 +249,32 @@ pub async fn wait_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The probe wrapper, run by a local `sh` as the guest's would: the script's own
+    /// interpreter runs it, whatever lines it holds, and its exit code is the wrapper's.
+    #[test]
+    fn probe_scripts_run_with_their_interpreter() {
+        let run = |script: &str| {
+            let wrapped = with_params_exported(script);
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(wrapped)
+                .output()
+                .unwrap()
+        };
+        let out = run("#!/bin/bash\nset -eu\nx=(a b)\necho \"${x[1]} $BASH_VERSION\" | cut -c1-2");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "b \n");
+        // A script holding the wrapper's own here-document delimiter.
+        let out = run("#!/bin/sh\ncat <<LIMA_PROBE_EOF\nhi\nLIMA_PROBE_EOF\nexit 3");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+        assert_eq!(out.status.code(), Some(3));
+        let r = probe("docker", "#!/bin/sh\ntrue", "install docker");
+        assert_eq!(
+            (r.description.as_ref(), r.debug_hint.as_ref()),
+            ("docker", "install docker")
+        );
+        assert!(r.retry);
+    }
 
     #[tokio::test]
     async fn unreachable_guest_fails_naming_requirement() {

@@ -196,7 +196,7 @@ pub fn find_sftp_server() -> Result<PathBuf, SshfsError> {
 pub fn requirements() -> Vec<Requirement> {
     vec![
         Requirement {
-            description: "sshfs binary to be installed",
+            description: "sshfs binary to be installed".into(),
             script: "#!/bin/sh\ni=0\nuntil command -v sshfs >/dev/null 2>&1; do\n\
                      i=$((i + 1)); [ \"$i\" -lt 10 ] || { echo 'sshfs is not installed yet' >&2; exit 1; }\n\
                      sleep 3\ndone\n"
@@ -204,16 +204,18 @@ pub fn requirements() -> Vec<Requirement> {
             debug_hint: "The sshfs binary was not installed in the guest. Make sure that you \
                          are using an officially supported image. Also see \
                          /var/log/cloud-init-output.log in the guest. A possible workaround \
-                         is to run `apt-get install sshfs` in the guest.",
+                         is to run `apt-get install sshfs` in the guest."
+                .into(),
             retry: true,
         },
         Requirement {
-            description: "fuse to \"allow_other\" as user",
+            description: "fuse to \"allow_other\" as user".into(),
             script: "#!/bin/sh\ni=0\nuntil grep -qs '^user_allow_other' /etc/fuse.conf /etc/fuse3.conf; do\n\
                      i=$((i + 1)); [ \"$i\" -lt 10 ] || { echo '/etc/fuse.conf (/etc/fuse3.conf) is not updated to contain \"user_allow_other\"' >&2; exit 1; }\n\
                      sleep 3\ndone\n"
                 .into(),
-            debug_hint: "Append \"user_allow_other\" to /etc/fuse.conf (/etc/fuse3.conf) in the guest.",
+            debug_hint: "Append \"user_allow_other\" to /etc/fuse.conf (/etc/fuse3.conf) in the guest."
+                .into(),
             retry: true,
         },
     ]

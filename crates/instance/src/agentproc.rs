@@ -112,7 +112,13 @@ pub fn exec_foreground(
 /// How a start ended.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
-    Running { ssh_local_port: u16 },
+    Running {
+        ssh_local_port: u16,
+    },
+    /// Running, but requirements (the user's probes) were not met: upstream's DEGRADED.
+    Degraded {
+        errors: Vec<String>,
+    },
     Failed(String),
     TimedOut,
 }
@@ -169,7 +175,12 @@ pub async fn follow(
                     cloud_init_done = true;
                 }
             }
-            if !ev.status.errors.is_empty() {
+            if ev.status.running && ev.status.degraded {
+                return Ok(Outcome::Degraded {
+                    errors: ev.status.errors.clone(),
+                });
+            }
+            if !ev.status.errors.is_empty() && !ev.status.running {
                 return Ok(Outcome::Failed(ev.status.errors.join("\n")));
             }
             if ev.status.running {
@@ -206,7 +217,8 @@ pub fn last_event(dir: &Path) -> Option<Event> {
 
 /// Whether the host agent's last event says it is shutting down (or has failed).
 pub fn agent_is_exiting(dir: &Path) -> bool {
-    last_event(dir).is_some_and(|ev| ev.status.exiting || !ev.status.errors.is_empty())
+    last_event(dir)
+        .is_some_and(|ev| ev.status.exiting || (!ev.status.errors.is_empty() && !ev.status.running))
 }
 
 /// Whether the host agent has reported the instance ready (and nothing since).

@@ -89,6 +89,16 @@ pub enum InstanceError {
     NotRunning(String),
     #[error("unknown header: {0}")]
     SnapshotHeader(String),
+    #[error(
+        "DEGRADED. The VM seems running, but file sharing and port forwarding may not work \
+         (hint: see {}); instance {name:?}: {errors}",
+        log.display()
+    )]
+    Degraded {
+        name: String,
+        errors: String,
+        log: PathBuf,
+    },
     #[error("instance {name:?} is {status}: {errors}; use `limactl stop -f {name}`")]
     NoHostAgent {
         name: String,

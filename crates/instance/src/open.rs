@@ -279,6 +279,21 @@ async fn agent_main(
         expected_mounts,
         inotify_mounts: hostagent::inotify::plan(&inst.config),
         cloud_init_progress,
+        probes: inst
+            .config
+            .probes
+            .iter()
+            .flatten()
+            .filter(|p| p.mode.as_deref().unwrap_or("readiness") == "readiness")
+            .filter_map(|p| {
+                let script = p.script.as_deref()?;
+                Some(hostagent::requirements::probe(
+                    p.description.as_deref().unwrap_or("user probe"),
+                    script,
+                    p.hint.as_deref().unwrap_or(""),
+                ))
+            })
+            .collect(),
     };
     let seed = |scripts: &BTreeMap<String, Vec<u8>>| {
         inst.write_seed(scripts, &pubkey)

@@ -156,6 +156,11 @@ pub async fn start(
     };
     match agentproc::follow(&dir, pid, timeout, progress, say).await? {
         Outcome::Running { ssh_local_port } => Ok(Started::Ready { ssh_local_port }),
+        Outcome::Degraded { errors } => Err(InstanceError::Degraded {
+            name: name.to_string(),
+            errors: errors.join("\n"),
+            log: dir.join(filenames::HOST_AGENT_STDERR_LOG),
+        }),
         Outcome::Failed(why) => Err(fail(why)),
         Outcome::TimedOut => Err(InstanceError::StartTimeout {
             name: name.to_string(),

@@ -15,6 +15,8 @@ mod disks;
 mod forwarding;
 #[path = "e2e_qemu/mounts.rs"]
 mod mounts;
+#[path = "e2e_qemu/probes.rs"]
+mod probes;
 #[path = "e2e_qemu/snapshots.rs"]
 mod snapshots;
 
@@ -184,6 +186,8 @@ struct Case<'a> {
     mount_types: [&'a str; 2],
     /// The additional disk (made with `limactl disk create`, in the yaml's additionalDisks).
     disk: &'a str,
+    /// The yaml has `probes::add_to_yaml`'s probes: check them at the first two starts.
+    probes: bool,
 }
 
 /// The full lifecycle on one instance: start, shell, port forwarding, list, refuse delete,
@@ -198,6 +202,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         shares,
         mount_types,
         disk,
+        probes: with_probes,
     } = *case;
     let yaml = yaml.to_str().unwrap();
     // Two starts of one instance at once: one starts it, the other fails clearly.
@@ -225,6 +230,9 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         .find("Cloud-init progress monitoring done.")
         .expect("cloud-init monitoring end");
     assert!(cloud_init_at < done_at && done_at < ready_at, "{said}");
+    if with_probes {
+        probes::check_first_start(env, name, &said);
+    }
     assert_eq!(env.status_str(name), "Running");
     if let Some(count) = driver_starts {
         // create + prepare in limactl share one driver process; the host agent has its own.
@@ -303,32 +311,41 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
 
     let ha = env.pid(name, "ha.pid").unwrap();
     let qemu = env.pid(name, "qemu.pid").unwrap();
-    let starts_before = driver_starts.map(|c| c());
     snapshots::before_stop(env, name);
+    if with_probes {
+        probes::mark_failing(env, name);
+    }
+    let starts_before_stop = driver_starts.map(|c| c());
     env.ok(&["stop", name]);
     assert_eq!(env.status_str(name), "Stopped");
     assert!(
         !alive(ha) && !alive(qemu),
         "host agent or qemu still running after stop"
     );
+    if let (Some(count), Some(before)) = (driver_starts, starts_before_stop) {
+        assert_eq!(count(), before, "`stop` started a driver");
+    }
 
     disks::check_released(env, disk);
+    // Each snapshot command opens the driver (an external one's process): not counted below.
     snapshots::while_stopped(env, name);
     mounts::switch_type(env, name, mount_types[1]);
-    env.ok(&["start", name]);
+    let starts_before_start = driver_starts.map(|c| c());
+    if with_probes {
+        probes::degraded_start(env, name);
+    } else {
+        env.ok(&["start", name]);
+    }
+    if let (Some(count), Some(before)) = (driver_starts, starts_before_start) {
+        // `start`: one in limactl and one in the host agent.
+        let n = count() - before;
+        assert!(n <= 2, "a start started the driver {n} times");
+    }
     assert_eq!(env.status_str(name), "Running");
     forwarding::check_again(env, name, fwd, "limactl stop and start");
     mounts::check(env, name, shares, mount_types[1]);
     disks::check_after_restart(env, name, disk);
     snapshots::after_start(env, name);
-    if let (Some(count), Some(before)) = (driver_starts, starts_before) {
-        // `stop` starts none; `start` one in limactl and one in the host agent.
-        let cycle = count() - before;
-        assert!(
-            cycle <= 2,
-            "a stop/start cycle started the driver {cycle} times"
-        );
-    }
 
     // qemu killed behind our back: the status says so, and start recovers.
     let qemu = env.pid(name, "qemu.pid").unwrap();
@@ -490,6 +507,7 @@ fn e2e_qemu_internal_driver() {
         forwarding::add_rules(&env, v, fwd);
         shares = Some(mounts::add_mounts(&env, v, "int", mount_types[0], home));
         disks::add_to_yaml(v, "intdisk");
+        probes::add_to_yaml(v);
     });
     let case = Case {
         name: "e2e-int",
@@ -500,6 +518,7 @@ fn e2e_qemu_internal_driver() {
         shares: shares.as_ref().unwrap(),
         mount_types,
         disk: "intdisk",
+        probes: true,
     };
     lifecycle(&env, &yaml, &case);
 }
@@ -579,6 +598,7 @@ fn e2e_qemu_external_driver() {
         shares: shares.as_ref().unwrap(),
         mount_types,
         disk: "extdisk",
+        probes: false,
     };
     lifecycle(&env, &yaml, &case);
     mounts::failing_mount_fails_start(&env, &image, "9p");

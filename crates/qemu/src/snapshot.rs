@@ -108,7 +108,12 @@ pub async fn list(dir: &Path) -> Result<String, SnapshotError> {
         )
         .await?;
         let out = out.replace('\r', "");
-        monitor_result("info snapshots", &out)?;
+        if out.lines().any(|l| l.starts_with("Error:")) {
+            return Err(SnapshotError::Refused {
+                command: "info snapshots".into(),
+                message: out.trim().to_string(),
+            });
+        }
         return Ok(out
             .replacen("List of snapshots present on all disks:\n", "", 1)
             .replacen("There is no snapshot available.\n", "", 1));
