@@ -52,6 +52,8 @@ pub enum AgentError {
     ExitedEarly(String),
     #[error("the VM exited unexpectedly: {0}")]
     Exited(String),
+    #[error("VNC display: {0}")]
+    Vnc(#[source] crate::vnc::VncError),
     #[error("interrupted by {0} while starting")]
     Interrupted(&'static str),
 }
@@ -80,6 +82,8 @@ pub struct Options {
     pub inotify_mounts: Vec<crate::inotify::WatchedMount>,
     /// Send the guest's cloud-init output as events (`limactl start --progress`).
     pub cloud_init_progress: bool,
+    /// `video.vnc.display` when `video.display` is `vnc` (see [`crate::vnc`]).
+    pub vnc_display: Option<String>,
 }
 
 /// Why the VM's error stream says it ended: its error, or (the stream closed without one)
@@ -208,6 +212,19 @@ pub async fn run(
         let e = fail(&hub, driver_call("setup for ssh")(e));
         shutdown(vm, &dir, &opts.name, &hub).await;
         return Err(e);
+    }
+    if let Some(display) = opts.vnc_display.as_deref() {
+        match crate::vnc::setup(vm, &dir, display).await {
+            Ok(info) => progress(
+                &hub,
+                format!("VNC server running at {} <{}>", info.display, info.url),
+            ),
+            Err(e) => {
+                let e = fail(&hub, AgentError::Vnc(e));
+                shutdown(vm, &dir, &opts.name, &hub).await;
+                return Err(e);
+            }
+        }
     }
 
     let ssh_args = requirements::ssh_args(&ssh_config, &opts.name);
@@ -365,6 +382,7 @@ async fn shutdown(vm: &dyn Driver, dir: &Path, name: &str, hub: &Hub) {
     if let Err(e) = vm.stop().await {
         tracing::warn!("driver stop: {e}");
     }
+    crate::vnc::remove_files(dir);
     // End the ssh connection sharing, then remove our socket and pid file.
     let (d, n) = (dir.to_path_buf(), name.to_string());
     let _ = tokio::task::spawn_blocking(move || sshutil::stop_master(&d, &n)).await;

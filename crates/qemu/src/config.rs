@@ -47,8 +47,8 @@ pub fn default_cpu_type(arch: &str, host: &HostFacts) -> Option<String> {
     };
     let mut t = base.to_string();
     if arch == "x86_64" && host.os == Os::Darwin {
-        // AVX-512 would need trapping instruction faults in the guest.
-        t.push_str(",-avx512vl");
+        // As upstream: AVX-512 and 1GiB pages cannot be given to the guest there.
+        t.push_str(",-avx512vl,-pdpe1gb");
     }
     Some(t)
 }
@@ -191,26 +191,32 @@ pub fn accept(config: &LimaYaml, host: &HostFacts, probes: &Probes) -> driver::R
     }
     let firmware = config.firmware.as_ref();
     let legacy_bios = firmware.and_then(|f| f.legacy_bios).unwrap_or(false);
-    if legacy_bios && arch == "aarch64" {
-        tracing::warn!("field `firmware.legacyBIOS` is ignored for aarch64");
+    if legacy_bios && !crate::firmware::legacy_bios_supported(arch) {
+        tracing::warn!(
+            "field `firmware.legacyBIOS` is not supported for architecture `{arch}`, ignoring"
+        );
     }
-    let own_images = firmware
+    let images = firmware
         .and_then(|f| f.images.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .any(|f| {
-            matches!(f.vm_type.as_deref(), None | Some("") | Some(crate::NAME))
-                && f.arch.as_deref().is_none_or(|a| a == arch)
-        });
-    if own_images {
-        tracing::warn!("field `firmware.images` is not used yet by this qemu driver; the host's UEFI firmware is used");
+        .unwrap_or_default();
+    let mut own_images = crate::firmware::own_images(images, arch).peekable();
+    let has_own_image = own_images.peek().is_some();
+    for (i, f) in own_images {
+        if crate::firmware::local_path(&f.location).is_none() {
+            return Err(DriverError::invalid_config(format!(
+                "field `firmware.images[{i}].location`: only local files (an absolute path or \
+                 file:// URL) are supported by this qemu driver, got {:?}",
+                f.location
+            )));
+        }
     }
-    // Non-x86 guests always boot through UEFI; x86_64 falls back to qemu's BIOS.
-    if arch != "x86_64" && arch != "riscv64" {
+    // x86_64 may boot a kernel directly without UEFI; that is known only at start.
+    if arch != "x86_64" && !has_own_image && crate::firmware::uses_uefi(arch, legacy_bios) {
         if let Some(found) = probes.firmware_found {
             if !found(arch) {
                 return Err(DriverError::invalid_config(format!(
-                    "no UEFI firmware for {arch} found on this host (e.g. install qemu-efi-aarch64)"
+                    "no UEFI firmware for {arch} found on this host (e.g. install qemu-efi-aarch64, \
+                     or copy edk2-{arch}-code.fd to $HOME/.local/share/qemu/)"
                 )));
             }
         }
@@ -308,7 +314,7 @@ mod tests {
             },
             &mac,
         );
-        assert_eq!(cpu(&c).unwrap()["x86_64"], "max,-avx512vl");
+        assert_eq!(cpu(&c).unwrap()["x86_64"], "max,-avx512vl,-pdpe1gb");
         let win_arm = HostFacts::pretend(Os::Windows, Arch::Aarch64);
         assert_eq!(
             default_cpu_type("x86_64", &win_arm).as_deref(),

@@ -6,6 +6,7 @@
 
 pub mod cmdline;
 pub mod config;
+pub mod firmware;
 pub mod machine;
 pub mod qemu_driver;
 pub mod qmp;

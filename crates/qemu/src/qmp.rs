@@ -143,6 +143,39 @@ pub async fn query_status(sock: &Path) -> Result<String, QmpError> {
     Ok(v["status"].as_str().unwrap_or("").to_string())
 }
 
+/// Sets the VNC password (`change-vnc-password`, as upstream's go-qemu does; `set_password`
+/// where a newer qemu dropped the former).
+pub async fn change_vnc_password(sock: &Path, password: &str) -> Result<(), QmpError> {
+    match execute(
+        sock,
+        "change-vnc-password",
+        Some(json!({ "password": password })),
+    )
+    .await
+    {
+        Err(QmpError::Command { class, .. }) if class == "CommandNotFound" => execute(
+            sock,
+            "set_password",
+            Some(json!({ "protocol": "vnc", "password": password })),
+        )
+        .await
+        .map(|_| ()),
+        other => other.map(|_| ()),
+    }
+}
+
+/// The VNC server's port (`query-vnc`'s `service`), where qemu picked one from a `to=` range.
+pub async fn vnc_service(sock: &Path) -> Result<String, QmpError> {
+    let v = execute(sock, "query-vnc", None).await?;
+    v.get("service")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| QmpError::Protocol {
+            path: sock.display().to_string(),
+            line: v.to_string(),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
