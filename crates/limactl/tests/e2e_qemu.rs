@@ -17,6 +17,8 @@ mod forwarding;
 mod mounts;
 #[path = "e2e_qemu/snapshots.rs"]
 mod snapshots;
+#[path = "e2e_qemu/vnc.rs"]
+mod vnc;
 
 fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -184,6 +186,8 @@ struct Case<'a> {
     mount_types: [&'a str; 2],
     /// The additional disk (made with `limactl disk create`, in the yaml's additionalDisks).
     disk: &'a str,
+    /// `video.display: vnc` is in the yaml (`vnc::add_to_yaml`).
+    vnc: bool,
 }
 
 /// The full lifecycle on one instance: start, shell, port forwarding, list, refuse delete,
@@ -198,6 +202,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         shares,
         mount_types,
         disk,
+        vnc,
     } = *case;
     let yaml = yaml.to_str().unwrap();
     // Two starts of one instance at once: one starts it, the other fails clearly.
@@ -254,6 +259,9 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
     );
 
     mounts::check(env, name, shares, mount_types[0]);
+    if vnc {
+        vnc::check(env, name, &said);
+    }
     disks::check_running(env, name, disk);
     guest_port_is_forwarded(env, name, http_port);
     forwarding::check(env, name, fwd);
@@ -490,6 +498,7 @@ fn e2e_qemu_internal_driver() {
         forwarding::add_rules(&env, v, fwd);
         shares = Some(mounts::add_mounts(&env, v, "int", mount_types[0], home));
         disks::add_to_yaml(v, "intdisk");
+        vnc::add_to_yaml(v);
     });
     let case = Case {
         name: "e2e-int",
@@ -500,6 +509,7 @@ fn e2e_qemu_internal_driver() {
         shares: shares.as_ref().unwrap(),
         mount_types,
         disk: "intdisk",
+        vnc: true,
     };
     lifecycle(&env, &yaml, &case);
 }
@@ -579,6 +589,7 @@ fn e2e_qemu_external_driver() {
         shares: shares.as_ref().unwrap(),
         mount_types,
         disk: "extdisk",
+        vnc: false,
     };
     lifecycle(&env, &yaml, &case);
     mounts::failing_mount_fails_start(&env, &image, "9p");

@@ -24,7 +24,9 @@ pub enum FirmwareError {
 /// and not with `firmware.legacyBIOS` (x86_64 and armv7l only; upstream ignores it elsewhere
 /// with a warning).
 pub fn uses_uefi(arch: &str, legacy_bios: bool) -> bool {
-    !matches!(arch, "ppc64le" | "s390x") && !(legacy_bios && legacy_bios_supported(arch))
+    let no_uefi_arch = matches!(arch, "ppc64le" | "s390x");
+    let seabios = legacy_bios && legacy_bios_supported(arch);
+    !(no_uefi_arch || seabios)
 }
 
 /// The arches where `firmware.legacyBIOS` means something.

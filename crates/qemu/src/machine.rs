@@ -173,7 +173,9 @@ impl Machine {
             return Ok(Some(in_dir));
         }
         let images = fw.and_then(|f| f.images.as_deref()).unwrap_or_default();
-        for (i, f) in firmware::own_images(images, &arch) {
+        // The first entry for qemu and this arch (upstream tries the next when a download
+        // fails; a local file that cannot be read is an error here).
+        if let Some((i, f)) = firmware::own_images(images, &arch).next() {
             let src = firmware::local_path(&f.location).ok_or_else(|| {
                 MachineError::Config(format!(
                     "field `firmware.images[{i}].location`: only local files are supported by this \
@@ -667,5 +669,47 @@ mod tests {
             e.contains("additionalDisks[1]") && e.contains("\"gone\""),
             "{e}"
         );
+    }
+
+    /// The real qemu on this machine: its version is read, and a template needing a newer
+    /// one is refused with upstream's message.
+    #[test]
+    fn minimum_version_against_installed_qemu() {
+        let bin = cmdline::qemu_binary(limatype::Arch::host().as_str());
+        let Some(found) = installed_version(&bin) else {
+            eprintln!("SKIPPED: {bin} is not installed");
+            return;
+        };
+        let dir = Path::new("/nonexistent");
+        let m = Machine::new(
+            "vm",
+            dir,
+            filled("vmOpts:\n  qemu:\n    minimumVersion: 999.0.0\n"),
+            0,
+        );
+        let e = m.check_qemu_version(&bin).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("QEMU {found} is too old, template requires `999.0.0` or later")
+        );
+        let m = Machine::new(
+            "vm",
+            dir,
+            filled("vmOpts:\n  qemu:\n    minimumVersion: 4.0.0\n"),
+            0,
+        );
+        assert_eq!(m.check_qemu_version(&bin).unwrap(), Some(found));
+    }
+
+    #[test]
+    fn firmware_digest() {
+        check_digest(
+            b"abc",
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        )
+        .unwrap();
+        let e = check_digest(b"abd", "sha256:ba7816bf").unwrap_err();
+        assert!(e.contains("expected sha256:ba7816bf"), "{e}");
+        assert!(check_digest(b"abc", "md5:00").is_err());
     }
 }
