@@ -204,4 +204,87 @@ mod tests {
         assert!(a.chars().filter(char::is_ascii_digit).count() >= 2, "{a}");
         assert_ne!(a, b);
     }
+
+    /// A driver with a VNC display: records the password, answers with a port.
+    struct Display {
+        password: std::sync::Mutex<String>,
+        port: &'static str,
+    }
+
+    #[async_trait::async_trait]
+    impl Driver for Display {
+        async fn info(&self) -> driver::Result<driver::Info> {
+            Ok(driver::Info::default())
+        }
+        async fn configure(&self, _: driver::InstanceConfig) -> driver::Result<()> {
+            Ok(())
+        }
+        async fn accept_config(
+            &self,
+            _: &driver::LimaYaml,
+            _: &driver::ConfigContext,
+        ) -> driver::Result<()> {
+            Ok(())
+        }
+        async fn validate(&self) -> driver::Result<()> {
+            Ok(())
+        }
+        async fn create(&self) -> driver::Result<()> {
+            Ok(())
+        }
+        async fn create_disk(&self) -> driver::Result<()> {
+            Ok(())
+        }
+        async fn start(&self) -> driver::Result<driver::ErrorStream> {
+            Ok(Box::pin(futures::stream::empty()))
+        }
+        async fn stop(&self) -> driver::Result<()> {
+            Ok(())
+        }
+        async fn delete(&self) -> driver::Result<()> {
+            Ok(())
+        }
+        async fn change_display_password(&self, password: &str) -> driver::Result<()> {
+            *self.password.lock().unwrap() = password.to_string();
+            Ok(())
+        }
+        async fn display_connection(&self) -> driver::Result<String> {
+            Ok(self.port.to_string())
+        }
+    }
+
+    #[tokio::test]
+    async fn setup_writes_private_files_with_the_drivers_port() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let vm = Display {
+            password: Default::default(),
+            port: "5903",
+        };
+        let info = setup(&vm, dir.path(), "127.0.0.1:0,to=9").await.unwrap();
+        assert_eq!(info.url, "vnc://127.0.0.1:5903");
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+        assert_eq!(read("vncdisplay"), "127.0.0.1:3");
+        assert_eq!(read("vncpassword"), *vm.password.lock().unwrap());
+        for f in ["vncdisplay", "vncpassword"] {
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+        // Without `to=` the port is the display's own; the driver is not asked.
+        let vm = Display {
+            password: Default::default(),
+            port: "not a port",
+        };
+        let info = setup(&vm, dir.path(), "127.0.0.1:1").await.unwrap();
+        assert_eq!(info.url, "vnc://127.0.0.1:5901");
+        let e = setup(&vm, dir.path(), "127.0.0.1:1,to=5")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, VncError::BadPort(_)), "{e}");
+        remove_files(dir.path());
+        assert!(!dir.path().join("vncpassword").exists());
+    }
 }
