@@ -52,6 +52,8 @@ pub enum AgentError {
     ExitedEarly(String),
     #[error("the VM exited unexpectedly: {0}")]
     Exited(String),
+    #[error("VNC display: {0}")]
+    Vnc(#[source] crate::vnc::VncError),
     #[error("interrupted by {0} while starting")]
     Interrupted(&'static str),
 }
@@ -82,6 +84,8 @@ pub struct Options {
     pub cloud_init_progress: bool,
     /// The optional requirements: the user's readiness probes (`requirements::probe`).
     pub probes: Vec<requirements::Requirement>,
+    /// `video.vnc.display` when `video.display` is `vnc` (see [`crate::vnc`]).
+    pub vnc_display: Option<String>,
 }
 
 /// Why the VM's error stream says it ended: its error, or (the stream closed without one)
@@ -210,6 +214,19 @@ pub async fn run(
         let e = fail(&hub, driver_call("setup for ssh")(e));
         shutdown(vm, &dir, &opts.name, &hub).await;
         return Err(e);
+    }
+    if let Some(display) = opts.vnc_display.as_deref() {
+        match crate::vnc::setup(vm, &dir, display).await {
+            Ok(info) => progress(
+                &hub,
+                format!("VNC server running at {} <{}>", info.display, info.url),
+            ),
+            Err(e) => {
+                let e = fail(&hub, AgentError::Vnc(e));
+                shutdown(vm, &dir, &opts.name, &hub).await;
+                return Err(e);
+            }
+        }
     }
 
     let ssh_args = requirements::ssh_args(&ssh_config, &opts.name);
@@ -405,6 +422,7 @@ async fn shutdown(vm: &dyn Driver, dir: &Path, name: &str, hub: &Hub) {
     if let Err(e) = vm.stop().await {
         tracing::warn!("driver stop: {e}");
     }
+    crate::vnc::remove_files(dir);
     // End the ssh connection sharing, then remove our socket and pid file.
     let (d, n) = (dir.to_path_buf(), name.to_string());
     let _ = tokio::task::spawn_blocking(move || sshutil::stop_master(&d, &n)).await;

@@ -17,3 +17,4 @@ pub mod requirements;
 pub mod reverse;
 pub mod server;
 pub mod sshfs;
+pub mod vnc;

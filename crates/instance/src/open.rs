@@ -294,6 +294,17 @@ async fn agent_main(
                 ))
             })
             .collect(),
+        vnc_display: inst
+            .config
+            .video
+            .as_ref()
+            .filter(|v| v.display.as_deref() == Some("vnc"))
+            .map(|v| {
+                v.vnc
+                    .as_ref()
+                    .and_then(|o| o.display.clone())
+                    .unwrap_or_else(|| "127.0.0.1:0,to=9".into())
+            }),
     };
     let seed = |scripts: &BTreeMap<String, Vec<u8>>| {
         inst.write_seed(scripts, &pubkey)

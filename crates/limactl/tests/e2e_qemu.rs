@@ -19,6 +19,8 @@ mod mounts;
 mod probes;
 #[path = "e2e_qemu/snapshots.rs"]
 mod snapshots;
+#[path = "e2e_qemu/vnc.rs"]
+mod vnc;
 
 fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -188,6 +190,8 @@ struct Case<'a> {
     disk: &'a str,
     /// The yaml has `probes::add_to_yaml`'s probes: check them at the first two starts.
     probes: bool,
+    /// `video.display: vnc` is in the yaml (`vnc::add_to_yaml`).
+    vnc: bool,
 }
 
 /// The full lifecycle on one instance: start, shell, port forwarding, list, refuse delete,
@@ -203,6 +207,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         mount_types,
         disk,
         probes: with_probes,
+        vnc,
     } = *case;
     let yaml = yaml.to_str().unwrap();
     // Two starts of one instance at once: one starts it, the other fails clearly.
@@ -262,6 +267,9 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
     );
 
     mounts::check(env, name, shares, mount_types[0]);
+    if vnc {
+        vnc::check(env, name, &said);
+    }
     disks::check_running(env, name, disk);
     guest_port_is_forwarded(env, name, http_port);
     forwarding::check(env, name, fwd);
@@ -508,6 +516,7 @@ fn e2e_qemu_internal_driver() {
         shares = Some(mounts::add_mounts(&env, v, "int", mount_types[0], home));
         disks::add_to_yaml(v, "intdisk");
         probes::add_to_yaml(v);
+        vnc::add_to_yaml(v);
     });
     let case = Case {
         name: "e2e-int",
@@ -519,6 +528,7 @@ fn e2e_qemu_internal_driver() {
         mount_types,
         disk: "intdisk",
         probes: true,
+        vnc: true,
     };
     lifecycle(&env, &yaml, &case);
 }
@@ -599,6 +609,7 @@ fn e2e_qemu_external_driver() {
         mount_types,
         disk: "extdisk",
         probes: false,
+        vnc: false,
     };
     lifecycle(&env, &yaml, &case);
     mounts::failing_mount_fails_start(&env, &image, "9p");

@@ -47,8 +47,8 @@ pub fn default_cpu_type(arch: &str, host: &HostFacts) -> Option<String> {
     };
     let mut t = base.to_string();
     if arch == "x86_64" && host.os == Os::Darwin {
-        // AVX-512 would need trapping instruction faults in the guest.
-        t.push_str(",-avx512vl");
+        // As upstream: AVX-512 and 1GiB pages cannot be given to the guest there.
+        t.push_str(",-avx512vl,-pdpe1gb");
     }
     Some(t)
 }
@@ -145,6 +145,36 @@ fn is_version(s: &str) -> bool {
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// `video.vnc.display` when `video.display` is `vnc`: `HOST:N` or `unix:PATH`, then qemu's
+/// options (`,to=9`), as the host agent reads it.
+fn check_video(config: &LimaYaml) -> driver::Result<()> {
+    let Some(video) = config.video.as_ref() else {
+        return Ok(());
+    };
+    if video.display.as_deref() != Some("vnc") {
+        return Ok(());
+    }
+    let display = video
+        .vnc
+        .as_ref()
+        .and_then(|v| v.display.as_deref())
+        .unwrap_or(VNC_DISPLAY);
+    let addr = display.split(',').next().unwrap_or_default();
+    let ok = match addr.strip_prefix("unix:") {
+        Some(path) => !path.is_empty(),
+        None => addr
+            .rsplit_once(':')
+            .is_some_and(|(_, n)| !n.is_empty() && n.parse::<u16>().is_ok()),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(DriverError::invalid_config(format!(
+            "field `video.vnc.display` must be HOST:DISPLAY[,OPTIONS] or unix:PATH[,OPTIONS], got {display:?}"
+        )))
+    }
+}
+
 pub fn accept(config: &LimaYaml, host: &HostFacts, probes: &Probes) -> driver::Result<()> {
     let arch = config.arch.as_deref().unwrap_or(host.arch.as_str());
     if !limatype::ARCH_TYPES.contains(&arch) {
@@ -189,28 +219,35 @@ pub fn accept(config: &LimaYaml, host: &HostFacts, probes: &Probes) -> driver::R
             )));
         }
     }
+    check_video(config)?;
     let firmware = config.firmware.as_ref();
     let legacy_bios = firmware.and_then(|f| f.legacy_bios).unwrap_or(false);
-    if legacy_bios && arch == "aarch64" {
-        tracing::warn!("field `firmware.legacyBIOS` is ignored for aarch64");
+    if legacy_bios && !crate::firmware::legacy_bios_supported(arch) {
+        tracing::warn!(
+            "field `firmware.legacyBIOS` is not supported for architecture `{arch}`, ignoring"
+        );
     }
-    let own_images = firmware
+    let images = firmware
         .and_then(|f| f.images.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .any(|f| {
-            matches!(f.vm_type.as_deref(), None | Some("") | Some(crate::NAME))
-                && f.arch.as_deref().is_none_or(|a| a == arch)
-        });
-    if own_images {
-        tracing::warn!("field `firmware.images` is not used yet by this qemu driver; the host's UEFI firmware is used");
+        .unwrap_or_default();
+    let mut own_images = crate::firmware::own_images(images, arch).peekable();
+    let has_own_image = own_images.peek().is_some();
+    for (i, f) in own_images {
+        if crate::firmware::local_path(&f.location).is_none() {
+            return Err(DriverError::invalid_config(format!(
+                "field `firmware.images[{i}].location`: only local files (an absolute path or \
+                 file:// URL) are supported by this qemu driver, got {:?}",
+                f.location
+            )));
+        }
     }
-    // Non-x86 guests always boot through UEFI; x86_64 falls back to qemu's BIOS.
-    if arch != "x86_64" && arch != "riscv64" {
+    // x86_64 may boot a kernel directly without UEFI; that is known only at start.
+    if arch != "x86_64" && !has_own_image && crate::firmware::uses_uefi(arch, legacy_bios) {
         if let Some(found) = probes.firmware_found {
             if !found(arch) {
                 return Err(DriverError::invalid_config(format!(
-                    "no UEFI firmware for {arch} found on this host (e.g. install qemu-efi-aarch64)"
+                    "no UEFI firmware for {arch} found on this host (e.g. install qemu-efi-aarch64, \
+                     or copy edk2-{arch}-code.fd to $HOME/.local/share/qemu/)"
                 )));
             }
         }
@@ -308,7 +345,7 @@ mod tests {
             },
             &mac,
         );
-        assert_eq!(cpu(&c).unwrap()["x86_64"], "max,-avx512vl");
+        assert_eq!(cpu(&c).unwrap()["x86_64"], "max,-avx512vl,-pdpe1gb");
         let win_arm = HostFacts::pretend(Os::Windows, Arch::Aarch64);
         assert_eq!(
             default_cpu_type("x86_64", &win_arm).as_deref(),
@@ -494,5 +531,54 @@ mod tests {
         accept(&min("8.2.1"), &linux()).unwrap();
         let e = accept(&min("eight"), &linux()).unwrap_err().to_string();
         assert!(e.contains("vmOpts.qemu.minimumVersion"), "{e}");
+    }
+
+    #[test]
+    fn video_and_firmware_images() {
+        let vnc = |d: &str| LimaYaml {
+            video: Some(limatype::Video {
+                display: Some("vnc".into()),
+                vnc: Some(limatype::VncOptions {
+                    display: Some(d.into()),
+                }),
+            }),
+            ..Default::default()
+        };
+        accept(&vnc("127.0.0.1:0,to=9"), &linux()).unwrap();
+        accept(&vnc("unix:/tmp/vnc.sock"), &linux()).unwrap();
+        let e = accept(&vnc("localhost"), &linux()).unwrap_err().to_string();
+        assert!(
+            e.contains("video.vnc.display") && e.contains("\"localhost\""),
+            "{e}"
+        );
+        let fw = |location: &str, vm_type: Option<&str>| LimaYaml {
+            firmware: Some(limatype::Firmware {
+                legacy_bios: None,
+                images: Some(vec![limatype::FileWithVmType {
+                    location: location.into(),
+                    arch: Some("x86_64".into()),
+                    digest: None,
+                    vm_type: vm_type.map(Into::into),
+                }]),
+            }),
+            ..Default::default()
+        };
+        accept(&fw("/srv/OVMF_CODE.fd", None), &linux()).unwrap();
+        let e = accept(&fw("https://example.com/OVMF_CODE.fd", None), &linux())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("firmware.images[0].location"), "{e}");
+        // Another driver's entry is not ours to judge.
+        accept(&fw("https://example.com/x.fd", Some("vz")), &linux()).unwrap();
+        // aarch64 with its own image needs no host firmware.
+        let mut arm = fw("/srv/edk2-aarch64-code.fd", None);
+        arm.arch = Some("aarch64".into());
+        arm.firmware.as_mut().unwrap().images.as_mut().unwrap()[0].arch = Some("aarch64".into());
+        let no_fw = Probes {
+            qemu_found: Some(|_| true),
+            firmware_found: Some(|_| false),
+            virtiofsd_found: None,
+        };
+        super::accept(&arm, &linux(), &no_fw).unwrap();
     }
 }

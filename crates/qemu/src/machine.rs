@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use limatype::{filenames, Filled, Image, MountType};
 
-use crate::cmdline::{self, Accel, DataDiskSpec, DirectBoot, MountDevice, MountSpec, VmSpec};
-use crate::{virtiofsd, vm};
+use crate::cmdline::{
+    self, Accel, AudioSpec, DataDiskSpec, DirectBoot, HostKind, MountDevice, MountSpec,
+    QemuVersion, VmSpec,
+};
+use crate::{firmware, virtiofsd, vm};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
@@ -15,6 +18,10 @@ pub enum MachineError {
     Config(String),
     #[error("lima.yaml: {0}")]
     Accel(#[from] cmdline::UnknownAccel),
+    #[error(transparent)]
+    TooOld(#[from] cmdline::TooOld),
+    #[error(transparent)]
+    Firmware(#[from] firmware::FirmwareError),
     #[error(transparent)]
     Vm(#[from] vm::VmError),
     #[error(transparent)]
@@ -112,10 +119,97 @@ impl Machine {
         }
         cmdline::choose_accel(
             &arch,
+            this_host(),
             std::env::var(cmdline::ACCEL_ENV).ok().as_deref(),
             false,
         )?;
+        self.check_qemu_version(&bin)?;
         Ok(())
+    }
+
+    /// `vmOpts.qemu.minimumVersion`, as the filled config has it.
+    fn minimum_version(&self) -> Option<&str> {
+        self.config
+            .vm_opts
+            .as_ref()
+            .and_then(|o| o.qemu.as_ref())
+            .and_then(|q| q.minimum_version.as_deref())
+    }
+
+    /// Upstream's version checks against `bin --version`: refused when older than the
+    /// built-in minimum or the template's `vmOpts.qemu.minimumVersion`; a version that cannot
+    /// be read is only warned about, as upstream does.
+    pub fn check_qemu_version(&self, bin: &str) -> Result<Option<QemuVersion>> {
+        let Some(found) = installed_version(bin) else {
+            tracing::warn!("Failed to detect QEMU version ({bin} --version)");
+            return Ok(None);
+        };
+        tracing::debug!("QEMU version {found} detected");
+        if let Some(w) = cmdline::check_version(found, this_host(), self.minimum_version())? {
+            tracing::warn!("{w}");
+        }
+        Ok(Some(found))
+    }
+
+    /// The UEFI code image for this instance, or `None` for SeaBIOS / no firmware: an image
+    /// already in the instance (`qemu-efi-code.fd`), else the first usable `firmware.images`
+    /// entry for qemu and this arch (copied there, digest checked), else the host's.
+    fn firmware(&self, bin: &str, direct_boot: bool) -> Result<Option<PathBuf>> {
+        let arch = self.arch();
+        let fw = self.config.firmware.as_ref();
+        let legacy = fw.and_then(|f| f.legacy_bios).unwrap_or(false);
+        if legacy && !firmware::legacy_bios_supported(&arch) {
+            tracing::warn!(
+                "field `firmware.legacyBIOS` is not supported for architecture `{arch}`, ignoring"
+            );
+        }
+        // An x86_64 kernel boots directly without UEFI (qemu's own BIOS loads it).
+        if !firmware::uses_uefi(&arch, legacy) || (arch == "x86_64" && direct_boot) {
+            return Ok(None);
+        }
+        let in_dir = self.dir.join(filenames::QEMU_EFI_CODE_FD);
+        if in_dir.exists() {
+            tracing::info!("Using existing firmware ({})", in_dir.display());
+            return Ok(Some(in_dir));
+        }
+        let images = fw.and_then(|f| f.images.as_deref()).unwrap_or_default();
+        // The first entry for qemu and this arch (upstream tries the next when a download
+        // fails; a local file that cannot be read is an error here).
+        if let Some((i, f)) = firmware::own_images(images, &arch).next() {
+            let src = firmware::local_path(&f.location).ok_or_else(|| {
+                MachineError::Config(format!(
+                    "field `firmware.images[{i}].location`: only local files are supported by this \
+                     qemu driver (download it and give its path), got {:?}",
+                    f.location
+                ))
+            })?;
+            let bytes = std::fs::read(&src).map_err(|source| MachineError::Io {
+                path: src.clone(),
+                source,
+            })?;
+            if let Some(d) = f.digest.as_deref().filter(|d| !d.is_empty()) {
+                check_digest(&bytes, d).map_err(|why| {
+                    MachineError::Config(format!("field `firmware.images[{i}].digest`: {why}"))
+                })?;
+            }
+            std::fs::write(&in_dir, &bytes).map_err(|source| MachineError::Io {
+                path: in_dir.clone(),
+                source,
+            })?;
+            tracing::info!(
+                "Using firmware {} (copied from {:?})",
+                in_dir.display(),
+                f.location
+            );
+            return Ok(Some(in_dir));
+        }
+        let exe = find_in_path(bin).unwrap_or_else(|| PathBuf::from(bin));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        let found = firmware::find(&arch, &exe, &home, |p| p.exists())?;
+        tracing::info!("Using system firmware ({})", found.display());
+        Ok(Some(found))
     }
 
     /// Makes `diffdisk` on the `basedisk` the host has already downloaded into the instance
@@ -138,10 +232,12 @@ impl Machine {
 
     /// The accelerator for this instance (env override first).
     pub fn accel(&self) -> Result<Accel> {
+        let host = this_host();
         cmdline::choose_accel(
             &self.arch(),
+            host,
             std::env::var(cmdline::ACCEL_ENV).ok().as_deref(),
-            cmdline::kvm_usable(),
+            hypervisor_usable(host.os),
         )
         .map_err(MachineError::from)
     }
@@ -178,7 +274,9 @@ impl Machine {
 
     pub async fn spec(&self) -> Result<VmSpec> {
         let arch = self.arch();
+        let host = this_host();
         let accel = self.accel()?;
+        let bin = cmdline::qemu_binary(&arch);
         let cpu_type = self
             .config
             .vm_opts
@@ -189,21 +287,30 @@ impl Machine {
             .and_then(|m| m.get(&arch))
             .filter(|c| !c.is_empty())
             .cloned()
-            .unwrap_or_else(|| default_cpu_type(&arch, accel));
+            .unwrap_or_else(|| cmdline::default_cpu_type(&arch, host, accel, host_cpu(host)));
         let kernel = self.dir.join(filenames::KERNEL);
         let direct_boot = kernel.exists().then(|| DirectBoot {
             kernel,
             initrd: Some(self.dir.join(filenames::INITRD)).filter(|p| p.exists()),
             cmdline: std::fs::read_to_string(self.dir.join(filenames::KERNEL_CMDLINE)).ok(),
         });
-        let firmware = if direct_boot.is_none() || arch != "x86_64" {
-            find_firmware(&arch)
-        } else {
-            None
-        };
+        let firmware = self.firmware(&bin, direct_boot.is_some())?;
         let cidata = self.dir.join(filenames::CIDATA_ISO);
+        let video = self.config.video.clone().unwrap_or_default();
+        let audio = self.config.audio.clone().unwrap_or_default();
         Ok(VmSpec {
             name: self.name.clone(),
+            host,
+            qemu_version: installed_version(&bin),
+            display: video.display.unwrap_or_else(|| "none".into()),
+            vnc_display: video
+                .vnc
+                .and_then(|v| v.display)
+                .unwrap_or_else(|| crate::config::VNC_DISPLAY.into()),
+            audio: AudioSpec {
+                device: audio.device.unwrap_or_default(),
+                interface: audio.interface.unwrap_or_default(),
+            },
             inst_dir: self.dir.clone(),
             arch,
             accel,
@@ -349,11 +456,78 @@ pub fn data_disk_path(inst_dir: &Path, name: &str) -> Option<PathBuf> {
     )
 }
 
-fn default_cpu_type(arch: &str, accel: Accel) -> String {
-    match (arch, accel) {
-        (_, Accel::Kvm) => "host".into(),
-        ("x86_64", Accel::Tcg) => "max".into(),
-        _ => "max".into(),
+/// This machine as a command line's host.
+pub fn this_host() -> HostKind {
+    HostKind {
+        os: limatype::Os::host(),
+        arch: limatype::Arch::host(),
+    }
+}
+
+/// `sysctl -n NAME` on macOS ("" when it cannot be read).
+fn sysctl(name: &str) -> String {
+    std::process::Command::new("sysctl")
+        .args(["-n", name])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Whether the host's hypervisor can run guests: `/dev/kvm` on Linux, `kern.hv_support` on
+/// macOS, assumed on Windows (WHPX). Upstream warns when it falls back to TCG; so do we.
+pub fn hypervisor_usable(os: limatype::Os) -> bool {
+    let ok = match os {
+        limatype::Os::Linux => cmdline::kvm_usable(),
+        limatype::Os::Darwin => sysctl("kern.hv_support") == "1",
+        limatype::Os::Windows => true,
+        limatype::Os::FreeBSD => false,
+    };
+    if !ok {
+        tracing::warn!(
+            "no usable hypervisor on this host; using TCG. Expect very poor performance."
+        );
+    }
+    ok
+}
+
+/// Whether `-cpu host` works here (upstream's `hasHostCPU`): not on Apple M4 (SME, which
+/// HVF cannot give the guest), not on Windows.
+fn host_cpu(host: HostKind) -> bool {
+    match host.os {
+        limatype::Os::Linux => true,
+        limatype::Os::Darwin => {
+            !(host.arch == limatype::Arch::Aarch64 && sysctl("hw.optional.arm.FEAT_SME") == "1")
+        }
+        _ => false,
+    }
+}
+
+/// The installed `bin`'s version from `bin --version`, if it runs and says one.
+pub fn installed_version(bin: &str) -> Option<QemuVersion> {
+    let out = std::process::Command::new(bin)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    QemuVersion::from_version_output(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `digest` (`sha256:<hex>` or `sha512:<hex>`, as images' digests) against `bytes`.
+fn check_digest(bytes: &[u8], digest: &str) -> std::result::Result<(), String> {
+    use sha2::Digest;
+    let (algo, want) = digest
+        .split_once(':')
+        .ok_or_else(|| format!("expected ALGORITHM:HEX, got {digest:?}"))?;
+    let got: Vec<u8> = match algo {
+        "sha256" => sha2::Sha256::digest(bytes).to_vec(),
+        "sha512" => sha2::Sha512::digest(bytes).to_vec(),
+        other => return Err(format!("unsupported algorithm {other:?} (sha256, sha512)")),
+    };
+    let got: String = got.iter().map(|b| format!("{b:02x}")).collect();
+    if got.eq_ignore_ascii_case(want) {
+        Ok(())
+    } else {
+        Err(format!("expected {digest}, got {algo}:{got}"))
     }
 }
 
@@ -363,24 +537,6 @@ pub fn find_in_path(bin: &str) -> Option<PathBuf> {
         .split(':')
         .map(|d| Path::new(d).join(bin))
         .find(|p| p.is_file())
-}
-
-/// UEFI code for arches that need it, from the usual distro locations.
-pub fn find_firmware(arch: &str) -> Option<PathBuf> {
-    let candidates: &[&str] = match arch {
-        "x86_64" => &[
-            "/usr/share/OVMF/OVMF_CODE_4M.fd",
-            "/usr/share/OVMF/OVMF_CODE.fd",
-            "/usr/share/qemu/edk2-x86_64-code.fd",
-        ],
-        "aarch64" => &[
-            "/usr/share/AAVMF/AAVMF_CODE.fd",
-            "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd",
-            "/usr/share/qemu/edk2-aarch64-code.fd",
-        ],
-        _ => &[],
-    };
-    candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
 #[cfg(test)]
@@ -513,5 +669,47 @@ mod tests {
             e.contains("additionalDisks[1]") && e.contains("\"gone\""),
             "{e}"
         );
+    }
+
+    /// The real qemu on this machine: its version is read, and a template needing a newer
+    /// one is refused with upstream's message.
+    #[test]
+    fn minimum_version_against_installed_qemu() {
+        let bin = cmdline::qemu_binary(limatype::Arch::host().as_str());
+        let Some(found) = installed_version(&bin) else {
+            eprintln!("SKIPPED: {bin} is not installed");
+            return;
+        };
+        let dir = Path::new("/nonexistent");
+        let m = Machine::new(
+            "vm",
+            dir,
+            filled("vmOpts:\n  qemu:\n    minimumVersion: 999.0.0\n"),
+            0,
+        );
+        let e = m.check_qemu_version(&bin).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("QEMU {found} is too old, template requires `999.0.0` or later")
+        );
+        let m = Machine::new(
+            "vm",
+            dir,
+            filled("vmOpts:\n  qemu:\n    minimumVersion: 4.0.0\n"),
+            0,
+        );
+        assert_eq!(m.check_qemu_version(&bin).unwrap(), Some(found));
+    }
+
+    #[test]
+    fn firmware_digest() {
+        check_digest(
+            b"abc",
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        )
+        .unwrap();
+        let e = check_digest(b"abd", "sha256:ba7816bf").unwrap_err();
+        assert!(e.contains("expected sha256:ba7816bf"), "{e}");
+        assert!(check_digest(b"abc", "md5:00").is_err());
     }
 }

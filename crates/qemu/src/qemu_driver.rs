@@ -59,7 +59,14 @@ pub fn probes_of(ctx: &ConfigContext) -> config::Probes {
     let here = ctx.host.is_this_machine();
     config::Probes {
         qemu_found: here.then_some(|bin: &str| machine::find_in_path(bin).is_some()),
-        firmware_found: here.then_some(|arch: &str| machine::find_firmware(arch).is_some()),
+        firmware_found: here.then_some(|arch: &str| {
+            let bin = crate::cmdline::qemu_binary(arch);
+            let exe = machine::find_in_path(&bin).unwrap_or_else(|| bin.into());
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            crate::firmware::find(arch, &exe, &home, |p| p.exists()).is_ok()
+        }),
         virtiofsd_found: here.then_some(|| {
             let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
             crate::virtiofsd::find(home.as_deref(), std::env::var_os("PATH").as_deref()).is_ok()
@@ -71,7 +78,10 @@ pub fn probes_of(ctx: &ConfigContext) -> config::Probes {
 pub fn to_driver_error(e: MachineError) -> DriverError {
     let msg = e.to_string();
     match e {
-        MachineError::Config(_) | MachineError::Accel(_) => DriverError::invalid_config(msg),
+        MachineError::Config(_)
+        | MachineError::Accel(_)
+        | MachineError::TooOld(_)
+        | MachineError::Firmware(_) => DriverError::invalid_config(msg),
         MachineError::Vm(vm::VmError::UnsupportedFormat { .. }) => DriverError::invalid_config(msg),
         MachineError::Vm(vm::VmError::Spawn { .. }) => DriverError::unavailable(msg),
         MachineError::NotRunning => DriverError::failed_precondition(msg),
@@ -207,6 +217,20 @@ impl Driver for QemuDriver {
         Ok(GuestAgentConn::UnixSocket(
             self.machine()?.dir.join(filenames::GUEST_AGENT_SOCK),
         ))
+    }
+
+    async fn change_display_password(&self, password: &str) -> Result<()> {
+        let sock = self.machine()?.dir.join(filenames::QMP_SOCK);
+        crate::qmp::change_vnc_password(&sock, password)
+            .await
+            .map_err(|e| DriverError::internal(e.to_string()))
+    }
+
+    async fn display_connection(&self) -> Result<String> {
+        let sock = self.machine()?.dir.join(filenames::QMP_SOCK);
+        crate::qmp::vnc_service(&sock)
+            .await
+            .map_err(|e| DriverError::internal(e.to_string()))
     }
 
     async fn ssh_address(&self) -> Result<String> {

@@ -143,6 +143,39 @@ pub async fn query_status(sock: &Path) -> Result<String, QmpError> {
     Ok(v["status"].as_str().unwrap_or("").to_string())
 }
 
+/// Sets the VNC password (`change-vnc-password`, as upstream's go-qemu does; `set_password`
+/// where a newer qemu dropped the former).
+pub async fn change_vnc_password(sock: &Path, password: &str) -> Result<(), QmpError> {
+    match execute(
+        sock,
+        "change-vnc-password",
+        Some(json!({ "password": password })),
+    )
+    .await
+    {
+        Err(QmpError::Command { class, .. }) if class == "CommandNotFound" => execute(
+            sock,
+            "set_password",
+            Some(json!({ "protocol": "vnc", "password": password })),
+        )
+        .await
+        .map(|_| ()),
+        other => other.map(|_| ()),
+    }
+}
+
+/// The VNC server's port (`query-vnc`'s `service`), where qemu picked one from a `to=` range.
+pub async fn vnc_service(sock: &Path) -> Result<String, QmpError> {
+    let v = execute(sock, "query-vnc", None).await?;
+    v.get("service")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| QmpError::Protocol {
+            path: sock.display().to_string(),
+            line: v.to_string(),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +228,55 @@ mod tests {
         server.await.unwrap();
         let e = quit(&dir.path().join("missing.sock")).await.unwrap_err();
         assert!(e.to_string().contains("missing.sock"), "{e}");
+    }
+
+    /// A real qemu with no machine (nothing boots): `-display vnc=...,password=on` as the
+    /// command line has it; the password is set and the port read over QMP, and a VNC client
+    /// is offered VNC authentication there.
+    #[tokio::test]
+    async fn vnc_password_and_port_on_a_real_qemu() {
+        let bin = crate::cmdline::qemu_binary(limatype::Arch::host().as_str());
+        if crate::machine::find_in_path(&bin).is_none() {
+            eprintln!("SKIPPED: {bin} is not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("qmp.sock");
+        let display = crate::cmdline::display_value("vnc", "127.0.0.1:40,to=99");
+        let mut child = tokio::process::Command::new(&bin)
+            .args(["-machine", "none", "-nodefaults", "-display", &display])
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", sock.display()))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if sock.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        change_vnc_password(&sock, "s3cretpw").await.unwrap();
+        let port: u16 = vnc_service(&sock).await.unwrap().parse().unwrap();
+        assert!((5940..=5999).contains(&port), "{port}");
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut version = [0u8; 12];
+        tokio::io::AsyncReadExt::read_exact(&mut s, &mut version)
+            .await
+            .unwrap();
+        assert!(version.starts_with(b"RFB 003."), "{version:?}");
+        s.write_all(b"RFB 003.008\n").await.unwrap();
+        let mut n = [0u8; 1];
+        tokio::io::AsyncReadExt::read_exact(&mut s, &mut n)
+            .await
+            .unwrap();
+        let mut types = vec![0u8; n[0] as usize];
+        tokio::io::AsyncReadExt::read_exact(&mut s, &mut types)
+            .await
+            .unwrap();
+        assert_eq!(types, [2], "only VNC authentication");
+        child.kill().await.unwrap();
     }
 }
