@@ -234,7 +234,10 @@ fn errors_about_a_base_do_not_quote_it() {
 fn fields_the_qemu_driver_does_not_implement_are_refused() {
     for (body, field) in [
         ("networks:\n- lima: user-v2\n", "networks[0].lima"),
-        ("networks:\n- socket: /var/run/socket_vmnet\n", "networks[0].socket"),
+        (
+            "networks:\n- socket: /var/run/socket_vmnet\n",
+            "networks[0].socket",
+        ),
         ("tpm: true\n", "tpm"),
         ("rosetta:\n  enabled: true\n", "rosetta.enabled"),
         ("os: FreeBSD\n", "os"),

@@ -2,7 +2,8 @@
 //! virtiofs; macOS and other Unix: reverse-sshfs, 9p; Windows: reverse-sshfs), `9p` as the
 //! default mount type unless unsupported, `virtiofs.queueSize` 1024 for virtiofs, the deprecated top-level `cpuType` moved to
 //! `vmOpts.qemu.cpuType`, CPU types for emulated arches, a VNC display, a semver
-//! `vmOpts.qemu.minimumVersion`, and (on this host) the qemu binary and UEFI firmware. Pure
+//! `vmOpts.qemu.minimumVersion`, and (on this host) the qemu binary and UEFI firmware;
+//! fields upstream's qemu acts on but this one does not are refused (see docs/fields.md). Pure
 //! functions of the config, the [`HostFacts`] and the machine's [`Probes`].
 
 use driver::DriverError;
@@ -540,10 +541,16 @@ mod tests {
             assert!(e.contains(&format!("field `{field}`")), "{yaml}: {e}");
         };
         refused("networks: [{lima: user-v2}]", "networks[0].lima");
-        refused("networks: [{vzNAT: true}, {socket: /var/run/vmnet.sock}]", "networks[1].socket");
+        refused(
+            "networks: [{vzNAT: true}, {socket: /var/run/vmnet.sock}]",
+            "networks[1].socket",
+        );
         refused("tpm: true", "tpm");
         refused("os: FreeBSD", "os");
-        refused("osOpts: {Windows: {virtioWin: [{location: /w.iso}]}}", "osOpts.Windows.virtioWin");
+        refused(
+            "osOpts: {Windows: {virtioWin: [{location: /w.iso}]}}",
+            "osOpts.Windows.virtioWin",
+        );
         refused("rosetta: {enabled: true}", "rosetta.enabled");
         // Upstream's qemu ignores these (with a warning here): still accepted.
         for ok in [
