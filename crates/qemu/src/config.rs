@@ -150,22 +150,24 @@ fn is_version(s: &str) -> bool {
 /// field and what is missing, so a config never silently runs without them. Fields upstream's
 /// qemu ignores too only earn a warning.
 fn refuse_unimplemented(config: &LimaYaml) -> driver::Result<()> {
-    let refuse = |msg: String| Err(DriverError::invalid_config(msg));
+    // Every refusal at once (upstream joins its errors), on one line: the registry lists
+    // each driver's refusal as one line.
+    let mut refused: Vec<String> = Vec::new();
     if let Some(os) = config.os.as_deref().filter(|os| *os != "Linux") {
-        return refuse(format!(
+        refused.push(format!(
             "field `os` is {os:?}: this qemu driver boots Linux guests only (no boot scripts for other guest OSes)"
         ));
     }
     for (i, nw) in config.networks.iter().flatten().enumerate() {
         if let Some(name) = nw.lima.as_deref().filter(|n| !n.is_empty()) {
-            return refuse(format!(
+            refused.push(format!(
                 "field `networks[{i}].lima` ({name:?}) is not supported by this qemu driver: \
                  no usernet daemon (`user-v2`) or socket_vmnet network is implemented; \
                  the guest has qemu's user-mode network only"
             ));
         }
         if let Some(sock) = nw.socket.as_deref().filter(|s| !s.is_empty()) {
-            return refuse(format!(
+            refused.push(format!(
                 "field `networks[{i}].socket` ({sock:?}) is not supported by this qemu driver: \
                  connecting a NIC to a socket_vmnet socket is not implemented"
             ));
@@ -176,7 +178,7 @@ fn refuse_unimplemented(config: &LimaYaml) -> driver::Result<()> {
         }
     }
     if config.tpm == Some(true) {
-        return refuse(
+        refused.push(
             "field `tpm` is not supported by this qemu driver: TPM emulation through swtpm is not implemented".into(),
         );
     }
@@ -187,12 +189,12 @@ fn refuse_unimplemented(config: &LimaYaml) -> driver::Result<()> {
         .and_then(|w| w.virtio_win.as_ref())
         .is_some_and(|v| !v.is_empty());
     if windows_iso {
-        return refuse(
+        refused.push(
             "field `osOpts.Windows.virtioWin` is not supported by this qemu driver: Windows guests are not implemented".into(),
         );
     }
     if config.rosetta.as_ref().and_then(|r| r.enabled) == Some(true) {
-        return refuse(
+        refused.push(
             "field `rosetta.enabled` needs vmType vz on an Apple silicon Mac; qemu cannot run Rosetta".into(),
         );
     }
@@ -203,7 +205,11 @@ fn refuse_unimplemented(config: &LimaYaml) -> driver::Result<()> {
             "vmType qemu: ignoring field `nestedVirtualization`; nesting follows the host's kvm module (`nested=1`) with cpuType \"host\""
         );
     }
-    Ok(())
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(DriverError::invalid_config(refused.join("; ")))
+    }
 }
 
 pub fn accept(config: &LimaYaml, host: &HostFacts, probes: &Probes) -> driver::Result<()> {
@@ -552,6 +558,13 @@ mod tests {
             "osOpts.Windows.virtioWin",
         );
         refused("rosetta: {enabled: true}", "rosetta.enabled");
+        // All of them, not just the first.
+        let both = LimaYaml::from_yaml("tpm: true\nnetworks: [{lima: shared}]").unwrap();
+        let e = accept(&both, &linux()).unwrap_err().to_string();
+        assert!(
+            e.contains("`networks[0].lima`") && e.contains("`tpm`"),
+            "{e}"
+        );
         // Upstream's qemu ignores these (with a warning here): still accepted.
         for ok in [
             "networks: [{vzNAT: true}]",
