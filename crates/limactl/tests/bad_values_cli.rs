@@ -241,6 +241,10 @@ fn fields_the_qemu_driver_does_not_implement_are_refused() {
         ("tpm: true\n", "tpm"),
         ("rosetta:\n  enabled: true\n", "rosetta.enabled"),
         ("os: FreeBSD\n", "os"),
+        (
+            "osOpts:\n  Windows:\n    virtioWin:\n    - location: /virtio-win.iso\n",
+            "osOpts.Windows.virtioWin",
+        ),
     ] {
         let text = format!("base: template:_images/tiny\nvmType: qemu\n{body}");
         let (out, left) = create_from(text.as_bytes());
