@@ -10,6 +10,8 @@ mod build;
 mod check_layers;
 mod ci;
 mod demo;
+#[cfg(test)]
+mod fields_doc;
 mod layer_rules;
 mod layers;
 mod local_image;

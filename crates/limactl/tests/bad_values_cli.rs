@@ -227,3 +227,36 @@ fn errors_about_a_base_do_not_quote_it() {
     );
     assert!(entries(&home).is_empty(), "{:?}", entries(&home));
 }
+
+/// Fields upstream's qemu acts on but ours does not are refused by the driver's accept, naming
+/// the field; nothing is left under `$LIMA_HOME` (see docs/fields.md).
+#[test]
+fn fields_the_qemu_driver_does_not_implement_are_refused() {
+    for (body, field) in [
+        ("networks:\n- lima: user-v2\n", "networks[0].lima"),
+        (
+            "networks:\n- socket: /var/run/socket_vmnet\n",
+            "networks[0].socket",
+        ),
+        ("tpm: true\n", "tpm"),
+        ("rosetta:\n  enabled: true\n", "rosetta.enabled"),
+        ("os: FreeBSD\n", "os"),
+        (
+            "osOpts:\n  Windows:\n    virtioWin:\n    - location: /virtio-win.iso\n",
+            "osOpts.Windows.virtioWin",
+        ),
+    ] {
+        let text = format!("base: template:_images/tiny\nvmType: qemu\n{body}");
+        let (out, left) = create_from(text.as_bytes());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{body}: {err}");
+        assert!(err.contains(&format!("field `{field}`")), "{body}: {err}");
+        assert!(left.is_empty(), "{body}: left {left:?}");
+    }
+    // Upstream's qemu ignores these too: a warning, not a refusal.
+    let (out, _) =
+        create_from(b"base: template:_images/tiny\nvmType: qemu\nnestedVirtualization: true\n");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("nestedVirtualization"), "{err}");
+}

@@ -2,7 +2,8 @@
 //! virtiofs; macOS and other Unix: reverse-sshfs, 9p; Windows: reverse-sshfs), `9p` as the
 //! default mount type unless unsupported, `virtiofs.queueSize` 1024 for virtiofs, the deprecated top-level `cpuType` moved to
 //! `vmOpts.qemu.cpuType`, CPU types for emulated arches, a VNC display, a semver
-//! `vmOpts.qemu.minimumVersion`, and (on this host) the qemu binary and UEFI firmware. Pure
+//! `vmOpts.qemu.minimumVersion`, and (on this host) the qemu binary and UEFI firmware;
+//! fields upstream's qemu acts on but this one does not are refused (see docs/fields.md). Pure
 //! functions of the config, the [`HostFacts`] and the machine's [`Probes`].
 
 use driver::DriverError;
@@ -175,6 +176,72 @@ fn check_video(config: &LimaYaml) -> driver::Result<()> {
     }
 }
 
+/// Fields upstream's qemu driver acts on that this one does not (yet): refused, naming the
+/// field and what is missing, so a config never silently runs without them. Fields upstream's
+/// qemu ignores too only earn a warning.
+fn refuse_unimplemented(config: &LimaYaml) -> driver::Result<()> {
+    // Every refusal at once (upstream joins its errors), on one line: the registry lists
+    // each driver's refusal as one line.
+    let mut refused: Vec<String> = Vec::new();
+    if let Some(os) = config.os.as_deref().filter(|os| *os != "Linux") {
+        refused.push(format!(
+            "field `os` is {os:?}: this qemu driver boots Linux guests only (no boot scripts for other guest OSes)"
+        ));
+    }
+    for (i, nw) in config.networks.iter().flatten().enumerate() {
+        if let Some(name) = nw.lima.as_deref().filter(|n| !n.is_empty()) {
+            refused.push(format!(
+                "field `networks[{i}].lima` ({name:?}) is not supported by this qemu driver: \
+                 no usernet daemon (`user-v2`) or socket_vmnet network is implemented; \
+                 the guest has qemu's user-mode network only"
+            ));
+        }
+        if let Some(sock) = nw.socket.as_deref().filter(|s| !s.is_empty()) {
+            refused.push(format!(
+                "field `networks[{i}].socket` ({sock:?}) is not supported by this qemu driver: \
+                 connecting a NIC to a socket_vmnet socket is not implemented"
+            ));
+        }
+        if nw.vz_nat == Some(true) {
+            // Upstream's qemu warns and ignores it too.
+            tracing::warn!("vmType qemu: ignoring networks[{i}]: vzNAT is for vmType vz");
+        }
+    }
+    if config.tpm == Some(true) {
+        refused.push(
+            "field `tpm` is not supported by this qemu driver: TPM emulation through swtpm is not implemented".into(),
+        );
+    }
+    let windows_iso = config
+        .os_opts
+        .as_ref()
+        .and_then(|o| o.windows.as_ref())
+        .and_then(|w| w.virtio_win.as_ref())
+        .is_some_and(|v| !v.is_empty());
+    if windows_iso {
+        refused.push(
+            "field `osOpts.Windows.virtioWin` is not supported by this qemu driver: Windows guests are not implemented".into(),
+        );
+    }
+    if config.rosetta.as_ref().and_then(|r| r.enabled) == Some(true) {
+        refused.push(
+            "field `rosetta.enabled` needs vmType vz on an Apple silicon Mac; qemu cannot run Rosetta".into(),
+        );
+    }
+    if config.nested_virtualization == Some(true) {
+        // Upstream's qemu passes nothing either: with `cpuType: host` nesting follows the
+        // host's kvm module.
+        tracing::warn!(
+            "vmType qemu: ignoring field `nestedVirtualization`; nesting follows the host's kvm module (`nested=1`) with cpuType \"host\""
+        );
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(DriverError::invalid_config(refused.join("; ")))
+    }
+}
+
 pub fn accept(config: &LimaYaml, host: &HostFacts, probes: &Probes) -> driver::Result<()> {
     let arch = config.arch.as_deref().unwrap_or(host.arch.as_str());
     if !limatype::ARCH_TYPES.contains(&arch) {
@@ -203,6 +270,7 @@ pub fn accept(config: &LimaYaml, host: &HostFacts, probes: &Probes) -> driver::R
             )));
         }
     }
+    refuse_unimplemented(config)?;
     let qemu = config.vm_opts.as_ref().and_then(|o| o.qemu.as_ref());
     if let Some(v) = qemu.and_then(|q| q.minimum_version.as_deref()) {
         if !is_version(v) {
@@ -504,6 +572,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no UEFI firmware for aarch64"), "{e}");
+    }
+
+    #[test]
+    fn unimplemented_fields_are_refused_naming_the_field() {
+        let refused = |yaml: &str, field: &str| {
+            let c = LimaYaml::from_yaml(yaml).unwrap();
+            let e = accept(&c, &linux()).unwrap_err();
+            assert_eq!(e.kind, driver::ErrorKind::InvalidConfig, "{yaml}");
+            let e = e.to_string();
+            assert!(e.contains(&format!("field `{field}`")), "{yaml}: {e}");
+        };
+        refused("networks: [{lima: user-v2}]", "networks[0].lima");
+        refused(
+            "networks: [{vzNAT: true}, {socket: /var/run/vmnet.sock}]",
+            "networks[1].socket",
+        );
+        refused("tpm: true", "tpm");
+        refused("os: FreeBSD", "os");
+        refused(
+            "osOpts: {Windows: {virtioWin: [{location: /w.iso}]}}",
+            "osOpts.Windows.virtioWin",
+        );
+        refused("rosetta: {enabled: true}", "rosetta.enabled");
+        // All of them, not just the first.
+        let both = LimaYaml::from_yaml("tpm: true\nnetworks: [{lima: shared}]").unwrap();
+        let e = accept(&both, &linux()).unwrap_err().to_string();
+        assert!(
+            e.contains("`networks[0].lima`") && e.contains("`tpm`"),
+            "{e}"
+        );
+        // Upstream's qemu ignores these (with a warning here): still accepted.
+        for ok in [
+            "networks: [{vzNAT: true}]",
+            "nestedVirtualization: true",
+            "tpm: false",
+            "rosetta: {enabled: false}",
+            "os: Linux",
+            "vmOpts: {vz: {rosetta: {enabled: true}}}",
+        ] {
+            accept(&LimaYaml::from_yaml(ok).unwrap(), &linux()).unwrap();
+        }
     }
 
     #[test]
