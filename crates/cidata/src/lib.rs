@@ -412,14 +412,10 @@ fn lima_env(input: &SeedInput<'_>, user: &FilledUser) -> Result<Vec<String>, Cid
         "LIMA_CIDATA_CONTAINERD_SYSTEM={}",
         flag(containerd.system.unwrap_or(false))
     ));
-    let skip_deps = cfg
-        .provision
-        .iter()
-        .flatten()
-        .any(|p| {
-            p.mode.as_deref() == Some("dependency")
-                && p.skip_default_dependency_resolution == Some(true)
-        });
+    let skip_deps = cfg.provision.iter().flatten().any(|p| {
+        p.mode.as_deref() == Some("dependency")
+            && p.skip_default_dependency_resolution == Some(true)
+    });
     v.push(format!(
         "LIMA_CIDATA_SKIP_DEFAULT_DEPENDENCY_RESOLUTION={}",
         flag(skip_deps)

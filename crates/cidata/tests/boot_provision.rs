@@ -15,7 +15,9 @@ fn section(name: &str) -> &'static str {
     let start = BOOT_SH
         .find(&format!("# BEGIN {name}\n"))
         .expect("BEGIN marker");
-    let end = BOOT_SH.find(&format!("# END {name}\n")).expect("END marker");
+    let end = BOOT_SH
+        .find(&format!("# END {name}\n"))
+        .expect("END marker");
     &BOOT_SH[start..end]
 }
 
@@ -61,7 +63,10 @@ fn dependency_scripts_run_in_order_and_a_failure_fails_the_boot() {
     assert!(ok, "{out}");
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "first\nsecond\n");
 
-    exe(&mnt.join("provision.dependency/00000003"), "#!/bin/sh\nexit 3\n");
+    exe(
+        &mnt.join("provision.dependency/00000003"),
+        "#!/bin/sh\nexit 3\n",
+    );
     let (ok, out) = run(section("dependency"), &mnt, &[]);
     assert!(!ok && out.contains("FAILED"), "{out}");
 }
@@ -108,7 +113,10 @@ fn yq_step_installs_the_agents_output_with_owner_and_mode() {
     assert_eq!(mode, 0o600);
 
     // A failing edit: the boot fails, the file stays as it was.
-    exe(&mnt.join("lima-guestagent"), "#!/bin/sh\necho partial\nexit 1\n");
+    exe(
+        &mnt.join("lima-guestagent"),
+        "#!/bin/sh\necho partial\nexit 1\n",
+    );
     let (ok, out) = run(section("yq"), &mnt, &env);
     assert!(!ok && out.contains("FAILED yq_step"), "{out}");
     assert_eq!(std::fs::read_to_string(&target).unwrap(), written);

@@ -565,10 +565,9 @@ provision:
 /// A yq format the guest agent cannot write is refused when the seed is built.
 #[test]
 fn yq_step_with_an_unsupported_format_is_refused() {
-    let cfg: LimaYaml = serde_yaml::from_str(
-        "provision:\n- mode: yq\n  path: /etc/a.toml\n  expression: .a = 1\n",
-    )
-    .unwrap();
+    let cfg: LimaYaml =
+        serde_yaml::from_str("provision:\n- mode: yq\n  path: /etc/a.toml\n  expression: .a = 1\n")
+            .unwrap();
     let (keys, scripts) = (keys(), scripts());
     let err = build_seed(&input(&filled(&cfg), &keys, &scripts, None)).unwrap_err();
     let msg = err.to_string();

@@ -73,7 +73,10 @@ mod tests {
         assert_eq!(created, "x:\n  y: z\n");
         let json = apply(Some("{\"a\": 1}"), ".b = [1]", Format::Json).unwrap();
         assert_eq!(json, "{\n  \"a\": 1,\n  \"b\": [\n    1\n  ]\n}\n");
-        assert_eq!(apply(None, ".a = 1", Format::Json).unwrap(), "{\n  \"a\": 1\n}\n");
+        assert_eq!(
+            apply(None, ".a = 1", Format::Json).unwrap(),
+            "{\n  \"a\": 1\n}\n"
+        );
     }
 
     #[test]
