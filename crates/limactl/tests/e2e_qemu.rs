@@ -15,6 +15,8 @@ mod disks;
 mod forwarding;
 #[path = "e2e_qemu/mounts.rs"]
 mod mounts;
+#[path = "e2e_qemu/provision.rs"]
+mod provision;
 #[path = "e2e_qemu/snapshots.rs"]
 mod snapshots;
 
@@ -226,6 +228,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         .expect("cloud-init monitoring end");
     assert!(cloud_init_at < done_at && done_at < ready_at, "{said}");
     assert_eq!(env.status_str(name), "Running");
+    provision::check(env, name, &said);
     if let Some(count) = driver_starts {
         // create + prepare in limactl share one driver process; the host agent has its own.
         // The refused concurrent start and `list` start none.
@@ -311,6 +314,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         !alive(ha) && !alive(qemu),
         "host agent or qemu still running after stop"
     );
+    provision::after_stop(env, name);
 
     disks::check_released(env, disk);
     snapshots::while_stopped(env, name);
@@ -490,6 +494,7 @@ fn e2e_qemu_internal_driver() {
         forwarding::add_rules(&env, v, fwd);
         shares = Some(mounts::add_mounts(&env, v, "int", mount_types[0], home));
         disks::add_to_yaml(v, "intdisk");
+        provision::add_to_yaml(&env, v, "e2e-int");
     });
     let case = Case {
         name: "e2e-int",
@@ -569,6 +574,7 @@ fn e2e_qemu_external_driver() {
         forwarding::add_rules(&env, v, fwd);
         shares = Some(mounts::add_mounts(&env, v, "ext", mount_types[0], home));
         disks::add_to_yaml(v, "extdisk");
+        provision::add_to_yaml(&env, v, "e2e-ext");
     });
     let case = Case {
         name: "e2e-ext",
