@@ -102,6 +102,7 @@ pub fn deny_bans_toml() -> String {
             Kind::Host => String::new(),
             Kind::Driver => ", driver".to_string(),
             Kind::Guest => ", guest".to_string(),
+            Kind::Shared => ", shared".to_string(),
             Kind::Tooling => ", tooling".to_string(),
         };
         out.push_str(&format!(

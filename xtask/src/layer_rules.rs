@@ -43,7 +43,7 @@ pub fn broken_rules(from: &Layer, to: &Layer) -> Vec<String> {
             ));
         }
     }
-    if from.kind == Kind::Guest && to.kind != Kind::Guest {
+    if from.kind == Kind::Guest && !matches!(to.kind, Kind::Guest | Kind::Shared) {
         broken.push(format!(
             "a guest crate may not depend on host-side crates ({} is host-side)",
             to.crate_name

@@ -11,6 +11,9 @@ pub enum Kind {
     Driver,
     /// Runs inside the guest: may depend on no host-side crate (only layer-1 types).
     Guest,
+    /// A layer-1 library with no workspace deps used on both sides: guest crates may use it
+    /// (`limayq`: the guest agent runs `yq` provisioning steps with it, as upstream's does).
+    Shared,
     /// Build tooling (xtask, fuzz): outside the layering, but nothing may depend on it.
     Tooling,
 }
@@ -42,7 +45,7 @@ pub const LAYERS: &[Layer] = &[
     Layer {
         crate_name: "limayq",
         layer: (1, 0),
-        kind: Kind::Host,
+        kind: Kind::Shared,
         owns: "yq expressions over YAML/JSON (jaq), edit flags, comment-keeping lima.yaml edits",
     },
     Layer {

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Runs as root on every boot (from the per-boot runner): loads lima.env and param.env, sets
 # up additionalDisks (formatted the first time, mounted on /mnt/lima-NAME), runs boot/*.sh in
-# order, installs the guest agent and starts it as the systemd service
-# lima-guestagent.service, applies provisioning, and finally creates /run/lima-boot-done,
-# which the host agent waits for over SSH.
+# order, then the `dependency` provisioning scripts, installs the guest agent and starts it as
+# the systemd service lima-guestagent.service, applies the other provisioning steps in
+# upstream's order (data, yq, system, user), and finally creates /run/lima-boot-done, which
+# the host agent waits for over SSH.
 set -eu
 MNT="${LIMA_CIDATA_MNT:?LIMA_CIDATA_MNT is not set}"
 DONE=/run/lima-boot-done
@@ -143,6 +144,16 @@ for f in "$MNT"/boot/*.sh; do
 	[ -e "$f" ] && run "$f"
 done
 
+# BEGIN dependency
+# provision.dependency/*: before every other provisioning step, as upstream runs them first
+# thing in its package installation script. This boot script installs no packages of its own
+# (the images carry what Lima needs), so LIMA_CIDATA_SKIP_DEFAULT_DEPENDENCY_RESOLUTION has
+# nothing to skip here.
+for f in "$MNT"/provision.dependency/*; do
+	[ -e "$f" ] && run "$f"
+done
+# END dependency
+
 # BEGIN guestagent
 # The guest agent: installed when the seed has one (replaced through a rename, so a running
 # copy is never written to), then run by systemd as lima-guestagent.service, which serves the
@@ -234,6 +245,35 @@ for f in "$MNT"/provision.data/*; do
 	# shellcheck disable=SC2154
 	run install -D -m "$perm" -o "${owner%%:*}" -g "${owner#*:}" "$f" "$path"
 done
+
+# BEGIN yq
+# provision.yq/NAME holds a `yq` step's expression: the seed's guest agent applies it to the
+# file at LIMA_CIDATA_YQ_PROVISION_NAME_PATH (run on null when the file is missing) and prints
+# the new text, which is then installed with the step's owner and permissions; a failed edit
+# leaves the file as it was.
+yq_step() {
+	y_name=$(basename "$1")
+	eval "y_path=\${LIMA_CIDATA_YQ_PROVISION_${y_name}_PATH} y_owner=\${LIMA_CIDATA_YQ_PROVISION_${y_name}_OWNER}"
+	eval "y_perm=\${LIMA_CIDATA_YQ_PROVISION_${y_name}_PERMISSIONS} y_format=\${LIMA_CIDATA_YQ_PROVISION_${y_name}_FORMAT}"
+	if ! [ -x "$MNT/lima-guestagent" ]; then
+		log "no guest agent in the seed to apply $1 with"
+		return 1
+	fi
+	y_tmp=$(mktemp) || return 1
+	# shellcheck disable=SC2154 # set by eval above
+	if "$MNT/lima-guestagent" yq --format "$y_format" --from-file "$1" "$y_path" >"$y_tmp" &&
+		install -D -m "$y_perm" -o "${y_owner%%:*}" -g "${y_owner#*:}" "$y_tmp" "$y_path"; then
+		log "Updated $y_path"
+		rm -f "$y_tmp"
+		return 0
+	fi
+	rm -f "$y_tmp"
+	return 1
+}
+for f in "$MNT"/provision.yq/*; do
+	[ -e "$f" ] && run yq_step "$f"
+done
+# END yq
 
 for f in "$MNT"/provision.system/*; do
 	[ -e "$f" ] && run "$f"

@@ -1,6 +1,7 @@
 //! `cidata` — layer 7.0: the cloud-init NoCloud seed of an instance (`cidata.iso`, volume label
 //! `cidata`): `user-data`, `meta-data`, `network-config`, `lima.env`, `param.env`, our `boot.sh`
-//! with the driver's boot scripts under `boot/`, provisioning scripts and the guest agent
+//! with the driver's boot scripts under `boot/`, provisioning steps (`provision.<mode>/<index>`
+//! for `dependency`, `data`, `yq`, `system`, `user`, as upstream) and the guest agent
 //! (`lima-guestagent`, which `boot.sh` installs and runs as the systemd service
 //! `lima-guestagent.service`: `lima-guestagent daemon`, `Restart=always`).
 //! The ISO is written by our own small ISO9660 + Joliet writer ([`iso`]); no host tool needed.
@@ -173,12 +174,7 @@ pub fn build_seed(input: &SeedInput<'_>) -> Result<Seed, CidataError> {
                 })?;
                 let content = p.content.clone().unwrap_or_default();
                 files.insert(format!("provision.data/{name}"), text(content));
-                let owner = p.owner.clone().unwrap_or_else(|| "root:root".to_string());
-                let owner = if owner.contains(':') {
-                    owner
-                } else {
-                    format!("{owner}:{owner}")
-                };
+                let owner = owner_group(p.owner.as_deref());
                 let prefix = format!("LIMA_CIDATA_DATAFILE_{name}");
                 env_lines.push(format!(
                     "{prefix}_OVERWRITE={}",
@@ -191,10 +187,18 @@ pub fn build_seed(input: &SeedInput<'_>) -> Result<Seed, CidataError> {
                     p.permissions.clone().unwrap_or_else(|| "644".into())
                 ));
             }
-            // Package installation is left to the scripts; ansible runs on the host.
-            "dependency" | "ansible" => {
-                tracing::info!("{field}: mode {mode:?} is not run by the seed; skipped");
+            // Run by boot.sh before the boot scripts, as upstream's 30-install-packages.sh
+            // runs them before its package installation.
+            "dependency" => {
+                files.insert(format!("provision.dependency/{name}"), text(script()?));
             }
+            "yq" => {
+                let (entry, env) = yq_step(p, &field, &name)?;
+                files.insert(format!("provision.yq/{name}"), text(entry));
+                env_lines.extend(env);
+            }
+            // Run on the host by `limactl start` once the instance is running.
+            "ansible" => {}
             other => {
                 return Err(CidataError::Config {
                     field: format!("{field}.mode"),
@@ -293,6 +297,48 @@ pub fn build_seed(input: &SeedInput<'_>) -> Result<Seed, CidataError> {
     Ok(Seed { files })
 }
 
+/// A `yq` step: its expression (the seed entry) and its `LIMA_CIDATA_YQ_PROVISION_<name>_*`
+/// variables (upstream's names). A format the guest agent cannot write is refused here,
+/// before anything boots.
+fn yq_step(
+    p: &limatype::Provision,
+    field: &str,
+    name: &str,
+) -> Result<(String, Vec<String>), CidataError> {
+    let missing = |key: &str| CidataError::Config {
+        field: format!("{field}.{key}"),
+        reason: "mode \"yq\" needs it".into(),
+    };
+    let expression = p.expression.clone().ok_or_else(|| missing("expression"))?;
+    let path = p.path.clone().ok_or_else(|| missing("path"))?;
+    let format = p.format.clone().unwrap_or_else(|| "auto".into());
+    limayq::provision::file_format(&format, &path).map_err(|e| CidataError::Config {
+        field: format!("{field}.format"),
+        reason: e.to_string(),
+    })?;
+    let owner = owner_group(p.owner.as_deref());
+    let prefix = format!("LIMA_CIDATA_YQ_PROVISION_{name}");
+    let env = vec![
+        format!("{prefix}_FORMAT={format}"),
+        format!("{prefix}_OWNER={owner}"),
+        format!("{prefix}_PATH={path}"),
+        format!(
+            "{prefix}_PERMISSIONS={}",
+            p.permissions.clone().unwrap_or_else(|| "644".into())
+        ),
+    ];
+    Ok((expression, env))
+}
+
+/// `owner` as `user:group` for `install -o -g`: a bare user name gets the group of that name.
+fn owner_group(owner: Option<&str>) -> String {
+    match owner {
+        Some(o) if o.contains(':') => o.to_string(),
+        Some(o) => format!("{o}:{o}"),
+        None => "root:root".to_string(),
+    }
+}
+
 fn lines(v: &[String]) -> String {
     v.iter().map(|l| format!("{l}\n")).collect()
 }
@@ -366,11 +412,10 @@ fn lima_env(input: &SeedInput<'_>, user: &FilledUser) -> Result<Vec<String>, Cid
         "LIMA_CIDATA_CONTAINERD_SYSTEM={}",
         flag(containerd.system.unwrap_or(false))
     ));
-    let skip_deps = cfg
-        .provision
-        .iter()
-        .flatten()
-        .any(|p| p.skip_default_dependency_resolution == Some(true));
+    let skip_deps = cfg.provision.iter().flatten().any(|p| {
+        p.mode.as_deref() == Some("dependency")
+            && p.skip_default_dependency_resolution == Some(true)
+    });
     v.push(format!(
         "LIMA_CIDATA_SKIP_DEFAULT_DEPENDENCY_RESOLUTION={}",
         flag(skip_deps)

@@ -512,3 +512,67 @@ fn large_files_are_split_into_extents() {
         b"echo after\n"
     );
 }
+
+/// `dependency` and `yq` steps: their seed entries (`provision.<mode>/<index>`, as upstream)
+/// and the yq step's variables; `skipDefaultDependencyResolution` counts on dependency steps.
+#[test]
+fn dependency_and_yq_steps() {
+    let cfg: LimaYaml = serde_yaml::from_str(
+        r##"
+provision:
+- mode: dependency
+  skipDefaultDependencyResolution: true
+  script: |
+    #!/bin/sh
+    echo dep
+- mode: system
+  script: "#!/bin/sh\necho sys\n"
+- mode: yq
+  path: /etc/app/{{.User}}.json
+  expression: .user = "{{.User}}"
+  owner: "{{.User}}"
+- mode: ansible
+  playbook: play.yaml
+"##,
+    )
+    .unwrap();
+    let (keys, scripts) = (keys(), scripts());
+    let seed = build_seed(&input(&filled(&cfg), &keys, &scripts, None)).unwrap();
+    let provision: Vec<&str> = seed
+        .paths()
+        .filter(|p| p.starts_with("provision."))
+        .collect();
+    insta::assert_debug_snapshot!(provision);
+    assert_eq!(
+        seed.text("provision.dependency/00000000").unwrap(),
+        "#!/bin/sh\necho dep\n"
+    );
+    let user = filled(&cfg).user.name.clone();
+    assert_eq!(
+        seed.text("provision.yq/00000002").unwrap(),
+        format!(".user = \"{user}\"")
+    );
+    let env: Vec<String> = seed
+        .text("lima.env")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("LIMA_CIDATA_YQ_") || l.contains("DEPENDENCY"))
+        .map(|l| l.replace(&user, "USER"))
+        .collect();
+    insta::assert_debug_snapshot!(env);
+}
+
+/// A yq format the guest agent cannot write is refused when the seed is built.
+#[test]
+fn yq_step_with_an_unsupported_format_is_refused() {
+    let cfg: LimaYaml =
+        serde_yaml::from_str("provision:\n- mode: yq\n  path: /etc/a.toml\n  expression: .a = 1\n")
+            .unwrap();
+    let (keys, scripts) = (keys(), scripts());
+    let err = build_seed(&input(&filled(&cfg), &keys, &scripts, None)).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("provision[0].format") && msg.contains("\"toml\""),
+        "{msg}"
+    );
+}

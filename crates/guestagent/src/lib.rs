@@ -1,6 +1,7 @@
 //! `guestagent` — layer 1.1, guest-side kind: `lima-guestagent`, the agent that runs inside
 //! the Linux VM (as upstream Lima's `pkg/guestagent`). It depends on no host-side workspace
-//! crate (only `gamux`, the wire protocol).
+//! crate (only `gamux`, the wire protocol, and `limayq`, the shared yq evaluator its `yq`
+//! subcommand runs for `yq` provisioning steps).
 //!
 //! - [`ports`]: port discovery. [`ports::listening`] asks the kernel, through netlink
 //!   `sock_diag` (not by parsing `/proc/net/*` text), for every listening TCP socket and every

@@ -15,6 +15,10 @@
 //!   all as added; it runs until killed, and a failed poll is reported on stderr and retried
 //!   (except on a system without sock_diag, where it exits).
 //!
+//! - `lima-guestagent yq --format F --from-file EXPR_FILE PATH` prints PATH's new text after
+//!   the expression (run on `null` when PATH does not exist): the `yq` provisioning step,
+//!   which cidata's `boot.sh` runs from the seed and installs with the step's owner and mode.
+//!
 //! Not done yet: UDP forwarding (the daemon rejects udp opens and drops datagrams).
 
 use std::io::Write;
@@ -64,6 +68,17 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = ports::DEFAULT_INTERVAL.as_millis() as u64)]
         interval_ms: u64,
     },
+    /// Print a file's new text after a yq expression (a `yq` provisioning step).
+    Yq {
+        /// auto (from the file's extension), yaml or json.
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// The file holding the expression.
+        #[arg(long, value_name = "EXPR_FILE")]
+        from_file: PathBuf,
+        /// The file to edit (read only: the new text goes to stdout).
+        path: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,6 +105,11 @@ fn main() -> ExitCode {
             watch: true,
             interval_ms,
         } => watch(Duration::from_millis(interval_ms)),
+        Command::Yq {
+            format,
+            from_file,
+            path,
+        } => yq(&format, &from_file, &path),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,6 +135,29 @@ fn print_line(value: &impl Serialize) -> Result<(), Failure> {
     writeln!(out, "{line}")
         .and_then(|()| out.flush())
         .map_err(|_| Failure::StdoutClosed)
+}
+
+/// The `yq` step: the edit is printed, never written here, so a failed expression leaves
+/// the file as it was.
+fn yq(format: &str, expr_file: &std::path::Path, path: &std::path::Path) -> Result<(), Failure> {
+    let fail = |what: String| Failure::Message(what);
+    let expr = std::fs::read_to_string(expr_file)
+        .map_err(|e| fail(format!("reading {}: {e}", expr_file.display())))?;
+    let format = limayq::provision::file_format(format, &path.to_string_lossy())
+        .map_err(|e| fail(e.to_string()))?;
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(fail(format!("reading {}: {e}", path.display()))),
+    };
+    let out = limayq::provision::apply(existing.as_deref(), expr.trim_end(), format)
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        // Not StdoutClosed: a cut-short edit must fail, or boot.sh would install it.
+        .map_err(|e| fail(format!("writing the new text of {}: {e}", path.display())))
 }
 
 fn list() -> Result<(), Failure> {

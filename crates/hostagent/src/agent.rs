@@ -80,6 +80,8 @@ pub struct Options {
     pub expected_mounts: Vec<requirements::ExpectedMount>,
     /// Mounts whose host changes are passed to the guest (`mountInotify`; `inotify::plan`).
     pub inotify_mounts: Vec<crate::inotify::WatchedMount>,
+    /// `copyToHost` rules, copied once the guest is ready (`copytohost::plan`).
+    pub copy_to_host: Vec<crate::copytohost::CopyRule>,
     /// Send the guest's cloud-init output as events (`limactl start --progress`).
     pub cloud_init_progress: bool,
     /// The optional requirements: the user's readiness probes (`requirements::probe`).
@@ -270,6 +272,13 @@ pub async fn run(
             }))
         })
         .collect();
+    // As upstream, after the final requirements. A failed copy is a warning here (upstream
+    // reports the instance degraded): the instance itself is usable.
+    for rule in &opts.copy_to_host {
+        if let Err(e) = crate::copytohost::copy(Path::new("ssh"), &ssh_args, rule).await {
+            forward_report(&hub)(format!("WARNING: {e}"));
+        }
+    }
     // As upstream: unmet optional requirements leave the VM running, degraded.
     for e in &unmet_probes {
         tracing::error!("{e}");
@@ -305,6 +314,7 @@ pub async fn run(
         _ = sigterm.recv() => None,
         _ = sigint.recv() => None,
     };
+    crate::copytohost::delete_on_stop(&opts.copy_to_host);
     shutdown(vm, &dir, &opts.name, &hub).await;
     match reason {
         Some(e) => Err(e),

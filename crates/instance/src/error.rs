@@ -222,6 +222,14 @@ pub enum InstanceError {
         #[source]
         source: store::StoreError,
     },
+    #[error("provision[{index}] (mode ansible): `ansible-playbook` is not installed (not found in $PATH); install ansible, or remove the step")]
+    AnsibleMissing { index: usize },
+    #[error("provision[{index}] (mode ansible): playbook {playbook:?} failed: {detail}")]
+    AnsibleFailed {
+        index: usize,
+        playbook: String,
+        detail: String,
+    },
 }
 
 pub type Result<T, E = InstanceError> = std::result::Result<T, E>;

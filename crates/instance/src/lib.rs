@@ -10,6 +10,7 @@
 
 pub mod agentbin;
 pub mod agentproc;
+pub mod ansible;
 mod clone;
 pub mod copy;
 pub mod datadisk;

@@ -278,6 +278,9 @@ async fn agent_main(
         sshfs_mounts,
         expected_mounts,
         inotify_mounts: hostagent::inotify::plan(&inst.config),
+        copy_to_host: hostagent::copytohost::plan(
+            inst.config.copy_to_host.as_deref().unwrap_or_default(),
+        ),
         cloud_init_progress,
         probes: inst
             .config

@@ -17,6 +17,8 @@ mod forwarding;
 mod mounts;
 #[path = "e2e_qemu/probes.rs"]
 mod probes;
+#[path = "e2e_qemu/provision.rs"]
+mod provision;
 #[path = "e2e_qemu/snapshots.rs"]
 mod snapshots;
 #[path = "e2e_qemu/vnc.rs"]
@@ -239,6 +241,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         probes::check_first_start(env, name, &said);
     }
     assert_eq!(env.status_str(name), "Running");
+    provision::check(env, name, &said);
     if let Some(count) = driver_starts {
         // create + prepare in limactl share one driver process; the host agent has its own.
         // The refused concurrent start and `list` start none.
@@ -333,6 +336,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
     if let (Some(count), Some(before)) = (driver_starts, starts_before_stop) {
         assert_eq!(count(), before, "`stop` started a driver");
     }
+    provision::after_stop(env, name);
 
     disks::check_released(env, disk);
     // Each snapshot command opens the driver (an external one's process): not counted below.
@@ -517,6 +521,7 @@ fn e2e_qemu_internal_driver() {
         disks::add_to_yaml(v, "intdisk");
         probes::add_to_yaml(v);
         vnc::add_to_yaml(v);
+        provision::add_to_yaml(&env, v, "e2e-int");
     });
     let case = Case {
         name: "e2e-int",
@@ -598,6 +603,7 @@ fn e2e_qemu_external_driver() {
         forwarding::add_rules(&env, v, fwd);
         shares = Some(mounts::add_mounts(&env, v, "ext", mount_types[0], home));
         disks::add_to_yaml(v, "extdisk");
+        provision::add_to_yaml(&env, v, "e2e-ext");
     });
     let case = Case {
         name: "e2e-ext",

@@ -54,6 +54,8 @@ pub const VZ_IDENTIFIER: &str = "vz-identifier";
 pub const VZ_EFI: &str = "vz-efi";
 pub const QEMU_EFI_CODE_FD: &str = "qemu-efi-code.fd";
 pub const PROTECTED: &str = "protected";
+/// The inventory `limactl start` writes for `provision` steps of mode `ansible`.
+pub const ANSIBLE_INVENTORY_YAML: &str = "ansible-inventory.yaml";
 /// swtpm's TPM state (a directory).
 pub const SWTPM_DIR: &str = "swtpm";
 /// What `limactl clone` and `rename` leave behind (upstream's `SkipOnClone`): the protection,

@@ -843,6 +843,13 @@ fn check_provision_file_step(p: &mut Problems, f: &str, prov: &limatype::Provisi
     if mode == "yq" && prov.expression.is_none() {
         p.add(format!("{f}.expression"), "must be set when mode is \"yq\"");
     }
+    // The guest agent writes YAML and JSON only (upstream's yq has more formats).
+    if let (true, Some(path)) = (mode == "yq", prov.path.as_deref()) {
+        let format = prov.format.as_deref().unwrap_or("auto");
+        if let Err(e) = limayq::provision::file_format(format, path) {
+            p.add(format!("{f}.format"), e.to_string());
+        }
+    }
     if let Some(perm) = prov.permissions.as_deref() {
         if perm.is_empty() || i64::from_str_radix(perm, 8).is_err() {
             p.add(

@@ -7,6 +7,7 @@
 //! - [`edit_yaml`] (module `patch`): an expression applied to a YAML text, keeping the
 //!   comments and key order of what did not change;
 //! - [`colorize_json`], [`colorize_yaml`]: printed output coloured for a terminal, as yq;
+//! - [`provision`]: `provision` steps of mode `yq` (a guest file edited by an expression);
 //! - [`editflags`]: `--cpus`, `--mount`, ... translated to expressions as upstream's
 //!   `cmd/limactl/editflags` does.
 //!
@@ -16,6 +17,7 @@
 mod color;
 pub mod editflags;
 mod patch;
+pub mod provision;
 mod rewrite;
 
 use jaq_core::load::{Arena, File, Loader};
@@ -39,6 +41,8 @@ pub enum YqError {
     Yaml(#[from] serde_yaml::Error),
     #[error("invalid JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("format {format:?} of {path} is not supported (one of auto, yaml, json)")]
+    UnsupportedFormat { format: String, path: String },
     #[error("invalid edit flag --{flag}: {detail}")]
     Flag { flag: &'static str, detail: String },
 }

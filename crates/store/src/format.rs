@@ -47,6 +47,46 @@ pub struct GlobalFields {
     pub home_dir: String,
 }
 
+impl GlobalFields {
+    /// This host's: its OS and arch, `$LIMA_HOME` and the user's Lima key.
+    pub fn detect() -> crate::Result<GlobalFields> {
+        Ok(GlobalFields {
+            host_os: limatype::Os::host().to_string(),
+            host_arch: limatype::Arch::host().to_string(),
+            lima_home: crate::lima_home()?.display().to_string(),
+            identity_file: crate::config_dir()?
+                .join(limatype::filenames::USER_PRIVATE_KEY)
+                .display()
+                .to_string(),
+            home_dir: std::env::var("HOME").unwrap_or_default(),
+        })
+    }
+}
+
+/// An instance's `message` rendered as upstream's `store.Inspect` does: a Go template over
+/// the instance's fields (`{{.Name}}`, `{{.Dir}}`, `{{.SSHLocalPort}}`, `{{.Config...}}`),
+/// the host fields and `{{.Param.KEY}}`.
+pub fn render_message(
+    i: &Instance,
+    message: &str,
+    global: &GlobalFields,
+) -> Result<String, FormatError> {
+    if message.is_empty() {
+        return Ok(String::new());
+    }
+    let mut data = format_data(i, global)?;
+    if let (Value::Object(m), Some(param)) =
+        (&mut data, i.config.as_ref().and_then(|c| c.param.as_ref()))
+    {
+        let param = param
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        m.insert("Param".into(), Value::Map(param));
+    }
+    Ok(tmpl::execute(message, &data)?)
+}
+
 /// The template field names (Go's), sorted, without the deprecated host fields: what
 /// `--list-fields` prints.
 pub fn field_names() -> Vec<&'static str> {

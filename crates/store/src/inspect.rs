@@ -42,6 +42,7 @@ pub fn inspect(name: &str, load: YamlLoader) -> Result<Instance> {
         ssh_config_file: dir.join(filenames::SSH_CONFIG).display().to_string(),
         ..Default::default()
     };
+    let message;
     match load(&yaml_path) {
         Ok(y) => {
             inst.vm_type = y.vm_type().unwrap_or_default().to_string();
@@ -52,7 +53,7 @@ pub fn inspect(name: &str, load: YamlLoader) -> Result<Instance> {
             inst.ssh_local_port = i64::from(y.ssh_local_port);
             inst.additional_disks = y.additional_disks.clone().unwrap_or_default();
             inst.networks = y.networks.clone().unwrap_or_default();
-            inst.message = y.message.clone().unwrap_or_default();
+            message = y.message.clone().unwrap_or_default();
             inst.config = Some(y.into_yaml());
         }
         Err(e) => {
@@ -69,7 +70,24 @@ pub fn inspect(name: &str, load: YamlLoader) -> Result<Instance> {
         inst.lima_version = v.trim().to_string();
     }
     status_from_pid_files(&dir, &mut inst);
+    render_message_into(&mut inst, &message);
     Ok(inst)
+}
+
+/// `message` rendered with the instance's fields, as upstream's `Inspect`; a template that
+/// does not parse or run makes the instance `Broken`, naming it.
+fn render_message_into(inst: &mut Instance, message: &str) {
+    let rendered = crate::format::GlobalFields::detect()
+        .map_err(|e| e.to_string())
+        .and_then(|g| crate::format::render_message(inst, message, &g).map_err(|e| e.to_string()));
+    match rendered {
+        Ok(m) => inst.message = m,
+        Err(e) => {
+            inst.status = Status::Broken;
+            inst.errors
+                .push(format!("message {message:?} is not a valid template: {e}"));
+        }
+    }
 }
 
 /// The driver's pid file: `<vmType>.pid` (`qemu.pid`).

@@ -185,14 +185,5 @@ fn finish(out: &str, unmatched: bool) -> Result<()> {
 
 /// The host facts upstream adds to each instance's template data.
 pub fn global_fields() -> Result<GlobalFields> {
-    Ok(GlobalFields {
-        host_os: limatype::Os::host().to_string(),
-        host_arch: limatype::Arch::host().to_string(),
-        lima_home: store::lima_home()?.display().to_string(),
-        identity_file: store::config_dir()?
-            .join(limatype::filenames::USER_PRIVATE_KEY)
-            .display()
-            .to_string(),
-        home_dir: std::env::var("HOME").unwrap_or_default(),
-    })
+    Ok(GlobalFields::detect()?)
 }

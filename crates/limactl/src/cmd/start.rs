@@ -95,12 +95,33 @@ pub fn run(args: StartArgs) -> Result<()> {
             Started::AlreadyRunning => tracing::info!(
                 "The instance {name:?} is already running. Run `limactl shell {name}` to open the shell."
             ),
-            Started::Ready { ssh_local_port } => tracing::info!(
-                "READY. Run `limactl shell {name}` to open the shell (ssh port {ssh_local_port})."
-            ),
+            Started::Ready { ssh_local_port } => {
+                // As upstream: ansible steps run before READY; a failure fails the start.
+                let inst = instance::ops::inspect(&name)?;
+                instance::ansible::run_provision(&inst)?;
+                tracing::info!(
+                    "READY. Run `limactl shell {name}` to open the shell (ssh port {ssh_local_port})."
+                );
+                show_message(&inst)?;
+            }
         }
         Ok(())
     })
+}
+
+/// Upstream's `ShowMessage`: the rendered `message` (see `store::inspect`) after READY, under
+/// one log line, its own lines printed as they are so they can be copied.
+fn show_message(inst: &limatype::Instance) -> Result<()> {
+    use std::io::Write;
+    if inst.message.is_empty() {
+        return Ok(());
+    }
+    tracing::info!("Message from the instance `{}`:", inst.name);
+    let mut err = std::io::stderr().lock();
+    for line in inst.message.lines() {
+        writeln!(err, "{line}")?;
+    }
+    Ok(())
 }
 
 impl StartArgs {
