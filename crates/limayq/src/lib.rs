@@ -41,10 +41,12 @@ pub enum YqError {
     Yaml(#[from] serde_yaml::Error),
     #[error("invalid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("format {format:?} of {path} is not supported (one of auto, yaml, json)")]
+    #[error("format {format:?} of {path} is not supported (one of auto, yaml, json, ini)")]
     UnsupportedFormat { format: String, path: String },
     #[error("invalid edit flag --{flag}: {detail}")]
     Flag { flag: &'static str, detail: String },
+    #[error("INI: {0}")]
+    Ini(String),
 }
 
 /// Natives that would let a template read the host or end the process (upstream disables
