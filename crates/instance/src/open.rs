@@ -200,10 +200,15 @@ impl Opened {
             .map_err(self.call_failed("create_disk"))
     }
 
-    /// Writes `cidata.iso` for this boot: the user's key, the driver's boot scripts and a
-    /// fresh instance id (so cloud-init runs its per-instance steps again).
-    pub fn write_seed(&self, scripts: &BTreeMap<String, Vec<u8>>, pubkey: &str) -> Result<()> {
-        let keys = [pubkey.trim().to_string()];
+    /// Writes `cidata.iso` for this boot: the authorized keys (Lima's, then `~/.ssh/*.pub`
+    /// with `ssh.loadDotSSHPubKeys`), the driver's boot scripts and a fresh instance id (so
+    /// cloud-init runs its per-instance steps again).
+    pub fn write_seed(
+        &self,
+        scripts: &BTreeMap<String, Vec<u8>>,
+        pubkeys: &[String],
+    ) -> Result<()> {
+        let keys: Vec<String> = pubkeys.iter().map(|k| k.trim().to_string()).collect();
         let agent = crate::agentbin::find(self.config.os, self.config.arch)?;
         let seed = cidata::build_seed(&cidata::SeedInput {
             instance_name: &self.name,
@@ -261,7 +266,8 @@ async fn agent_main(
     // The same account the seed creates in the guest.
     let user = inst.config.user.name.clone();
     let key = sshutil::ensure_user_key_in(&store::config_dir()?)?;
-    let pubkey = key.public_key()?;
+    let ssh_flags = sshutil::SshFlags::from_config(&inst.config);
+    let pubkeys = sshutil::authorized_keys(&key, ssh_flags.load_dot_ssh_pub_keys)?;
     let (sshfs_mounts, expected_mounts) = hostagent::sshfs::plan(&inst.config);
     let opts = hostagent::agent::Options {
         name: name.to_string(),
@@ -269,6 +275,7 @@ async fn agent_main(
         ssh_local_port: inst.ssh_local_port,
         ssh_user: user,
         private_key: key.private.clone(),
+        ssh_flags,
         ready_timeout: ready_timeout(),
         driver_description: inst.driver_description.clone(),
         port_forwards: portfwd::effective_rules(
@@ -281,7 +288,7 @@ async fn agent_main(
         cloud_init_progress,
     };
     let seed = |scripts: &BTreeMap<String, Vec<u8>>| {
-        inst.write_seed(scripts, &pubkey)
+        inst.write_seed(scripts, &pubkeys)
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
     };
     hostagent::agent::run(opts, inst.driver.as_ref(), &seed, hub).await?;
