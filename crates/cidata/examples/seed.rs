@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         boot_scripts: &boot,
         guest_agent: None,
         nic_mac: Some(mac.clone()),
+        host_proxy_env: cidata::net::host_proxy_env(std::env::vars()),
     })?;
     seed.write_iso(Path::new(out))?;
     Ok(())

@@ -34,6 +34,15 @@ if [ -s "$MNT/etc_environment" ]; then
 	{ echo "# BEGIN lima"; cat "$MNT/etc_environment"; echo "# END lima"; } >>/etc/environment
 fi
 
+# host.lima.internal and hostResolver.hosts (the seed's etc_hosts, resolved on the host when
+# the seed was made): a block of /etc/hosts replaced on every boot (upstream's
+# 06-etc-hosts.sh; upstream answers hostResolver.hosts from the host agent's DNS server).
+if [ -s "$MNT/etc_hosts" ]; then
+	touch /etc/hosts
+	sed -i '/^# BEGIN lima$/,/^# END lima$/d' /etc/hosts
+	{ echo "# BEGIN lima"; cat "$MNT/etc_hosts"; echo "# END lima"; } >>/etc/hosts
+fi
+
 # Mount points: made when missing and owned by the user (sshfs mounts there as the user);
 # never chowned while mounted, since a 9p or virtiofs mount would pass the chown on to the
 # host's directory.

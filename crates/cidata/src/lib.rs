@@ -6,6 +6,7 @@
 //! The ISO is written by our own small ISO9660 + Joliet writer ([`iso`]); no host tool needed.
 
 pub mod iso;
+pub mod net;
 mod userdata;
 
 pub use userdata::fstab_escape;
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use limatype::network::{SLIRP_DNS, SLIRP_GATEWAY};
 use limatype::{Filled, FilledUser};
 
 pub use iso::{Content, IsoBuilder, IsoError};
@@ -74,6 +76,9 @@ pub struct SeedInput<'a> {
     pub guest_agent: Option<&'a Path>,
     /// MAC address of the user-mode (slirp) NIC; when known, network-config matches it.
     pub nic_mac: Option<String>,
+    /// The host's proxy variables (`net::host_proxy_env` of limactl's environment), passed
+    /// to the guest with `propagateProxyEnv`.
+    pub host_proxy_env: BTreeMap<String, String>,
 }
 
 /// The files of a seed, by path inside the ISO.
@@ -141,7 +146,13 @@ pub fn build_seed(input: &SeedInput<'_>) -> Result<Seed, CidataError> {
     for (k, v) in &params {
         check_env_value("param", k, v)?;
     }
-    let env = cfg.env.clone().unwrap_or_default();
+    let env = net::guest_env(
+        &cfg.env.clone().unwrap_or_default(),
+        &input.host_proxy_env,
+        cfg.propagate_proxy_env.unwrap_or(true),
+        SLIRP_GATEWAY,
+        net::is_loopback_host,
+    );
     for (k, v) in &env {
         check_env_value("env", k, v)?;
     }
@@ -257,6 +268,30 @@ pub fn build_seed(input: &SeedInput<'_>) -> Result<Seed, CidataError> {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>(),
         )),
+    );
+    let hosts = cfg
+        .host_resolver
+        .as_ref()
+        .and_then(|h| h.hosts.clone())
+        .unwrap_or_default();
+    for (name, value) in &hosts {
+        if name.is_empty()
+            || name.contains(char::is_whitespace)
+            || value.contains(char::is_whitespace)
+        {
+            return Err(CidataError::Config {
+                field: format!("hostResolver.hosts.{name}"),
+                reason: format!("{value:?}: names and values must be single words"),
+            });
+        }
+    }
+    files.insert(
+        "etc_hosts".into(),
+        text(lines(&net::etc_hosts(
+            &hosts,
+            SLIRP_GATEWAY,
+            net::lookup_host,
+        ))),
     );
     files.insert("boot.sh".into(), text(BOOT_SH.to_string()));
 
@@ -383,6 +418,8 @@ fn lima_env(input: &SeedInput<'_>, user: &FilledUser) -> Result<Vec<String>, Cid
         "LIMA_CIDATA_VIRTIO_PORT={}",
         limatype::filenames::VIRTIO_PORT
     ));
+    v.push(format!("LIMA_CIDATA_SLIRP_GATEWAY={SLIRP_GATEWAY}"));
+    v.push(format!("LIMA_CIDATA_SLIRP_DNS={SLIRP_DNS}"));
     v.push(format!(
         "LIMA_CIDATA_PLAIN={}",
         flag(cfg.plain.unwrap_or(false))

@@ -94,6 +94,7 @@ fn input<'a>(
         boot_scripts: scripts,
         guest_agent: agent,
         nic_mac: Some("52:55:55:AA:BB:CC".into()),
+        host_proxy_env: BTreeMap::new(),
     }
 }
 
@@ -511,4 +512,66 @@ fn large_files_are_split_into_extents() {
         isoinfo(&["-J", "-x", "/boot/after.sh", "-i", iso_s]),
         b"echo after\n"
     );
+}
+
+#[test]
+fn proxy_env_and_hosts_in_the_seed() {
+    let mut cfg = config();
+    cfg.env = Some(BTreeMap::from([("FOO".to_string(), "bar".to_string())]));
+    cfg.host_resolver = Some(limatype::HostResolver {
+        hosts: Some(BTreeMap::from([
+            ("db.test".to_string(), "10.0.0.7".to_string()),
+            ("me.test".to_string(), "host.lima.internal".to_string()),
+        ])),
+        ..Default::default()
+    });
+    let (keys, scripts) = (keys(), scripts());
+    let f = filled(&cfg);
+    let mut inp = input(&f, &keys, &scripts, None);
+    inp.host_proxy_env = cidata::net::host_proxy_env([
+        (
+            "http_proxy".to_string(),
+            "http://127.0.0.1:3128".to_string(),
+        ),
+        ("HOME".to_string(), "/home/me".to_string()),
+    ]);
+    let seed = build_seed(&inp).unwrap();
+    insta::assert_snapshot!(seed.text("etc_environment").unwrap(), @r"
+    FOO=bar
+    HTTP_PROXY=http://192.168.5.2:3128
+    http_proxy=http://192.168.5.2:3128
+    ");
+    insta::assert_snapshot!(seed.text("etc_hosts").unwrap(), @r"
+    192.168.5.2	host.lima.internal
+    10.0.0.7	db.test
+    192.168.5.2	me.test
+    ");
+    let lima_env = seed.text("lima.env").unwrap();
+    assert!(
+        lima_env.contains("LIMA_CIDATA_SLIRP_GATEWAY=192.168.5.2\n"),
+        "{lima_env}"
+    );
+
+    // propagateProxyEnv: false keeps the host's variables out.
+    cfg.propagate_proxy_env = Some(false);
+    let f = filled(&cfg);
+    let mut inp = input(&f, &keys, &scripts, None);
+    inp.host_proxy_env = cidata::net::host_proxy_env([(
+        "http_proxy".to_string(),
+        "http://127.0.0.1:3128".to_string(),
+    )]);
+    let seed = build_seed(&inp).unwrap();
+    assert_eq!(seed.text("etc_environment").unwrap(), "FOO=bar\n");
+
+    // A hosts entry with a blank would add a second name to the line: refused, named.
+    cfg.host_resolver = Some(limatype::HostResolver {
+        hosts: Some(BTreeMap::from([(
+            "a.test".to_string(),
+            "1.2.3.4 evil".to_string(),
+        )])),
+        ..Default::default()
+    });
+    let f = filled(&cfg);
+    let e = build_seed(&input(&f, &keys, &scripts, None)).unwrap_err();
+    assert!(e.to_string().contains("hostResolver.hosts.a.test"), "{e}");
 }

@@ -73,7 +73,7 @@ pub fn guest_of(inst: &Instance) -> Result<Guest> {
     let flags = inst
         .config
         .as_ref()
-        .map(|c| sshutil::SshFlags::from_config(c))
+        .map(sshutil::SshFlags::from_config)
         .unwrap_or_default();
     let opts = sshutil::instance_opts(Path::new(&inst.dir), &user_key()?, &user, &flags)?;
     Ok(Guest {

@@ -218,6 +218,7 @@ impl Opened {
             boot_scripts: scripts,
             guest_agent: agent.as_deref(),
             nic_mac: (!self.info.mac_address.is_empty()).then(|| self.info.mac_address.clone()),
+            host_proxy_env: cidata::net::host_proxy_env(std::env::vars()),
         })
         .and_then(|seed| seed.write_iso(&self.dir.join(filenames::CIDATA_ISO)));
         seed.map_err(|source| InstanceError::Seed { source })

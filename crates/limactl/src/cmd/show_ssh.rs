@@ -45,7 +45,7 @@ pub fn run(args: ShowSshArgs) -> Result<()> {
     let flags = inst
         .config
         .as_ref()
-        .map(|c| sshutil::SshFlags::from_config(c))
+        .map(sshutil::SshFlags::from_config)
         .unwrap_or_default();
     let mut opts = sshutil::instance_opts(dir, &key, &user, &flags)?;
     opts.push("Hostname=127.0.0.1".into());
