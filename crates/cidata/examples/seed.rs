@@ -27,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         guest_agent: None,
         nic_mac: Some(mac.clone()),
         host_proxy_env: cidata::net::host_proxy_env(std::env::vars()),
+        containerd_archive: None,
     })?;
     seed.write_iso(Path::new(out))?;
     Ok(())

@@ -22,6 +22,8 @@ pub use iso::{Content, IsoBuilder, IsoError};
 
 /// The ISO volume label cloud-init's NoCloud datasource looks for.
 pub const VOLUME_ID: &str = "cidata";
+/// The nerdctl-full archive's name in the seed (upstream's; ISO9660 wants short names).
+pub const CONTAINERD_ARCHIVE: &str = "nerdctl-full.tgz";
 /// The file the boot script creates last; the host agent waits for it.
 pub const BOOT_DONE_FILE: &str = "/run/lima-boot-done";
 /// Where cloud-init puts the runner that mounts the seed and starts `boot.sh` on every boot.
@@ -79,6 +81,9 @@ pub struct SeedInput<'a> {
     /// The host's proxy variables (`net::host_proxy_env` of limactl's environment), passed
     /// to the guest with `propagateProxyEnv`.
     pub host_proxy_env: BTreeMap<String, String>,
+    /// The nerdctl-full archive (a local file) when `containerd.system` or `containerd.user`
+    /// is on; carried as [`CONTAINERD_ARCHIVE`] for boot.sh to install.
+    pub containerd_archive: Option<&'a Path>,
 }
 
 /// The files of a seed, by path inside the ISO.
@@ -325,7 +330,34 @@ pub fn build_seed(input: &SeedInput<'_>) -> Result<Seed, CidataError> {
         }
         files.insert("lima-guestagent".into(), Content::File(agent.to_path_buf()));
     }
+    if let Some(archive) = containerd_archive(input)? {
+        files.insert(
+            CONTAINERD_ARCHIVE.into(),
+            Content::File(archive.to_path_buf()),
+        );
+    }
     Ok(Seed { files })
+}
+
+/// The archive to carry: only when containerd is wanted (not in plain mode), and then it
+/// must be there.
+fn containerd_archive<'a>(input: &SeedInput<'a>) -> Result<Option<&'a Path>, CidataError> {
+    let cfg = input.config;
+    let c = cfg.containerd.clone().unwrap_or_default();
+    let wanted =
+        !cfg.plain.unwrap_or(false) && (c.system.unwrap_or(false) || c.user.unwrap_or(false));
+    match input.containerd_archive {
+        Some(a) if wanted && !a.is_file() => Err(CidataError::Config {
+            field: "containerd.archives".into(),
+            reason: format!("the nerdctl archive {} is not a file", a.display()),
+        }),
+        Some(a) if wanted => Ok(Some(a)),
+        None if wanted => Err(CidataError::Config {
+            field: "containerd.archives".into(),
+            reason: "containerd is enabled but no nerdctl archive was fetched".into(),
+        }),
+        _ => Ok(None),
+    }
 }
 
 fn lines(v: &[String]) -> String {
@@ -401,6 +433,11 @@ fn lima_env(input: &SeedInput<'_>, user: &FilledUser) -> Result<Vec<String>, Cid
         "LIMA_CIDATA_CONTAINERD_SYSTEM={}",
         flag(containerd.system.unwrap_or(false))
     ));
+    if containerd.system.unwrap_or(false) || containerd.user.unwrap_or(false) {
+        v.push(format!(
+            "LIMA_CIDATA_CONTAINERD_ARCHIVE={CONTAINERD_ARCHIVE}"
+        ));
+    }
     let skip_deps = cfg
         .provision
         .iter()

@@ -95,6 +95,12 @@ fn input<'a>(
         guest_agent: agent,
         nic_mac: Some("52:55:55:AA:BB:CC".into()),
         host_proxy_env: BTreeMap::new(),
+        // The config asks for containerd.user: any file stands in for the archive here
+        // (boot_containerd.rs tests a real one).
+        containerd_archive: Some(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/Cargo.toml"
+        ))),
     }
 }
 
@@ -574,4 +580,36 @@ fn proxy_env_and_hosts_in_the_seed() {
     let f = filled(&cfg);
     let e = build_seed(&input(&f, &keys, &scripts, None)).unwrap_err();
     assert!(e.to_string().contains("hostResolver.hosts.a.test"), "{e}");
+}
+
+#[test]
+fn containerd_archive_is_carried_only_when_wanted() {
+    let mut cfg = config();
+    let (keys, scripts) = (keys(), scripts());
+    let f = filled(&cfg);
+    let seed = build_seed(&input(&f, &keys, &scripts, None)).unwrap();
+    assert!(seed.paths().any(|p| p == cidata::CONTAINERD_ARCHIVE));
+    let env = seed.text("lima.env").unwrap();
+    assert!(
+        env.contains("\nLIMA_CIDATA_CONTAINERD_ARCHIVE=nerdctl-full.tgz\n"),
+        "{env}"
+    );
+    // Wanted but not fetched: refused, naming the field.
+    let mut inp = input(&f, &keys, &scripts, None);
+    inp.containerd_archive = None;
+    let e = build_seed(&inp).unwrap_err();
+    assert!(e.to_string().starts_with("containerd.archives:"), "{e}");
+    // Not wanted: never carried.
+    cfg.containerd = Some(limatype::Containerd {
+        system: Some(false),
+        user: Some(false),
+        archives: None,
+    });
+    let f = filled(&cfg);
+    let seed = build_seed(&input(&f, &keys, &scripts, None)).unwrap();
+    assert!(!seed.paths().any(|p| p == cidata::CONTAINERD_ARCHIVE));
+    assert!(!seed
+        .text("lima.env")
+        .unwrap()
+        .contains("CONTAINERD_ARCHIVE"));
 }

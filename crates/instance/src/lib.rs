@@ -11,6 +11,7 @@
 pub mod agentbin;
 pub mod agentproc;
 mod clone;
+pub mod containerd;
 pub mod copy;
 pub mod datadisk;
 mod disks;

@@ -177,7 +177,7 @@ impl Opened {
 
     /// The trait's order up to the disks: `validate` → `create` → (image fetched into the
     /// instance directory) → `create_disk`. Fetching and `create_disk` happen once, until the
-    /// `diffdisk` exists.
+    /// `diffdisk` exists; then the nerdctl archive (`containerd`) into the cache.
     pub async fn prepare(&self) -> Result<()> {
         self.driver
             .validate()
@@ -187,17 +187,23 @@ impl Opened {
             .create()
             .await
             .map_err(self.call_failed("create"))?;
-        if self.dir.join(filenames::DIFF_DISK).exists() {
-            return Ok(());
+        if !self.dir.join(filenames::DIFF_DISK).exists() {
+            let (dir, config) = (self.dir.clone(), self.config.clone());
+            tokio::task::spawn_blocking(move || disks::fetch_image(&dir, &config))
+                .await
+                .expect("the image fetch does not panic")?;
+            self.driver
+                .create_disk()
+                .await
+                .map_err(self.call_failed("create_disk"))?;
         }
-        let (dir, config) = (self.dir.clone(), self.config.clone());
-        tokio::task::spawn_blocking(move || disks::fetch_image(&dir, &config))
+        // The nerdctl archive, after the disks as upstream's Prepare does, here in limactl's
+        // process so its progress shows; the host agent then finds it in the cache.
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || crate::containerd::archive(&config))
             .await
-            .expect("the image fetch does not panic")?;
-        self.driver
-            .create_disk()
-            .await
-            .map_err(self.call_failed("create_disk"))
+            .expect("the archive fetch does not panic")?;
+        Ok(())
     }
 
     /// Writes `cidata.iso` for this boot: the authorized keys (Lima's, then `~/.ssh/*.pub`
@@ -210,6 +216,7 @@ impl Opened {
     ) -> Result<()> {
         let keys: Vec<String> = pubkeys.iter().map(|k| k.trim().to_string()).collect();
         let agent = crate::agentbin::find(self.config.os, self.config.arch)?;
+        let nerdctl = crate::containerd::archive(&self.config)?;
         let seed = cidata::build_seed(&cidata::SeedInput {
             instance_name: &self.name,
             instance_id: cidata::fresh_instance_id(),
@@ -219,6 +226,7 @@ impl Opened {
             guest_agent: agent.as_deref(),
             nic_mac: (!self.info.mac_address.is_empty()).then(|| self.info.mac_address.clone()),
             host_proxy_env: cidata::net::host_proxy_env(std::env::vars()),
+            containerd_archive: nerdctl.as_deref(),
         })
         .and_then(|seed| seed.write_iso(&self.dir.join(filenames::CIDATA_ISO)));
         seed.map_err(|source| InstanceError::Seed { source })
