@@ -17,6 +17,8 @@ mod forwarding;
 mod mounts;
 #[path = "e2e_qemu/snapshots.rs"]
 mod snapshots;
+#[path = "e2e_qemu/sshproxy.rs"]
+mod sshproxy;
 
 fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -184,6 +186,9 @@ struct Case<'a> {
     mount_types: [&'a str; 2],
     /// The additional disk (made with `limactl disk create`, in the yaml's additionalDisks).
     disk: &'a str,
+    /// The fake HOME whose `~/.ssh` key `sshproxy::check` logs in with (the case's yaml went
+    /// through `sshproxy::setup`); `None` skips those checks.
+    dot_ssh_home: Option<&'a Path>,
 }
 
 /// The full lifecycle on one instance: start, shell, port forwarding, list, refuse delete,
@@ -198,6 +203,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         shares,
         mount_types,
         disk,
+        dot_ssh_home,
     } = *case;
     let yaml = yaml.to_str().unwrap();
     // Two starts of one instance at once: one starts it, the other fails clearly.
@@ -265,6 +271,9 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
     // Distinct per case (cases run in parallel), like the forwarding ports.
     copy::check_tunnel(env, name, http_port + 100);
     copy::check_sync_refused(env, name);
+    if let Some(home) = dot_ssh_home {
+        sshproxy::check(env, name, home);
+    }
     let out = env.limactl(&["shell", name, "sh", "-c", "echo 'a b'; exit 7"]);
     assert_eq!(out.status.code(), Some(7), "exit code must propagate");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a b\n");
@@ -486,10 +495,21 @@ fn e2e_qemu_internal_driver() {
     let home = mounts::fake_home(&mut env, "int");
     disks::create(&env, "intdisk");
     let mut shares = None;
+    let mut sshproxy_yaml = serde_yaml::Value::Mapping(Default::default());
+    sshproxy::setup(&mut env, &home, &mut sshproxy_yaml);
     let yaml = edited_yaml(&env, &yaml, |v| {
         forwarding::add_rules(&env, v, fwd);
-        shares = Some(mounts::add_mounts(&env, v, "int", mount_types[0], home));
+        shares = Some(mounts::add_mounts(
+            &env,
+            v,
+            "int",
+            mount_types[0],
+            home.clone(),
+        ));
         disks::add_to_yaml(v, "intdisk");
+        for (k, val) in sshproxy_yaml.as_mapping().unwrap() {
+            v.as_mapping_mut().unwrap().insert(k.clone(), val.clone());
+        }
     });
     let case = Case {
         name: "e2e-int",
@@ -500,6 +520,7 @@ fn e2e_qemu_internal_driver() {
         shares: shares.as_ref().unwrap(),
         mount_types,
         disk: "intdisk",
+        dot_ssh_home: Some(&home),
     };
     lifecycle(&env, &yaml, &case);
 }
@@ -579,6 +600,7 @@ fn e2e_qemu_external_driver() {
         shares: shares.as_ref().unwrap(),
         mount_types,
         disk: "extdisk",
+        dot_ssh_home: None,
     };
     lifecycle(&env, &yaml, &case);
     mounts::failing_mount_fails_start(&env, &image, "9p");
