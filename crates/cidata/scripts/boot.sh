@@ -37,11 +37,14 @@ fi
 # host.lima.internal and hostResolver.hosts (the seed's etc_hosts, resolved on the host when
 # the seed was made): a block of /etc/hosts replaced on every boot (upstream's
 # 06-etc-hosts.sh; upstream answers hostResolver.hosts from the host agent's DNS server).
+# BEGIN hosts
+ETC_HOSTS=/etc/hosts
 if [ -s "$MNT/etc_hosts" ]; then
-	touch /etc/hosts
-	sed -i '/^# BEGIN lima$/,/^# END lima$/d' /etc/hosts
-	{ echo "# BEGIN lima"; cat "$MNT/etc_hosts"; echo "# END lima"; } >>/etc/hosts
+	touch "$ETC_HOSTS"
+	sed -i '/^# BEGIN lima$/,/^# END lima$/d' "$ETC_HOSTS"
+	{ echo "# BEGIN lima"; cat "$MNT/etc_hosts"; echo "# END lima"; } >>"$ETC_HOSTS"
 fi
+# END hosts
 
 # Mount points: made when missing and owned by the user (sshfs mounts there as the user);
 # never chowned while mounted, since a 9p or virtiofs mount would pass the chown on to the
