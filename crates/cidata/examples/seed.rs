@@ -26,6 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         boot_scripts: &boot,
         guest_agent: None,
         nic_mac: Some(mac.clone()),
+        host_proxy_env: cidata::net::host_proxy_env(std::env::vars()),
+        containerd_archive: None,
     })?;
     seed.write_iso(Path::new(out))?;
     Ok(())

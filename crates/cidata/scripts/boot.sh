@@ -35,6 +35,18 @@ if [ -s "$MNT/etc_environment" ]; then
 	{ echo "# BEGIN lima"; cat "$MNT/etc_environment"; echo "# END lima"; } >>/etc/environment
 fi
 
+# host.lima.internal and hostResolver.hosts (the seed's etc_hosts, resolved on the host when
+# the seed was made): a block of /etc/hosts replaced on every boot (upstream's
+# 06-etc-hosts.sh; upstream answers hostResolver.hosts from the host agent's DNS server).
+# BEGIN hosts
+ETC_HOSTS=/etc/hosts
+if [ -s "$MNT/etc_hosts" ]; then
+	touch "$ETC_HOSTS"
+	sed -i '/^# BEGIN lima$/,/^# END lima$/d' "$ETC_HOSTS"
+	{ echo "# BEGIN lima"; cat "$MNT/etc_hosts"; echo "# END lima"; } >>"$ETC_HOSTS"
+fi
+# END hosts
+
 # Mount points: made when missing and owned by the user (sshfs mounts there as the user);
 # never chowned while mounted, since a 9p or virtiofs mount would pass the chown on to the
 # host's directory.
@@ -206,6 +218,113 @@ if [ -f "$MNT/lima-guestagent" ]; then
 	run install_guestagent
 fi
 # END guestagent
+
+# BEGIN containerd
+# containerd.system / containerd.user (upstream's 40-install-containerd.sh): the seed's
+# nerdctl-full archive unpacked into the install prefix when its nerdctl differs from the
+# installed one, then rootful containerd, BuildKit and stargz enabled as system services,
+# and/or rootless containerd installed for the user with containerd-rootless-setuptool.sh.
+# CTD_ETC and CTD_RUN stand for /etc and /run (tests move them).
+CTD_ETC=${CTD_ETC:-/etc}
+CTD_RUN=${CTD_RUN:-/run}
+as_user() {
+	sudo -iu "$LIMA_CIDATA_USER" "XDG_RUNTIME_DIR=$CTD_RUN/user/$LIMA_CIDATA_UID" "PATH=$ctd_prefix/bin:$PATH" "$@"
+}
+install_containerd() {
+	ctd_prefix="${LIMA_CIDATA_GUEST_INSTALL_PREFIX:-/usr/local}"
+	ctd_archive="$MNT/${LIMA_CIDATA_CONTAINERD_ARCHIVE:-nerdctl-full.tgz}"
+	if ! [ -f "$ctd_archive" ]; then
+		log "containerd: the seed has no $ctd_archive"
+		return 1
+	fi
+	if ! command -v systemctl >/dev/null 2>&1; then
+		log "No systemd: containerd is not installed"
+		return 0
+	fi
+	ctd_tmp=$(mktemp -d) || return 1
+	if ! tar -C "$ctd_tmp" -xzf "$ctd_archive" bin/nerdctl; then
+		rm -rf "$ctd_tmp"
+		return 1
+	fi
+	if ! cmp -s "$ctd_tmp/bin/nerdctl" "$ctd_prefix/bin/nerdctl"; then
+		if [ -f "$ctd_prefix/bin/nerdctl" ]; then
+			log "Upgrading nerdctl"
+			systemctl disable --now containerd buildkit stargz-snapshotter || true
+		fi
+		if ! mkdir -p "$ctd_prefix" || ! tar -C "$ctd_prefix" -xzf "$ctd_archive"; then
+			rm -rf "$ctd_tmp"
+			return 1
+		fi
+		mkdir -p "$CTD_ETC/bash_completion.d"
+		"$ctd_prefix/bin/nerdctl" completion bash >"$CTD_ETC/bash_completion.d/nerdctl" || true
+	fi
+	rm -rf "$ctd_tmp"
+	systemctl daemon-reload || return 1
+	if [ "${LIMA_CIDATA_CONTAINERD_SYSTEM:-}" = 1 ]; then
+		if ! [ -e "$CTD_ETC/containerd/config.toml" ]; then
+			mkdir -p "$CTD_ETC/containerd"
+			cat >"$CTD_ETC/containerd/config.toml" <<EOF
+version = 2
+imports = ['/etc/containerd/conf.d/*.toml']
+[plugins."io.containerd.grpc.v1.cri"]
+  enable_cdi = true
+[proxy_plugins]
+  [proxy_plugins."stargz"]
+    type = "snapshot"
+    address = "/run/containerd-stargz-grpc/containerd-stargz-grpc.sock"
+EOF
+		fi
+		if ! [ -e "$CTD_ETC/buildkit/buildkitd.toml" ]; then
+			mkdir -p "$CTD_ETC/buildkit"
+			cat >"$CTD_ETC/buildkit/buildkitd.toml" <<EOF
+[worker.oci]
+  enabled = false
+
+[worker.containerd]
+  enabled = true
+  namespace = "default"
+  snapshotter = "overlayfs"
+EOF
+		fi
+		systemctl enable --now containerd buildkit stargz-snapshotter || return 1
+	fi
+	if [ "${LIMA_CIDATA_CONTAINERD_USER:-}" = 1 ]; then
+		ctd_conf="$LIMA_CIDATA_HOME/.config/containerd"
+		if ! [ -e "$ctd_conf/config.toml" ]; then
+			mkdir -p "$ctd_conf"
+			cat >"$ctd_conf/config.toml" <<EOF
+version = 2
+[plugins."io.containerd.grpc.v1.cri"]
+  enable_cdi = true
+[proxy_plugins]
+  [proxy_plugins."fuse-overlayfs"]
+    type = "snapshot"
+    address = "/run/user/$LIMA_CIDATA_UID/containerd-fuse-overlayfs.sock"
+  [proxy_plugins."stargz"]
+    type = "snapshot"
+    address = "/run/user/$LIMA_CIDATA_UID/containerd-stargz-grpc/containerd-stargz-grpc.sock"
+EOF
+			chown -R "$LIMA_CIDATA_USER" "$LIMA_CIDATA_HOME/.config" || return 1
+		fi
+		if ! [ -e "$LIMA_CIDATA_HOME/.config/systemd/user/containerd.service" ]; then
+			loginctl enable-linger "$LIMA_CIDATA_USER" || true
+			i=0
+			until [ -e "$CTD_RUN/user/$LIMA_CIDATA_UID/systemd/private" ] || [ "$i" -ge 60 ]; do
+				i=$((i + 1))
+				sleep 1
+			done
+			as_user containerd-rootless-setuptool.sh install || return 1
+			as_user "CONTAINERD_NAMESPACE=default" "CONTAINERD_SNAPSHOTTER=overlayfs" \
+				containerd-rootless-setuptool.sh install-buildkit-containerd || return 1
+			as_user containerd-rootless-setuptool.sh install-stargz ||
+				log "WARNING: rootless stargz not installed"
+		fi
+	fi
+}
+if [ "${LIMA_CIDATA_CONTAINERD_SYSTEM:-}" = 1 ] || [ "${LIMA_CIDATA_CONTAINERD_USER:-}" = 1 ]; then
+	run install_containerd
+fi
+# END containerd
 
 # Mounts come before provisioning. cloud-init mounted the fstab ones (9p, virtiofs) already,
 # except where it could not (a mount point it did not make); try those again, loudly.

@@ -7,6 +7,7 @@
 //! The ISO is written by our own small ISO9660 + Joliet writer ([`iso`]); no host tool needed.
 
 pub mod iso;
+pub mod net;
 mod userdata;
 
 pub use userdata::fstab_escape;
@@ -15,12 +16,15 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use limatype::network::{SLIRP_DNS, SLIRP_GATEWAY};
 use limatype::{Filled, FilledUser};
 
 pub use iso::{Content, IsoBuilder, IsoError};
 
 /// The ISO volume label cloud-init's NoCloud datasource looks for.
 pub const VOLUME_ID: &str = "cidata";
+/// The nerdctl-full archive's name in the seed (upstream's; ISO9660 wants short names).
+pub const CONTAINERD_ARCHIVE: &str = "nerdctl-full.tgz";
 /// The file the boot script creates last; the host agent waits for it.
 pub const BOOT_DONE_FILE: &str = "/run/lima-boot-done";
 /// Where cloud-init puts the runner that mounts the seed and starts `boot.sh` on every boot.
@@ -75,6 +79,12 @@ pub struct SeedInput<'a> {
     pub guest_agent: Option<&'a Path>,
     /// MAC address of the user-mode (slirp) NIC; when known, network-config matches it.
     pub nic_mac: Option<String>,
+    /// The host's proxy variables (`net::host_proxy_env` of limactl's environment), passed
+    /// to the guest with `propagateProxyEnv`.
+    pub host_proxy_env: BTreeMap<String, String>,
+    /// The nerdctl-full archive (a local file) when `containerd.system` or `containerd.user`
+    /// is on; carried as [`CONTAINERD_ARCHIVE`] for boot.sh to install.
+    pub containerd_archive: Option<&'a Path>,
 }
 
 /// The files of a seed, by path inside the ISO.
@@ -142,7 +152,13 @@ pub fn build_seed(input: &SeedInput<'_>) -> Result<Seed, CidataError> {
     for (k, v) in &params {
         check_env_value("param", k, v)?;
     }
-    let env = cfg.env.clone().unwrap_or_default();
+    let env = net::guest_env(
+        &cfg.env.clone().unwrap_or_default(),
+        &input.host_proxy_env,
+        cfg.propagate_proxy_env.unwrap_or(true),
+        SLIRP_GATEWAY,
+        net::is_loopback_host,
+    );
     for (k, v) in &env {
         check_env_value("env", k, v)?;
     }
@@ -262,6 +278,30 @@ pub fn build_seed(input: &SeedInput<'_>) -> Result<Seed, CidataError> {
                 .collect::<Vec<_>>(),
         )),
     );
+    let hosts = cfg
+        .host_resolver
+        .as_ref()
+        .and_then(|h| h.hosts.clone())
+        .unwrap_or_default();
+    for (name, value) in &hosts {
+        if name.is_empty()
+            || name.contains(char::is_whitespace)
+            || value.contains(char::is_whitespace)
+        {
+            return Err(CidataError::Config {
+                field: format!("hostResolver.hosts.{name}"),
+                reason: format!("{value:?}: names and values must be single words"),
+            });
+        }
+    }
+    files.insert(
+        "etc_hosts".into(),
+        text(lines(&net::etc_hosts(
+            &hosts,
+            SLIRP_GATEWAY,
+            net::lookup_host,
+        ))),
+    );
     files.insert("boot.sh".into(), text(BOOT_SH.to_string()));
 
     for (name, bytes) in input.boot_scripts {
@@ -293,6 +333,12 @@ pub fn build_seed(input: &SeedInput<'_>) -> Result<Seed, CidataError> {
             });
         }
         files.insert("lima-guestagent".into(), Content::File(agent.to_path_buf()));
+    }
+    if let Some(archive) = containerd_archive(input)? {
+        files.insert(
+            CONTAINERD_ARCHIVE.into(),
+            Content::File(archive.to_path_buf()),
+        );
     }
     Ok(Seed { files })
 }
@@ -336,6 +382,27 @@ fn owner_group(owner: Option<&str>) -> String {
         Some(o) if o.contains(':') => o.to_string(),
         Some(o) => format!("{o}:{o}"),
         None => "root:root".to_string(),
+    }
+}
+
+/// The archive to carry: only when containerd is wanted (not in plain mode), and then it
+/// must be there.
+fn containerd_archive<'a>(input: &SeedInput<'a>) -> Result<Option<&'a Path>, CidataError> {
+    let cfg = input.config;
+    let c = cfg.containerd.clone().unwrap_or_default();
+    let wanted =
+        !cfg.plain.unwrap_or(false) && (c.system.unwrap_or(false) || c.user.unwrap_or(false));
+    match input.containerd_archive {
+        Some(a) if wanted && !a.is_file() => Err(CidataError::Config {
+            field: "containerd.archives".into(),
+            reason: format!("the nerdctl archive {} is not a file", a.display()),
+        }),
+        Some(a) if wanted => Ok(Some(a)),
+        None if wanted => Err(CidataError::Config {
+            field: "containerd.archives".into(),
+            reason: "containerd is enabled but no nerdctl archive was fetched".into(),
+        }),
+        _ => Ok(None),
     }
 }
 
@@ -412,6 +479,11 @@ fn lima_env(input: &SeedInput<'_>, user: &FilledUser) -> Result<Vec<String>, Cid
         "LIMA_CIDATA_CONTAINERD_SYSTEM={}",
         flag(containerd.system.unwrap_or(false))
     ));
+    if containerd.system.unwrap_or(false) || containerd.user.unwrap_or(false) {
+        v.push(format!(
+            "LIMA_CIDATA_CONTAINERD_ARCHIVE={CONTAINERD_ARCHIVE}"
+        ));
+    }
     let skip_deps = cfg.provision.iter().flatten().any(|p| {
         p.mode.as_deref() == Some("dependency")
             && p.skip_default_dependency_resolution == Some(true)
@@ -428,6 +500,8 @@ fn lima_env(input: &SeedInput<'_>, user: &FilledUser) -> Result<Vec<String>, Cid
         "LIMA_CIDATA_VIRTIO_PORT={}",
         limatype::filenames::VIRTIO_PORT
     ));
+    v.push(format!("LIMA_CIDATA_SLIRP_GATEWAY={SLIRP_GATEWAY}"));
+    v.push(format!("LIMA_CIDATA_SLIRP_DNS={SLIRP_DNS}"));
     v.push(format!(
         "LIMA_CIDATA_PLAIN={}",
         flag(cfg.plain.unwrap_or(false))

@@ -445,3 +445,34 @@ fn no_disks_no_calls() {
     let (ok, out, calls) = s.run(&[]);
     assert!(ok && calls.is_empty(), "{out} {calls:?}");
 }
+
+/// The `/etc/hosts` section: the seed's lines in a `# BEGIN lima` block, replaced (not
+/// appended again) on the next boot, the file's other lines kept.
+#[test]
+fn etc_hosts_block_is_replaced_on_every_boot() {
+    let start = BOOT_SH.find("# BEGIN hosts\n").expect("BEGIN marker");
+    let end = BOOT_SH.find("# END hosts\n").expect("END marker");
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1\tlocalhost\n").unwrap();
+    let body = BOOT_SH[start..end].replace(
+        "ETC_HOSTS=/etc/hosts\n",
+        &format!("ETC_HOSTS='{}'\n", hosts.display()),
+    );
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let boot = |lines: &str| {
+        std::fs::write(mnt.join("etc_hosts"), lines).unwrap();
+        let script = format!("set -eu\nMNT='{}'\n{body}", mnt.display());
+        let st = Command::new("sh").arg("-c").arg(&script).status().unwrap();
+        assert!(st.success());
+        std::fs::read_to_string(&hosts).unwrap()
+    };
+    boot("192.168.5.2\thost.lima.internal\n");
+    let after = boot("192.168.5.2\thost.lima.internal\n10.0.0.7\tdb.test\n");
+    assert_eq!(
+        after,
+        "127.0.0.1\tlocalhost\n# BEGIN lima\n192.168.5.2\thost.lima.internal\n\
+         10.0.0.7\tdb.test\n# END lima\n"
+    );
+}

@@ -94,6 +94,13 @@ fn input<'a>(
         boot_scripts: scripts,
         guest_agent: agent,
         nic_mac: Some("52:55:55:AA:BB:CC".into()),
+        host_proxy_env: BTreeMap::new(),
+        // The config asks for containerd.user: any file stands in for the archive here
+        // (boot_containerd.rs tests a real one).
+        containerd_archive: Some(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/Cargo.toml"
+        ))),
     }
 }
 
@@ -575,4 +582,98 @@ fn yq_step_with_an_unsupported_format_is_refused() {
         msg.contains("provision[0].format") && msg.contains("\"toml\""),
         "{msg}"
     );
+}
+
+#[test]
+fn proxy_env_and_hosts_in_the_seed() {
+    let mut cfg = config();
+    cfg.env = Some(BTreeMap::from([("FOO".to_string(), "bar".to_string())]));
+    cfg.host_resolver = Some(limatype::HostResolver {
+        hosts: Some(BTreeMap::from([
+            ("db.test".to_string(), "10.0.0.7".to_string()),
+            ("me.test".to_string(), "host.lima.internal".to_string()),
+        ])),
+        ..Default::default()
+    });
+    let (keys, scripts) = (keys(), scripts());
+    let f = filled(&cfg);
+    let mut inp = input(&f, &keys, &scripts, None);
+    inp.host_proxy_env = cidata::net::host_proxy_env([
+        (
+            "http_proxy".to_string(),
+            "http://127.0.0.1:3128".to_string(),
+        ),
+        ("HOME".to_string(), "/home/me".to_string()),
+    ]);
+    let seed = build_seed(&inp).unwrap();
+    insta::assert_snapshot!(seed.text("etc_environment").unwrap(), @r"
+    FOO=bar
+    HTTP_PROXY=http://192.168.5.2:3128
+    http_proxy=http://192.168.5.2:3128
+    ");
+    insta::assert_snapshot!(seed.text("etc_hosts").unwrap(), @r"
+    192.168.5.2	host.lima.internal
+    10.0.0.7	db.test
+    192.168.5.2	me.test
+    ");
+    let lima_env = seed.text("lima.env").unwrap();
+    assert!(
+        lima_env.contains("LIMA_CIDATA_SLIRP_GATEWAY=192.168.5.2\n"),
+        "{lima_env}"
+    );
+
+    // propagateProxyEnv: false keeps the host's variables out.
+    cfg.propagate_proxy_env = Some(false);
+    let f = filled(&cfg);
+    let mut inp = input(&f, &keys, &scripts, None);
+    inp.host_proxy_env = cidata::net::host_proxy_env([(
+        "http_proxy".to_string(),
+        "http://127.0.0.1:3128".to_string(),
+    )]);
+    let seed = build_seed(&inp).unwrap();
+    assert_eq!(seed.text("etc_environment").unwrap(), "FOO=bar\n");
+
+    // A hosts entry with a blank would add a second name to the line: refused, named.
+    cfg.host_resolver = Some(limatype::HostResolver {
+        hosts: Some(BTreeMap::from([(
+            "a.test".to_string(),
+            "1.2.3.4 evil".to_string(),
+        )])),
+        ..Default::default()
+    });
+    let f = filled(&cfg);
+    let e = build_seed(&input(&f, &keys, &scripts, None)).unwrap_err();
+    assert!(e.to_string().contains("hostResolver.hosts.a.test"), "{e}");
+}
+
+#[test]
+fn containerd_archive_is_carried_only_when_wanted() {
+    let mut cfg = config();
+    let (keys, scripts) = (keys(), scripts());
+    let f = filled(&cfg);
+    let seed = build_seed(&input(&f, &keys, &scripts, None)).unwrap();
+    assert!(seed.paths().any(|p| p == cidata::CONTAINERD_ARCHIVE));
+    let env = seed.text("lima.env").unwrap();
+    assert!(
+        env.contains("\nLIMA_CIDATA_CONTAINERD_ARCHIVE=nerdctl-full.tgz\n"),
+        "{env}"
+    );
+    // Wanted but not fetched: refused, naming the field.
+    let mut inp = input(&f, &keys, &scripts, None);
+    inp.containerd_archive = None;
+    let e = build_seed(&inp).unwrap_err();
+    assert!(e.to_string().starts_with("containerd.archives:"), "{e}");
+    // Not wanted: never carried.
+    cfg.containerd = Some(limatype::Containerd {
+        system: Some(false),
+        user: Some(false),
+        archives: None,
+    });
+    let f = filled(&cfg);
+    let seed = build_seed(&input(&f, &keys, &scripts, None)).unwrap();
+    assert!(!seed.paths().any(|p| p == cidata::CONTAINERD_ARCHIVE));
+    assert!(!seed
+        .text("lima.env")
+        .unwrap()
+        .contains("CONTAINERD_ARCHIVE"));
 }

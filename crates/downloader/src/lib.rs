@@ -301,6 +301,29 @@ impl Downloader {
         Ok(())
     }
 
+    /// The file a location names, verified against `digest`, without copying it anywhere: the
+    /// cache entry's `data` for a URL (downloaded when missing), the file itself for a local
+    /// path. For large files read in place (the nerdctl archive the seed carries).
+    pub fn fetch_in_place(
+        &self,
+        location: &str,
+        digest: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<PathBuf, DownloadError> {
+        let outcome = self.download(&Request {
+            location,
+            dest: None,
+            digest,
+            decompress: false,
+            description,
+        })?;
+        match outcome.cache_path {
+            Some(p) => Ok(p),
+            None if is_local(location) => local_path(location),
+            None => Err(DownloadError::NoCacheDir),
+        }
+    }
+
     pub fn download(&self, req: &Request<'_>) -> Result<Outcome, DownloadError> {
         let digest = req.digest.map(Digest::parse).transpose()?;
         if let Some(dest) = req.dest {

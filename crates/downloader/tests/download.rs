@@ -532,3 +532,31 @@ fn digestless_entries_are_refreshed_when_last_modified_changes() {
     assert!(d.cached(&url, None).unwrap().is_some());
     assert_eq!(server.hits(), hits);
 }
+
+/// `fetch_in_place`: a URL's file is the cache entry (fetched once, compressed or not: never
+/// decompressed), a local file is itself; both digest-checked.
+#[test]
+fn fetch_in_place_gives_the_cache_entry_or_the_local_file() {
+    let server = Server::start();
+    let body = payload();
+    let url = server.serve("/nerdctl-full.tar.gz", Reply::Full(body.clone()));
+    let tmp = tempfile::tempdir().unwrap();
+    let d = downloader(&tmp.path().join("cache"));
+    let digest = sha256(&body);
+    let p = d.fetch_in_place(&url, Some(&digest), None).unwrap();
+    assert!(p.starts_with(tmp.path().join("cache")), "{}", p.display());
+    assert_eq!(std::fs::read(&p).unwrap(), body);
+    let hits = server.hits();
+    assert_eq!(d.fetch_in_place(&url, Some(&digest), None).unwrap(), p);
+    assert_eq!(server.hits(), hits, "a cache hit fetches nothing");
+
+    let local = tmp.path().join("local.tgz");
+    std::fs::write(&local, &body).unwrap();
+    let loc = local.to_str().unwrap();
+    assert_eq!(d.fetch_in_place(loc, Some(&digest), None).unwrap(), local);
+    let wrong = sha256(b"other");
+    assert!(d.fetch_in_place(loc, Some(&wrong), None).is_err());
+    assert!(d
+        .fetch_in_place(tmp.path().join("missing").to_str().unwrap(), None, None)
+        .is_err());
+}

@@ -68,6 +68,8 @@ pub struct Options {
     pub ssh_local_port: u16,
     pub ssh_user: String,
     pub private_key: PathBuf,
+    /// `ssh.loadDotSSHPubKeys` and the forwarding switches, for `ssh.config`.
+    pub ssh_flags: sshutil::SshFlags,
     /// How long the guest may take to satisfy the essential requirements.
     pub ready_timeout: Duration,
     /// How progress messages name the driver, e.g. `qemu (internal)`.
@@ -160,7 +162,7 @@ pub async fn run(
         .ssh_address()
         .await
         .unwrap_or_else(|_| "127.0.0.1".to_string());
-    let ssh_opts = sshutil::instance_opts(&dir, &opts.private_key, &opts.ssh_user)
+    let ssh_opts = sshutil::instance_opts(&dir, &opts.private_key, &opts.ssh_user, &opts.ssh_flags)
         .map_err(|e| fail(&hub, e.into()))?;
     let ssh_config =
         sshutil::write_config(&dir, &opts.name, &address, opts.ssh_local_port, &ssh_opts)

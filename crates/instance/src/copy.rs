@@ -70,7 +70,12 @@ pub fn guest_of(inst: &Instance) -> Result<Guest> {
     } else {
         inst.ssh_address.clone()
     };
-    let opts = sshutil::instance_opts(Path::new(&inst.dir), &user_key()?, &user)?;
+    let flags = inst
+        .config
+        .as_ref()
+        .map(sshutil::SshFlags::from_config)
+        .unwrap_or_default();
+    let opts = sshutil::instance_opts(Path::new(&inst.dir), &user_key()?, &user, &flags)?;
     Ok(Guest {
         name: inst.name.clone(),
         user,
@@ -141,7 +146,7 @@ pub fn plan_copy(backend: Backend, words: &[String], opts: &Options) -> Result<P
     let (guests, paths) = resolve(words)?;
     let scp = |guests: &[Guest], paths: &[Endpoint]| -> Result<Plan> {
         let program = which("scp").ok_or_else(|| InstanceError::CopyTool(not_on_host("scp")))?;
-        let common = sshutil::common_opts(&user_key()?);
+        let common = sshutil::common_opts(&user_key()?, false)?;
         Ok(Plan {
             program,
             args: copytool::scp_args(guests, paths, opts, &common),

@@ -30,6 +30,8 @@ pub enum InstanceError {
         #[source]
         source: downloader::DownloadError,
     },
+    #[error("field `containerd.archives` has no entry for arch {arch:?} ({count} entries)")]
+    NoContainerdArchive { arch: String, count: usize },
     #[error("field `images` has no entry for arch {arch:?} ({count} entries)")]
     NoImage { arch: String, count: usize },
     #[error("writing {}: {source}", limatype::filenames::CIDATA_ISO)]

@@ -12,6 +12,7 @@ pub mod agentbin;
 pub mod agentproc;
 pub mod ansible;
 mod clone;
+pub mod containerd;
 pub mod copy;
 pub mod datadisk;
 mod disks;

@@ -177,7 +177,7 @@ impl Opened {
 
     /// The trait's order up to the disks: `validate` → `create` → (image fetched into the
     /// instance directory) → `create_disk`. Fetching and `create_disk` happen once, until the
-    /// `diffdisk` exists.
+    /// `diffdisk` exists; then the nerdctl archive (`containerd`) into the cache.
     pub async fn prepare(&self) -> Result<()> {
         self.driver
             .validate()
@@ -187,24 +187,36 @@ impl Opened {
             .create()
             .await
             .map_err(self.call_failed("create"))?;
-        if self.dir.join(filenames::DIFF_DISK).exists() {
-            return Ok(());
+        if !self.dir.join(filenames::DIFF_DISK).exists() {
+            let (dir, config) = (self.dir.clone(), self.config.clone());
+            tokio::task::spawn_blocking(move || disks::fetch_image(&dir, &config))
+                .await
+                .expect("the image fetch does not panic")?;
+            self.driver
+                .create_disk()
+                .await
+                .map_err(self.call_failed("create_disk"))?;
         }
-        let (dir, config) = (self.dir.clone(), self.config.clone());
-        tokio::task::spawn_blocking(move || disks::fetch_image(&dir, &config))
+        // The nerdctl archive, after the disks as upstream's Prepare does, here in limactl's
+        // process so its progress shows; the host agent then finds it in the cache.
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || crate::containerd::archive(&config))
             .await
-            .expect("the image fetch does not panic")?;
-        self.driver
-            .create_disk()
-            .await
-            .map_err(self.call_failed("create_disk"))
+            .expect("the archive fetch does not panic")?;
+        Ok(())
     }
 
-    /// Writes `cidata.iso` for this boot: the user's key, the driver's boot scripts and a
-    /// fresh instance id (so cloud-init runs its per-instance steps again).
-    pub fn write_seed(&self, scripts: &BTreeMap<String, Vec<u8>>, pubkey: &str) -> Result<()> {
-        let keys = [pubkey.trim().to_string()];
+    /// Writes `cidata.iso` for this boot: the authorized keys (Lima's, then `~/.ssh/*.pub`
+    /// with `ssh.loadDotSSHPubKeys`), the driver's boot scripts and a fresh instance id (so
+    /// cloud-init runs its per-instance steps again).
+    pub fn write_seed(
+        &self,
+        scripts: &BTreeMap<String, Vec<u8>>,
+        pubkeys: &[String],
+    ) -> Result<()> {
+        let keys: Vec<String> = pubkeys.iter().map(|k| k.trim().to_string()).collect();
         let agent = crate::agentbin::find(self.config.os, self.config.arch)?;
+        let nerdctl = crate::containerd::archive(&self.config)?;
         let seed = cidata::build_seed(&cidata::SeedInput {
             instance_name: &self.name,
             instance_id: cidata::fresh_instance_id(),
@@ -213,6 +225,8 @@ impl Opened {
             boot_scripts: scripts,
             guest_agent: agent.as_deref(),
             nic_mac: (!self.info.mac_address.is_empty()).then(|| self.info.mac_address.clone()),
+            host_proxy_env: cidata::net::host_proxy_env(std::env::vars()),
+            containerd_archive: nerdctl.as_deref(),
         })
         .and_then(|seed| seed.write_iso(&self.dir.join(filenames::CIDATA_ISO)));
         seed.map_err(|source| InstanceError::Seed { source })
@@ -261,7 +275,8 @@ async fn agent_main(
     // The same account the seed creates in the guest.
     let user = inst.config.user.name.clone();
     let key = sshutil::ensure_user_key_in(&store::config_dir()?)?;
-    let pubkey = key.public_key()?;
+    let ssh_flags = sshutil::SshFlags::from_config(&inst.config);
+    let pubkeys = sshutil::authorized_keys(&key, ssh_flags.load_dot_ssh_pub_keys)?;
     let (sshfs_mounts, expected_mounts) = hostagent::sshfs::plan(&inst.config);
     let opts = hostagent::agent::Options {
         name: name.to_string(),
@@ -269,6 +284,7 @@ async fn agent_main(
         ssh_local_port: inst.ssh_local_port,
         ssh_user: user,
         private_key: key.private.clone(),
+        ssh_flags,
         ready_timeout: ready_timeout(),
         driver_description: inst.driver_description.clone(),
         port_forwards: portfwd::effective_rules(
@@ -310,7 +326,7 @@ async fn agent_main(
             }),
     };
     let seed = |scripts: &BTreeMap<String, Vec<u8>>| {
-        inst.write_seed(scripts, &pubkey)
+        inst.write_seed(scripts, &pubkeys)
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
     };
     hostagent::agent::run(opts, inst.driver.as_ref(), &seed, hub).await?;

@@ -21,6 +21,8 @@ mod probes;
 mod provision;
 #[path = "e2e_qemu/snapshots.rs"]
 mod snapshots;
+#[path = "e2e_qemu/sshproxy.rs"]
+mod sshproxy;
 #[path = "e2e_qemu/vnc.rs"]
 mod vnc;
 
@@ -194,6 +196,9 @@ struct Case<'a> {
     probes: bool,
     /// `video.display: vnc` is in the yaml (`vnc::add_to_yaml`).
     vnc: bool,
+    /// The fake HOME whose `~/.ssh` key `sshproxy::check` logs in with (the case's yaml went
+    /// through `sshproxy::setup`); `None` skips those checks.
+    dot_ssh_home: Option<&'a Path>,
 }
 
 /// The full lifecycle on one instance: start, shell, port forwarding, list, refuse delete,
@@ -210,6 +215,7 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         disk,
         probes: with_probes,
         vnc,
+        dot_ssh_home,
     } = *case;
     let yaml = yaml.to_str().unwrap();
     // Two starts of one instance at once: one starts it, the other fails clearly.
@@ -284,6 +290,9 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
     // Distinct per case (cases run in parallel), like the forwarding ports.
     copy::check_tunnel(env, name, http_port + 100);
     copy::check_sync_refused(env, name);
+    if let Some(home) = dot_ssh_home {
+        sshproxy::check(env, name, home);
+    }
     let out = env.limactl(&["shell", name, "sh", "-c", "echo 'a b'; exit 7"]);
     assert_eq!(out.status.code(), Some(7), "exit code must propagate");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a b\n");
@@ -515,13 +524,24 @@ fn e2e_qemu_internal_driver() {
     let home = mounts::fake_home(&mut env, "int");
     disks::create(&env, "intdisk");
     let mut shares = None;
+    let mut sshproxy_yaml = serde_yaml::Value::Mapping(Default::default());
+    sshproxy::setup(&mut env, &home, &mut sshproxy_yaml);
     let yaml = edited_yaml(&env, &yaml, |v| {
         forwarding::add_rules(&env, v, fwd);
-        shares = Some(mounts::add_mounts(&env, v, "int", mount_types[0], home));
+        shares = Some(mounts::add_mounts(
+            &env,
+            v,
+            "int",
+            mount_types[0],
+            home.clone(),
+        ));
         disks::add_to_yaml(v, "intdisk");
         probes::add_to_yaml(v);
         vnc::add_to_yaml(v);
         provision::add_to_yaml(&env, v, "e2e-int");
+        for (k, val) in sshproxy_yaml.as_mapping().unwrap() {
+            v.as_mapping_mut().unwrap().insert(k.clone(), val.clone());
+        }
     });
     let case = Case {
         name: "e2e-int",
@@ -534,6 +554,7 @@ fn e2e_qemu_internal_driver() {
         disk: "intdisk",
         probes: true,
         vnc: true,
+        dot_ssh_home: Some(&home),
     };
     lifecycle(&env, &yaml, &case);
 }
@@ -616,6 +637,7 @@ fn e2e_qemu_external_driver() {
         disk: "extdisk",
         probes: false,
         vnc: false,
+        dot_ssh_home: None,
     };
     lifecycle(&env, &yaml, &case);
     mounts::failing_mount_fails_start(&env, &image, "9p");

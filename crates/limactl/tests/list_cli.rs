@@ -197,6 +197,44 @@ fn show_ssh_formats() {
     assert!(opts.lines().any(|l| l == "User=tester"), "{opts}");
 }
 
+/// The `ssh` section reaches show-ssh: `~/.ssh` keys with `loadDotSSHPubKeys` (a `.pub`
+/// without its private key left out), the forwarding switches that are on and only those.
+#[test]
+fn show_ssh_follows_the_ssh_section() {
+    let h = Home::new();
+    let dot_ssh = h.tmp.path().join(".ssh");
+    std::fs::create_dir_all(&dot_ssh).unwrap();
+    std::fs::write(dot_ssh.join("id_x"), "PRIVATE").unwrap();
+    std::fs::write(dot_ssh.join("id_x.pub"), "ssh-ed25519 AAAA x\n").unwrap();
+    std::fs::write(dot_ssh.join("lonely.pub"), "ssh-ed25519 AAAA y\n").unwrap();
+    let yaml = h.tmp.path().join("fwd.yaml");
+    std::fs::write(
+        &yaml,
+        "vmType: testfake\narch: x86_64\nuser:\n  name: tester\nimages:\n- location: /x/image.img\n\
+         ssh:\n  loadDotSSHPubKeys: true\n  forwardAgent: true\n  forwardX11: true\n",
+    )
+    .unwrap();
+    h.ok(&["create", "--name", "fwd", yaml.to_str().unwrap()]);
+    let opts = h.ok(&["show-ssh", "-f", "options", "fwd"]);
+    let lines: Vec<&str> = opts.lines().collect();
+    for want in [
+        "IdentityFile=\"$TMP/.ssh/id_x\"",
+        "ForwardAgent=yes",
+        "ForwardX11=yes",
+    ] {
+        assert!(lines.contains(&want), "{want} missing in\n{opts}");
+    }
+    assert!(!opts.contains("lonely"), "{opts}");
+    assert!(!opts.contains("ForwardX11Trusted"), "{opts}");
+
+    h.create("plain", 1);
+    let opts = h.ok(&["show-ssh", "-f", "options", "plain"]);
+    assert!(
+        !opts.contains(".ssh/id_x") && !opts.contains("Forward"),
+        "{opts}"
+    );
+}
+
 #[test]
 fn validate_and_completion() {
     let h = Home::new();

@@ -13,6 +13,7 @@ pub mod filenames;
 mod filled;
 mod host;
 mod instance;
+pub mod network;
 mod yaml;
 
 pub use bytesize::{ByteSize, ParseByteSizeError};

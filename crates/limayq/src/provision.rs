@@ -102,7 +102,9 @@ fn ini_scalar(key: &str, v: &Value) -> Result<String, YqError> {
 
 fn value_to_ini(v: &Value, order: &[String]) -> Result<String, YqError> {
     let Value::Object(root) = v else {
-        return Err(YqError::Ini(format!("the result must be an object, got {v}")));
+        return Err(YqError::Ini(format!(
+            "the result must be an object, got {v}"
+        )));
     };
     let mut ini = ini::Ini::new();
     for (k, v) in root.iter().filter(|(_, v)| !v.is_object()) {
@@ -134,10 +136,16 @@ mod tests {
 
     #[test]
     fn formats_from_names_and_extensions() {
-        assert_eq!(file_format("auto", "/etc/a.json").unwrap(), FileFormat::Json);
+        assert_eq!(
+            file_format("auto", "/etc/a.json").unwrap(),
+            FileFormat::Json
+        );
         assert_eq!(file_format("auto", "/etc/a.yml").unwrap(), FileFormat::Yaml);
         assert_eq!(file_format("auto", "/etc/noext").unwrap(), FileFormat::Yaml);
-        assert_eq!(file_format("json", "/etc/a.yaml").unwrap(), FileFormat::Json);
+        assert_eq!(
+            file_format("json", "/etc/a.yaml").unwrap(),
+            FileFormat::Json
+        );
         assert_eq!(file_format("ini", "/etc/x.conf").unwrap(), FileFormat::Ini);
         assert_eq!(file_format("auto", "/etc/x.ini").unwrap(), FileFormat::Ini);
         let e = file_format("auto", "/etc/a.toml").unwrap_err().to_string();
@@ -171,13 +179,19 @@ mod tests {
         let created = apply(None, ".Socket.SocketUser = \"me\"", FileFormat::Ini).unwrap();
         assert_eq!(created, "[Socket]\nSocketUser=me\n");
         let text = "top=1\n[Unit]\nDescription=x\n[Socket]\nSocketMode=0660\n";
-        let out = apply(Some(text), ".Socket.SocketUser = \"me\" | .Unit.N = 2", FileFormat::Ini)
-            .unwrap();
+        let out = apply(
+            Some(text),
+            ".Socket.SocketUser = \"me\" | .Unit.N = 2",
+            FileFormat::Ini,
+        )
+        .unwrap();
         assert_eq!(
             out,
             "top=1\n\n[Unit]\nDescription=x\nN=2\n\n[Socket]\nSocketMode=0660\nSocketUser=me\n"
         );
-        let e = apply(None, ".a.b.c = 1", FileFormat::Ini).unwrap_err().to_string();
+        let e = apply(None, ".a.b.c = 1", FileFormat::Ini)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"a.b\""), "{e}");
     }
 }

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use limatype::{filenames, Arch, Os};
 
-/// The user-mode network Lima uses, so the guest sees the same addresses as under Lima.
-pub const SLIRP_NETWORK: &str = "192.168.5.0/24";
-pub const SLIRP_GUEST_IP: &str = "192.168.5.15";
+/// The user-mode network Lima uses, so the guest sees the same addresses as under Lima
+/// (one definition, shared with the seed's `host.lima.internal`).
+pub use limatype::network::{SLIRP_GUEST_IP, SLIRP_NETWORK};
 
 /// How qemu runs guest code: the host's hypervisor (upstream's `Accel`: KVM on Linux, HVF on
 /// macOS, WHPX on Windows, NVMM on NetBSD) or TCG emulation.

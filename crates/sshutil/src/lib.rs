@@ -117,10 +117,144 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     Ok(f)
 }
 
-/// Options shared by every connection to an instance (`KEY=VALUE`, as for `ssh -o`).
-pub fn common_opts(private_key: &Path) -> Vec<String> {
-    vec![
-        format!("IdentityFile=\"{}\"", private_key.display()),
+/// The `ssh` section's switches that change how limactl connects (upstream's `SSHOpts`
+/// flags): extra identities from `~/.ssh`, agent and X11 forwarding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SshFlags {
+    /// `ssh.loadDotSSHPubKeys`: also offer the private keys of `~/.ssh/*.pub`.
+    pub load_dot_ssh_pub_keys: bool,
+    pub forward_agent: bool,
+    pub forward_x11: bool,
+    pub forward_x11_trusted: bool,
+}
+
+impl SshFlags {
+    /// The flags of a (filled) lima.yaml; unset ones are off, as upstream's defaults are.
+    pub fn from_config(config: &limatype::LimaYaml) -> Self {
+        let ssh = config.ssh.clone().unwrap_or_default();
+        SshFlags {
+            load_dot_ssh_pub_keys: ssh.load_dot_ssh_pub_keys.unwrap_or(false),
+            forward_agent: ssh.forward_agent.unwrap_or(false),
+            forward_x11: ssh.forward_x11.unwrap_or(false),
+            forward_x11_trusted: ssh.forward_x11_trusted.unwrap_or(false),
+        }
+    }
+}
+
+/// The user's home directory (`$HOME`), where `~/.ssh` is looked up.
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `HOME/.ssh/*.pub`, sorted (upstream's `filepath.Glob` order).
+fn dot_ssh_pub_files(home: &Path) -> Result<Vec<PathBuf>> {
+    let dir = home.join(".ssh");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(SshError::Io { path: dir, source }),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".pub") && !n.starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The private keys beside `HOME/.ssh/*.pub` (upstream's `CommonOpts` with `useDotSSH`): a
+/// `.pub` without its private key (an SSH certificate, say) is skipped.
+pub fn dot_ssh_identities(home: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for public in dot_ssh_pub_files(home)? {
+        let private = public.with_extension("");
+        match std::fs::metadata(&private) {
+            Ok(_) => out.push(private),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(SshError::Io {
+                    path: private,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The lines of `HOME/.ssh/*.pub` that look like SSH public keys (upstream's
+/// `DefaultPubKeys` with `loadDotSSH`): authorized in the guest besides Lima's own key. A
+/// file that does not look like one is skipped with a warning, as upstream does.
+pub fn dot_ssh_pub_keys(home: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in dot_ssh_pub_files(home)? {
+        let text = match std::fs::read_to_string(&f) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(SshError::Io { path: f, source }),
+        };
+        let key = text.trim();
+        if is_ssh_public_key(key) {
+            out.push(key.to_string());
+        } else {
+            tracing::warn!(
+                "public key {} doesn't seem to be in ssh format",
+                f.display()
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `key` reads as one `TYPE BASE64 [COMMENT]` line (upstream's `detectValidPublicKey`).
+fn is_ssh_public_key(key: &str) -> bool {
+    if key.contains('\n') {
+        return false;
+    }
+    let mut words = key.split_whitespace();
+    let (Some(kind), Some(blob)) = (words.next(), words.next()) else {
+        return false;
+    };
+    (kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-"))
+        && blob
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c))
+}
+
+/// The authorized keys for the guest: Lima's own public key, then `~/.ssh/*.pub` when
+/// `ssh.loadDotSSHPubKeys` is on.
+pub fn authorized_keys(user_key: &UserKey, load_dot_ssh_pub_keys: bool) -> Result<Vec<String>> {
+    let mut keys = vec![user_key.public_key()?];
+    if load_dot_ssh_pub_keys {
+        if let Some(home) = home_dir() {
+            keys.extend(dot_ssh_pub_keys(&home)?);
+        }
+    }
+    Ok(keys)
+}
+
+/// Options shared by every connection to an instance (`KEY=VALUE`, as for `ssh -o`); with
+/// `load_dot_ssh`, the private keys of `~/.ssh/*.pub` are offered after Lima's own.
+pub fn common_opts(private_key: &Path, load_dot_ssh: bool) -> Result<Vec<String>> {
+    let dot_ssh = match home_dir() {
+        Some(home) if load_dot_ssh => dot_ssh_identities(&home)?,
+        _ => Vec::new(),
+    };
+    Ok(common_opts_with(private_key, &dot_ssh))
+}
+
+fn common_opts_with(private_key: &Path, extra_identities: &[PathBuf]) -> Vec<String> {
+    let mut opts: Vec<String> = std::iter::once(private_key)
+        .chain(extra_identities.iter().map(PathBuf::as_path))
+        .map(|k| format!("IdentityFile=\"{}\"", k.display()))
+        .collect();
+    opts.extend([
         "StrictHostKeyChecking=no".into(),
         "UserKnownHostsFile=/dev/null".into(),
         "NoHostAuthenticationForLocalhost=yes".into(),
@@ -130,22 +264,38 @@ pub fn common_opts(private_key: &Path) -> Vec<String> {
         "IdentitiesOnly=yes".into(),
         "GSSAPIAuthentication=no".into(),
         "LogLevel=ERROR".into(),
-    ]
+    ]);
+    opts
 }
 
-/// [`common_opts`] plus the user and connection sharing through `ssh.sock` in the instance dir.
-pub fn instance_opts(inst_dir: &Path, private_key: &Path, user: &str) -> Result<Vec<String>> {
+/// [`common_opts`] plus the user, connection sharing through `ssh.sock` in the instance dir
+/// and the forwarding `flags` ask for (upstream's `SSHOpts`).
+pub fn instance_opts(
+    inst_dir: &Path,
+    private_key: &Path,
+    user: &str,
+    flags: &SshFlags,
+) -> Result<Vec<String>> {
     let control = inst_dir.join(filenames::SSH_SOCK);
     if control.as_os_str().len() >= 108 {
         return Err(SshError::PathTooLong(control));
     }
-    let mut opts = common_opts(private_key);
+    let mut opts = common_opts(private_key, flags.load_dot_ssh_pub_keys)?;
     opts.extend([
         format!("User={user}"),
         "ControlMaster=auto".into(),
         format!("ControlPath=\"{}\"", control.display()),
         "ControlPersist=yes".into(),
     ]);
+    for (on, opt) in [
+        (flags.forward_agent, "ForwardAgent=yes"),
+        (flags.forward_x11, "ForwardX11=yes"),
+        (flags.forward_x11_trusted, "ForwardX11Trusted=yes"),
+    ] {
+        if on {
+            opts.push(opt.into());
+        }
+    }
     Ok(opts)
 }
 
@@ -345,11 +495,23 @@ mod tests {
     #[test]
     fn line_breaks_never_reach_the_config() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = instance_opts(dir.path(), Path::new("/k/user"), "x\nProxyCommand evil").unwrap();
+        let opts = instance_opts(
+            dir.path(),
+            Path::new("/k/user"),
+            "x\nProxyCommand evil",
+            &SshFlags::default(),
+        )
+        .unwrap();
         let e = write_config(dir.path(), "vm", "127.0.0.1", 40022, &opts).unwrap_err();
         assert!(e.to_string().contains("ProxyCommand evil"), "{e}");
         assert!(!dir.path().join(filenames::SSH_CONFIG).exists());
-        let ok = instance_opts(dir.path(), Path::new("/k/user"), "alice").unwrap();
+        let ok = instance_opts(
+            dir.path(),
+            Path::new("/k/user"),
+            "alice",
+            &SshFlags::default(),
+        )
+        .unwrap();
         assert!(format_config("vm", "127.0.0.1\r", 22, &ok).is_err());
         assert!(format_config("vm", "127.0.0.1", 22, &ok).is_ok());
     }
@@ -357,7 +519,13 @@ mod tests {
     #[test]
     fn config_file_parses_with_real_ssh() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = instance_opts(dir.path(), Path::new("/k/user"), "alice").unwrap();
+        let opts = instance_opts(
+            dir.path(),
+            Path::new("/k/user"),
+            "alice",
+            &SshFlags::default(),
+        )
+        .unwrap();
         let path = write_config(dir.path(), "vm", "127.0.0.1", 40022, &opts).unwrap();
         // `ssh -G` prints the resolved configuration without connecting.
         let out = Command::new("ssh")
@@ -399,5 +567,116 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r#"'it'"'"'s'"#);
         assert_eq!(shell_quote(""), "''");
+    }
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use super::*;
+
+    fn home_with_keys() -> tempfile::TempDir {
+        let home = tempfile::tempdir().unwrap();
+        let ssh = home.path().join(".ssh");
+        std::fs::create_dir(&ssh).unwrap();
+        // A key pair, a certificate without its private key and a file that is no key.
+        std::fs::write(ssh.join("id_ed25519"), "PRIVATE").unwrap();
+        std::fs::write(
+            ssh.join("id_ed25519.pub"),
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG me@host\n",
+        )
+        .unwrap();
+        std::fs::write(
+            ssh.join("vault-cert.pub"),
+            "ssh-ed25519-cert-v01@openssh.com AAAAB3 cert\n",
+        )
+        .unwrap();
+        std::fs::write(ssh.join("notes.pub"), "hello world\n").unwrap();
+        home
+    }
+
+    #[test]
+    fn dot_ssh_keys_and_identities() {
+        let home = home_with_keys();
+        let ids = dot_ssh_identities(home.path()).unwrap();
+        assert_eq!(ids, vec![home.path().join(".ssh/id_ed25519")]);
+        let keys = dot_ssh_pub_keys(home.path()).unwrap();
+        assert_eq!(
+            keys,
+            vec![
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG me@host".to_string(),
+                "ssh-ed25519-cert-v01@openssh.com AAAAB3 cert".to_string(),
+            ]
+        );
+        let none = tempfile::tempdir().unwrap();
+        assert!(dot_ssh_identities(none.path()).unwrap().is_empty());
+        assert!(dot_ssh_pub_keys(none.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn ssh_config_with_every_flag() {
+        let home = home_with_keys();
+        let ids = dot_ssh_identities(home.path()).unwrap();
+        let mut opts = common_opts_with(Path::new("/lima/_config/user"), &ids);
+        opts.extend(
+            instance_opts(
+                Path::new("/lima/vm"),
+                Path::new("/k"),
+                "alice",
+                &SshFlags {
+                    load_dot_ssh_pub_keys: false,
+                    forward_agent: true,
+                    forward_x11: true,
+                    forward_x11_trusted: true,
+                },
+            )
+            .unwrap()
+            .into_iter()
+            .skip_while(|o| !o.starts_with("User=")),
+        );
+        let text = format_config("vm", "127.0.0.1", 40022, &opts)
+            .unwrap()
+            .replace(&home.path().display().to_string(), "HOME");
+        insta::assert_snapshot!(text);
+        // ssh itself reads the options back.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ssh.config");
+        std::fs::write(
+            &path,
+            format_config("vm", "127.0.0.1", 40022, &opts).unwrap(),
+        )
+        .unwrap();
+        let out = Command::new("ssh")
+            .arg("-G")
+            .args(args_from_config(&path, "vm"))
+            .output()
+            .unwrap();
+        let g = String::from_utf8_lossy(&out.stdout);
+        for want in [
+            "forwardagent yes",
+            "forwardx11 yes",
+            "forwardx11trusted yes",
+        ] {
+            assert!(g.lines().any(|l| l == want), "missing {want:?} in\n{g}");
+        }
+        assert!(
+            g.lines()
+                .any(|l| l == format!("identityfile {}", ids[0].display())),
+            "{g}"
+        );
+    }
+
+    #[test]
+    fn flags_default_off() {
+        let opts = instance_opts(
+            Path::new("/lima/vm"),
+            Path::new("/k"),
+            "a",
+            &SshFlags::default(),
+        )
+        .unwrap();
+        assert!(!opts.iter().any(|o| o.starts_with("Forward")), "{opts:?}");
+        let y = limatype::LimaYaml::from_yaml("ssh:\n  forwardAgent: true\n").unwrap();
+        assert!(SshFlags::from_config(&y).forward_agent);
+        assert!(!SshFlags::from_config(&y).forward_x11);
     }
 }

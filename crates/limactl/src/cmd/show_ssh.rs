@@ -42,7 +42,12 @@ pub fn run(args: ShowSshArgs) -> Result<()> {
         inst.hostname
     );
     let key = store::config_dir()?.join(limatype::filenames::USER_PRIVATE_KEY);
-    let mut opts = sshutil::instance_opts(dir, &key, &user)?;
+    let flags = inst
+        .config
+        .as_ref()
+        .map(sshutil::SshFlags::from_config)
+        .unwrap_or_default();
+    let mut opts = sshutil::instance_opts(dir, &key, &user, &flags)?;
     opts.push("Hostname=127.0.0.1".into());
     opts.push(format!("Port={}", inst.ssh_local_port));
     let out = sshutil::format_opts("ssh", name, &args.format, &opts)
