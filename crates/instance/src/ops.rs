@@ -57,17 +57,6 @@ pub enum Started {
     },
 }
 
-/// Fields that validate and that upstream acts on at start, but nothing here does yet and
-/// upstream's templates set (refusing them would break `template:k8s`): said, never silent.
-fn warn_not_implemented(config: &limatype::Filled, say: &(dyn Fn(&str) + Sync)) {
-    let copies = config.copy_to_host.as_ref().map_or(0, Vec::len);
-    if copies > 0 {
-        say(&format!(
-            "warning: field `copyToHost` is not implemented yet: {copies} file(s) will not be copied from the guest"
-        ));
-    }
-}
-
 /// How long `start` waits for a host agent that is already shutting down (its VM died, or a
 /// stop is under way) to release the instance.
 const EXITING_AGENT_GRACE: Duration = Duration::from_secs(20);
@@ -117,7 +106,6 @@ pub async fn start(
             Some(o) => o,
             None => open(reg, name, SshPort::Unchosen).await?,
         };
-        warn_not_implemented(&opened.config, say);
         opened.prepare().await?;
         // This process's driver (an external one's process) is done; the host agent opens
         // its own.
@@ -404,36 +392,4 @@ pub(crate) fn force_stop(inst: &Instance) -> Result<()> {
 /// Whether anything of the instance is still alive (host agent or driver).
 fn anything_alive(inst: &Instance) -> bool {
     inst.host_agent_pid > 0 || inst.driver_pid > 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Mutex;
-
-    #[test]
-    fn copy_to_host_is_said_not_ignored() {
-        let filled = |extra: &str| -> limatype::Filled {
-            let y = limatype::LimaYaml::from_yaml(&format!(
-                "os: Linux\narch: x86_64\ncpus: 1\nmemory: 1GiB\ndisk: 1GiB\ntimezone: UTC\n\
-                 user: {{name: u, comment: u, home: /home/u, shell: /bin/sh, uid: 1000, passwordlessSudo: true}}\n{extra}"
-            ))
-            .unwrap();
-            limatype::Filled::try_from(y).unwrap()
-        };
-        let said = Mutex::new(Vec::<String>::new());
-        let say = |l: &str| said.lock().unwrap().push(l.to_string());
-        warn_not_implemented(&filled(""), &say);
-        assert!(said.lock().unwrap().is_empty());
-        warn_not_implemented(
-            &filled("copyToHost: [{guest: /etc/k, host: /tmp/k}]\n"),
-            &say,
-        );
-        let said = said.into_inner().unwrap();
-        assert_eq!(said.len(), 1, "{said:?}");
-        assert!(
-            said[0].starts_with("warning: field `copyToHost`"),
-            "{said:?}"
-        );
-    }
 }

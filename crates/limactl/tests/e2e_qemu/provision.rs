@@ -11,7 +11,7 @@ const YQ_FILE: &str = "/etc/lima-e2e/yq.yaml";
 
 /// Where `copyToHost` puts the guest's yq file for instance `name`.
 fn copied(env: &Env, name: &str) -> PathBuf {
-    env.home.path().join(format!("copied-{name}/yq.yaml"))
+    env.home.path().join(format!("_copied-{name}/yq.yaml"))
 }
 
 /// The steps, message and copy rule, appended to the instance's yaml.
