@@ -14,11 +14,8 @@ use limatype::filenames;
 use crate::error::io;
 use crate::{InstanceError, Result};
 
-/// Spawns `<this executable> hostagent NAME` detached (own session, stdin closed, output to
-/// `ha.stdout.log` / `ha.stderr.log`), handing it the instance lock. Returns its pid. The
-/// executable is limactl, whose `hostagent` command calls [`crate::run_host_agent`].
-/// `progress`: the agent sends the guest's cloud-init output as events (`--progress`).
-pub fn spawn(dir: &Path, name: &str, lock: &store::InstanceLock, progress: bool) -> Result<u32> {
+/// The host agent's `ha.stdout.log` and `ha.stderr.log`, emptied for this run.
+fn fresh_logs(dir: &Path) -> Result<(std::fs::File, std::fs::File)> {
     let open = |f: &str| {
         let p = dir.join(f);
         std::fs::OpenOptions::new()
@@ -28,8 +25,18 @@ pub fn spawn(dir: &Path, name: &str, lock: &store::InstanceLock, progress: bool)
             .open(&p)
             .map_err(io("creating", p))
     };
-    let stdout = open(filenames::HOST_AGENT_STDOUT_LOG)?;
-    let stderr = open(filenames::HOST_AGENT_STDERR_LOG)?;
+    Ok((
+        open(filenames::HOST_AGENT_STDOUT_LOG)?,
+        open(filenames::HOST_AGENT_STDERR_LOG)?,
+    ))
+}
+
+/// Spawns `<this executable> hostagent NAME` detached (own session, stdin closed, output to
+/// `ha.stdout.log` / `ha.stderr.log`), handing it the instance lock. Returns its pid. The
+/// executable is limactl, whose `hostagent` command calls [`crate::run_host_agent`].
+/// `progress`: the agent sends the guest's cloud-init output as events (`--progress`).
+pub fn spawn(dir: &Path, name: &str, lock: &store::InstanceLock, progress: bool) -> Result<u32> {
+    let (stdout, stderr) = fresh_logs(dir)?;
     let exe = std::env::current_exe().map_err(InstanceError::SpawnAgent)?;
     let fd = lock.inheritable_fd()?;
     let mut cmd = Command::new(exe);
@@ -69,17 +76,7 @@ pub fn exec_foreground(
     use std::io::{IsTerminal, Write};
     use std::os::fd::AsRawFd;
     let run = || -> Result<std::io::Error> {
-        let open = |f: &str| {
-            let p = dir.join(f);
-            std::fs::OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(true)
-                .open(&p)
-                .map_err(io("creating", p))
-        };
-        let mut stdout = open(filenames::HOST_AGENT_STDOUT_LOG)?;
-        let mut stderr = open(filenames::HOST_AGENT_STDERR_LOG)?;
+        let (mut stdout, mut stderr) = fresh_logs(dir)?;
         tracing::info!("Running the host agent in the foreground");
         if std::io::stdin().is_terminal() {
             let note = "This log file is not used because `limactl start` was launched in the \

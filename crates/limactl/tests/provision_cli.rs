@@ -6,51 +6,22 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::LIMACTL;
+use common::TestHome;
 
-struct Home {
-    tmp: tempfile::TempDir,
-    home: PathBuf,
-    drivers: PathBuf,
-}
-
-impl Home {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let drivers = common::testfake_drivers_dir(tmp.path());
-        Home {
-            home: tmp.path().join("home"),
-            drivers,
-            tmp,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(LIMACTL)
-            .args(args)
-            .env("LIMA_HOME", &self.home)
-            .env("LIMA_DRIVERS_PATH", &self.drivers)
-            .env("HOME", self.tmp.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn create(&self, name: &str, extra: &str) -> Output {
-        let yaml = self.tmp.path().join(format!("{name}.yaml"));
-        std::fs::write(
-            &yaml,
-            format!(
-                "vmType: testfake\narch: x86_64\nuser:\n  name: tester\n\
-                 images:\n- location: /x/image.img\n{extra}"
-            ),
-        )
-        .unwrap();
-        self.run(&["create", "--name", name, yaml.to_str().unwrap()])
-    }
+/// `limactl create` of a testfake instance with `extra` config lines.
+fn create(h: &TestHome, name: &str, extra: &str) -> Output {
+    let yaml = h.tmp.path().join(format!("{name}.yaml"));
+    std::fs::write(
+        &yaml,
+        format!(
+            "vmType: testfake\narch: x86_64\nuser:\n  name: tester\n\
+             images:\n- location: /x/image.img\n{extra}"
+        ),
+    )
+    .unwrap();
+    h.run(&["create", "--name", name, yaml.to_str().unwrap()])
 }
 
 const STEPS: &str = r##"param:
@@ -68,11 +39,11 @@ provision:
 
 #[test]
 fn message_is_rendered_with_the_instance_fields() {
-    let h = Home::new();
+    let h = TestHome::new();
     let extra = format!(
         "{STEPS}message: |\n  name={{{{.Name}}}} dir={{{{.Dir}}}}\n  greeting={{{{.Param.GREETING}}}} user={{{{.Config.User.Name}}}}\n"
     );
-    let out = h.create("web", &extra);
+    let out = create(&h, "web", &extra);
     assert!(out.status.success(), "{}", common::stderr_text(&out.stderr));
     let out = h.run(&["list", "web", "--format", "{{.Message}}"]);
     assert!(out.status.success(), "{}", common::stderr_text(&out.stderr));
@@ -88,8 +59,8 @@ fn message_is_rendered_with_the_instance_fields() {
 
 #[test]
 fn a_message_that_is_not_a_template_makes_the_instance_broken() {
-    let h = Home::new();
-    let out = h.create("bad", "message: \"{{.Name\"\n");
+    let h = TestHome::new();
+    let out = create(&h, "bad", "message: \"{{.Name\"\n");
     assert!(out.status.success(), "{}", common::stderr_text(&out.stderr));
     let out = h.run(&["list", "bad", "--format", "{{.Status}} {{.Errors}}"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -101,8 +72,9 @@ fn a_message_that_is_not_a_template_makes_the_instance_broken() {
 
 #[test]
 fn yq_step_in_an_unsupported_format_is_refused_at_create() {
-    let h = Home::new();
-    let out = h.create(
+    let h = TestHome::new();
+    let out = create(
+        &h,
         "toml",
         "provision:\n- mode: yq\n  path: /etc/app.toml\n  expression: .a = 1\n",
     );

@@ -6,52 +6,12 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::LIMACTL;
+use common::TestHome;
 
-struct Home {
-    _tmp: tempfile::TempDir,
-    home: PathBuf,
-}
-
-impl Home {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        Home {
-            home: tmp.path().join("home"),
-            _tmp: tmp,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(LIMACTL)
-            .args(args)
-            .env("LIMA_HOME", &self.home)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "limactl {args:?} failed: {}",
-            common::stderr_text(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(out.status.code(), Some(1), "limactl {args:?} must exit 1");
-        common::stderr_text(&out.stderr).into_owned()
-    }
-}
-
-fn qemu_instance(h: &Home, name: &str) -> PathBuf {
-    let yaml = h._tmp.path().join("q.yaml");
+fn qemu_instance(h: &TestHome, name: &str) -> PathBuf {
+    let yaml = h.tmp.path().join("q.yaml");
     std::fs::write(
         &yaml,
         "vmType: qemu\nimages:\n- location: https://example.invalid/image.img\nmounts: []\n",
@@ -73,7 +33,7 @@ fn snapshots_of_a_stopped_qemu_instance_with_the_real_qemu_img() {
         eprintln!("SKIPPED: qemu-img is not installed");
         return;
     }
-    let h = Home::new();
+    let h = TestHome::new();
     let dir = qemu_instance(&h, "snap");
     let disk = dir.join("diffdisk");
     let st = Command::new("qemu-img")
@@ -110,7 +70,7 @@ fn snapshots_of_a_stopped_qemu_instance_with_the_real_qemu_img() {
 
 #[test]
 fn bad_snapshot_input_exits_1_with_upstreams_words() {
-    let h = Home::new();
+    let h = TestHome::new();
     qemu_instance(&h, "snap");
     let err = h.fails(&["snapshot", "create", "snap"]);
     assert!(err.contains("expected tag"), "{err}");

@@ -88,3 +88,61 @@ fn unescape_debug(s: &str) -> (String, &str) {
     }
     (out, "")
 }
+
+/// A temporary `$LIMA_HOME` (`home`) with the `testfake` driver on `LIMA_DRIVERS_PATH` and
+/// `HOME` in the same temporary directory (`tmp`), for running the real binary.
+pub struct TestHome {
+    pub tmp: tempfile::TempDir,
+    pub home: PathBuf,
+    pub drivers: PathBuf,
+}
+
+impl TestHome {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let drivers = testfake_drivers_dir(tmp.path());
+        TestHome {
+            home: tmp.path().join("home"),
+            drivers,
+            tmp,
+        }
+    }
+
+    /// `limactl ARGS` in this home, stdin closed.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(LIMACTL);
+        c.args(args)
+            .env("LIMA_HOME", &self.home)
+            .env("LIMA_DRIVERS_PATH", &self.drivers)
+            .env("HOME", self.tmp.path())
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Stdout of a run that must succeed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "limactl {args:?} failed: {}",
+            stderr_text(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Stderr (messages unescaped) of a run that must exit 1.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let err = stderr_text(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "limactl {args:?} must exit 1: {err}"
+        );
+        err
+    }
+}
