@@ -564,6 +564,23 @@ fn assert_none(problems: Vec<String>, what: &str) {
     );
 }
 
+// ------------------------------------------------------------------------------------------
+// A crate's `lib.rs` names the layer the table gives it.
+
+/// The `(layer, sub-layer)` a `lib.rs` names in its first line (`` `name` — layer 7.2: ``;
+/// `layer 6` is `(6, 0)`), if it names one.
+fn layer_named(lib_rs: &str) -> Option<(u8, u8)> {
+    let first = lib_rs.lines().find(|l| !l.trim().is_empty())?;
+    let rest = &first[first.find("layer ")? + "layer ".len()..];
+    let number: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let number = number.trim_end_matches('.');
+    let (major, minor) = number.split_once('.').unwrap_or((number, "0"));
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
 /// The checks run on this workspace.
 mod real_tree {
     use super::*;
@@ -591,6 +608,27 @@ mod real_tree {
             .filter(|e| e.path().join("Cargo.toml").is_file())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect()
+    }
+
+    /// docs/architecture.md and the layer table are the map; each `lib.rs` says the same.
+    #[test]
+    fn each_lib_rs_names_its_layer_as_the_table() {
+        let mut problems = Vec::new();
+        for l in layers::LAYERS {
+            let path = root().join("crates").join(l.crate_name).join("src/lib.rs");
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            match layer_named(&text) {
+                Some(named) if named == l.layer => {}
+                named => problems.push(format!(
+                    "{}: names layer {named:?}, the table says {:?}",
+                    rel(&path),
+                    l.layer
+                )),
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 
     #[test]
@@ -712,6 +750,14 @@ mod checks_fail {
         assert!(!opens_with_module_doc("#![no_main]\n//! Doc.\n"));
         assert!(!opens_with_module_doc("/// An item doc.\nfn f() {}\n"));
         assert!(!opens_with_module_doc(""));
+    }
+
+    #[test]
+    fn layer_names() {
+        assert_eq!(layer_named("//! `a` — layer 7.2: the x.\n"), Some((7, 2)));
+        assert_eq!(layer_named("//! `a` — layer 6: the y.\n"), Some((6, 0)));
+        assert_eq!(layer_named("//! `a` — layer 1.\n"), Some((1, 0)));
+        assert_eq!(layer_named("//! `a`: no layer named.\n"), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `hostagent` — layer 7.1: the host agent of one instance (`limactl hostagent NAME`). It
+//! `hostagent` — layer 7.2: the host agent of one instance (`limactl hostagent NAME`). It
 //! drives the instance's `driver::Driver` (handed over by limactl from the registry, internal
 //! or external alike), starts the VM, waits for the guest to be usable
 //! over SSH, forwards guest ports (`portfwd` on the driver's guest agent channel; reverse

@@ -1,4 +1,4 @@
-//! `instance` — layer 7.2: the one flow of an instance, from `lima.yaml` to a running VM and
+//! `instance` — layer 7.3: the one flow of an instance, from `lima.yaml` to a running VM and
 //! back. It owns create / start / stop / delete / inspect: the config is loaded, filled and
 //! validated once per process ([`load`]), the driver is resolved once per process through the
 //! `registry` and reached only through the `driver` trait, called in the trait's order

@@ -1,4 +1,4 @@
-//! `sshutil` — layer 7.0: the user's SSH key pair in `$LIMA_HOME/_config` (made with the system
+//! `sshutil` — layer 7.1: the user's SSH key pair in `$LIMA_HOME/_config` (made with the system
 //! `ssh-keygen` on first use), the ssh options for an instance, the per-instance `ssh.config`
 //! (so `ssh -F ~/.lima/NAME/ssh.config lima-NAME` works) and `ssh` argument lists.
 
