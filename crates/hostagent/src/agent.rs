@@ -380,16 +380,16 @@ async fn wait_ready(
     let mut unmet_probes = Vec::new();
     let n = opts.probes.len();
     for (i, probe) in opts.probes.iter().enumerate() {
+        // Each probe has its own time; an unmet one is reported, not fatal.
         let deadline = Instant::now() + opts.ready_timeout;
-        let one = std::slice::from_ref(probe);
-        // Numbered among all probes, as upstream's one list.
-        let renumber = |s: String| s.replacen("1 of 1", &format!("{} of {n}", i + 1), 1);
-        let result = requirements::wait_all("optional", one, ssh_args, deadline, poll, |s| {
-            progress(renumber(s))
-        })
-        .await;
-        if let Err(mut e) = result {
-            (e.index, e.count) = (i + 1, n);
+        let at = requirements::Numbered {
+            kind: "optional",
+            index: i + 1,
+            count: n,
+        };
+        let result =
+            requirements::wait_one(at, probe, ssh_args, deadline, poll, &mut progress).await;
+        if let Err(e) = result {
             unmet_probes.push(e.to_string());
         }
     }

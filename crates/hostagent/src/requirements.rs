@@ -213,36 +213,61 @@ pub async fn wait_all(
     poll: Duration,
     mut progress: impl FnMut(String),
 ) -> Result<(), Unmet> {
-    let n = reqs.len();
     for (i, r) in reqs.iter().enumerate() {
-        progress(format!(
-            "Waiting for the {kind} requirement {} of {n}: {:?}",
-            i + 1,
-            r.description
-        ));
-        loop {
-            let err = match run_script(ssh_args, &r.script, Duration::from_secs(30)).await {
-                Ok(()) => break,
-                Err(e) => e,
-            };
-            if !r.retry || Instant::now() >= deadline {
-                return Err(Unmet {
-                    kind,
-                    index: i + 1,
-                    count: n,
-                    description: r.description.clone(),
-                    hint: r.debug_hint.clone(),
-                    last: err,
-                });
-            }
-            tracing::debug!("requirement {:?} not met yet: {err}", r.description);
-            tokio::time::sleep(poll).await;
-        }
-        progress(format!(
-            "The {kind} requirement {} of {n} is satisfied",
-            i + 1
-        ));
+        let at = Numbered {
+            kind,
+            index: i + 1,
+            count: reqs.len(),
+        };
+        wait_one(at, r, ssh_args, deadline, poll, &mut progress).await?;
     }
+    Ok(())
+}
+
+/// Where a requirement stands in its list, for progress lines and errors (`the optional
+/// requirement 2 of 3`).
+#[derive(Debug, Clone, Copy)]
+pub struct Numbered {
+    pub kind: &'static str,
+    pub index: usize,
+    pub count: usize,
+}
+
+/// Waits until `r` holds (or, unless it retries, fails once), by `deadline`.
+pub async fn wait_one(
+    at: Numbered,
+    r: &Requirement,
+    ssh_args: &[String],
+    deadline: Instant,
+    poll: Duration,
+    mut progress: impl FnMut(String),
+) -> Result<(), Unmet> {
+    let Numbered { kind, index, count } = at;
+    progress(format!(
+        "Waiting for the {kind} requirement {index} of {count}: {:?}",
+        r.description
+    ));
+    loop {
+        let err = match run_script(ssh_args, &r.script, Duration::from_secs(30)).await {
+            Ok(()) => break,
+            Err(e) => e,
+        };
+        if !r.retry || Instant::now() >= deadline {
+            return Err(Unmet {
+                kind,
+                index,
+                count,
+                description: r.description.clone(),
+                hint: r.debug_hint.clone(),
+                last: err,
+            });
+        }
+        tracing::debug!("requirement {:?} not met yet: {err}", r.description);
+        tokio::time::sleep(poll).await;
+    }
+    progress(format!(
+        "The {kind} requirement {index} of {count} is satisfied"
+    ));
     Ok(())
 }
 
