@@ -1,7 +1,7 @@
 //! `downloader` — layer 7.0: fetches images and other files named by a path, `file://` or
 //! `http(s)://` location into a destination, with a cache laid out as Lima's
 //! (`<cache>/download/by-url-sha256/<sha256 of url>/{data,url,<algo>.digest,time,type}`),
-//! digest checks, optional decompression (.gz, .xz, .zst, .bz2) and progress output.
+//! digest checks (a local file's once, while it is unchanged: `by-local-sha256`), optional decompression (.gz, .xz, .zst, .bz2) and progress output.
 //!
 //! Blocking: async callers should use `tokio::task::spawn_blocking`.
 
@@ -343,8 +343,7 @@ impl Downloader {
         if is_local(req.location) {
             let src = local_path(req.location)?;
             if let Some(d) = &digest {
-                let actual = d.algorithm.of_file(&src)?;
-                d.check(req.location, &actual)?;
+                self.check_local(&src, req.location, d)?;
             }
             if let Some(dest) = req.dest {
                 self.install(&src, dest, req, describe)?;
@@ -411,6 +410,47 @@ impl Downloader {
             cache_path: Some(data),
             validated_digest: digest.is_some(),
         })
+    }
+
+    /// Checks a local file's digest once: after a match, a record under
+    /// `<cache>/download/by-local-sha256/<sha256 of the path>/<algo>.digest` keeps the digest
+    /// with the file's device, inode, size and mtime; while those stay the same, the record
+    /// stands for the check (hashing a multi-GiB image costs seconds at every start).
+    fn check_local(&self, src: &Path, location: &str, d: &Digest) -> Result<(), DownloadError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(src).map_err(io_err(src))?;
+        let stamp = format!(
+            "{} {} {} {}.{:09} {d}\n",
+            meta.dev(),
+            meta.ino(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec()
+        );
+        let record = self.download_dir().map(|dir| {
+            dir.join("by-local-sha256")
+                .join(cache_key(&src.to_string_lossy()))
+                .join(d.algorithm.digest_file())
+        });
+        if let Some(r) = &record {
+            if fs::read_to_string(r).is_ok_and(|s| s == stamp) {
+                tracing::debug!("{} was verified before ({d})", src.display());
+                return Ok(());
+            }
+        }
+        let actual = d.algorithm.of_file(src)?;
+        d.check(location, &actual)?;
+        if let Some(r) = &record {
+            // Only a saving: a cache that cannot be written means hashing again next time.
+            let written = r
+                .parent()
+                .map_or(Ok(()), create_private_dir)
+                .and_then(|()| write_small(r, &stamp));
+            if let Err(e) = written {
+                tracing::debug!("not recording the digest of {}: {e}", src.display());
+            }
+        }
+        Ok(())
     }
 
     /// A cache entry counts only if `data` exists and, when a digest is expected, matches it

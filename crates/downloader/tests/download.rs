@@ -386,6 +386,53 @@ fn corrupt_compressed_data_is_an_error_and_leaves_no_dest() {
     assert_eq!(files_in(tmp.path()), ["bad.xz"]);
 }
 
+/// A local file is hashed once: while its inode, size and mtime stay, the record stands for
+/// the check; a rewritten file is hashed again.
+#[test]
+fn a_local_files_digest_is_checked_once_while_it_is_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src: PathBuf = tmp.path().join("src.img");
+    std::fs::write(&src, payload()).unwrap();
+    let d = downloader(&tmp.path().join("cache"));
+    let good = sha256(&payload());
+    let check = |digest: &str| {
+        d.download(&Request {
+            location: src.to_str().unwrap(),
+            digest: Some(digest),
+            ..Default::default()
+        })
+    };
+    check(&good).unwrap();
+    let records: Vec<PathBuf> = walk(&tmp.path().join("cache/download/by-local-sha256"));
+    assert_eq!(records.len(), 1, "{records:?}");
+    // Forge the record to name another digest: trusted, so the file was not hashed again.
+    let other = sha256(b"other");
+    let text = std::fs::read_to_string(&records[0]).unwrap();
+    assert!(text.contains(&good), "{text}");
+    std::fs::write(&records[0], text.replace(&good, &other)).unwrap();
+    check(&other).unwrap();
+    // A rewritten file (same size, another mtime) is hashed again and found wrong.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut changed = payload();
+    changed[0] ^= 1;
+    std::fs::write(&src, &changed).unwrap();
+    let e = check(&other).unwrap_err().to_string();
+    assert!(e.contains("mismatch"), "{e}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 #[test]
 fn local_paths_and_file_urls_are_digest_checked() {
     let tmp = tempfile::tempdir().unwrap();
@@ -416,8 +463,9 @@ fn local_paths_and_file_urls_are_digest_checked() {
         assert!(out.validated_digest);
         assert_eq!(std::fs::read(&dest).unwrap(), payload());
     }
-    // Local files are not cached.
-    assert!(!tmp.path().join("cache/download").exists());
+    // Local files are not copied into the cache: only their verified digests are recorded.
+    assert!(!tmp.path().join("cache/download/by-url-sha256").exists());
+    assert!(tmp.path().join("cache/download/by-local-sha256").is_dir());
 
     let wrong = sha256(b"nope");
     let dest = tmp.path().join("never");
