@@ -9,6 +9,7 @@ use futures::StreamExt;
 use limatype::filenames;
 
 use crate::events::Status;
+use crate::phases::Clock;
 use crate::requirements;
 use crate::server::{self, Hub};
 
@@ -146,6 +147,7 @@ pub async fn run(
         &hub,
         format!("Using the {} driver", opts.driver_description),
     );
+    let mut clock = Clock::start();
     vm.validate()
         .await
         .map_err(|e| fail(&hub, driver_call("validate")(e)))?;
@@ -156,23 +158,37 @@ pub async fn run(
         .boot_scripts()
         .await
         .map_err(|e| fail(&hub, driver_call("boot scripts")(e)))?;
+    hub.phase(clock.lap("driver prepare"));
     write_seed(&scripts).map_err(|source| fail(&hub, AgentError::Seed { source }))?;
-
-    let address = vm
-        .ssh_address()
-        .await
-        .unwrap_or_else(|_| "127.0.0.1".to_string());
-    let ssh_opts = sshutil::instance_opts(&dir, &opts.private_key, &opts.ssh_user, &opts.ssh_flags)
-        .map_err(|e| fail(&hub, e.into()))?;
-    let ssh_config =
-        sshutil::write_config(&dir, &opts.name, &address, opts.ssh_local_port, &ssh_opts)
-            .map_err(|e| fail(&hub, e.into()))?;
+    hub.phase(clock.lap("seed"));
 
     progress(&hub, "Starting the VM".to_string());
+    let serial = dir.join(filenames::SERIAL_LOG);
+    let booted_at = Instant::now();
     let mut vm_errors = vm
         .start()
         .await
         .map_err(|e| fail(&hub, driver_call("start")(e)))?;
+    hub.phase(clock.lap("driver start"));
+    let kernel_watch = AbortOnDrop(tokio::spawn(kernel_up(serial, booted_at, hub.clone())));
+    // ssh.config is not needed to boot: written while the guest boots.
+    let address = vm
+        .ssh_address()
+        .await
+        .unwrap_or_else(|_| "127.0.0.1".to_string());
+    let written = sshutil::instance_opts(&dir, &opts.private_key, &opts.ssh_user, &opts.ssh_flags)
+        .and_then(|ssh_opts| {
+            sshutil::write_config(&dir, &opts.name, &address, opts.ssh_local_port, &ssh_opts)
+        });
+    let ssh_config = match written {
+        Ok(p) => p,
+        Err(e) => {
+            let e = fail(&hub, e.into());
+            shutdown(vm, &dir, &opts.name, &hub).await;
+            return Err(e);
+        }
+    };
+    hub.phase(clock.lap("ssh.config"));
     // Guest ports reach the host through the guest agent's channel, as soon as it answers;
     // host file changes under mounts go the other way on it.
     let mut _inotify_watcher = None;
@@ -233,6 +249,8 @@ pub async fn run(
         }
     }
 
+    hub.phase(clock.lap("host setup"));
+
     let ssh_args = requirements::ssh_args(&ssh_config, &opts.name);
     let _cloud_init = opts.cloud_init_progress.then(|| {
         AbortOnDrop(tokio::spawn(crate::cloudinit::follow(
@@ -241,7 +259,7 @@ pub async fn run(
         )))
     });
     let hub2 = hub.clone();
-    let wait = wait_ready(&opts, &ssh_args, |m| progress(&hub2, m));
+    let wait = wait_ready(&opts, &ssh_args, |m| progress(&hub2, m), |p| hub2.phase(p));
     tokio::pin!(wait);
     let ready: Result<Ready, AgentError> = tokio::select! {
         r = &mut wait => r,
@@ -249,6 +267,7 @@ pub async fn run(
         _ = sigterm.recv() => Err(AgentError::Interrupted("SIGTERM")),
         _ = sigint.recv() => Err(AgentError::Interrupted("SIGINT")),
     };
+    drop(kernel_watch);
     let Ready {
         sshfs: sshfs_mounts,
         unmet_probes,
@@ -276,10 +295,14 @@ pub async fn run(
         .collect();
     // As upstream, after the final requirements. A failed copy is a warning here (upstream
     // reports the instance degraded): the instance itself is usable.
+    let mut clock = Clock::start();
     for rule in &opts.copy_to_host {
         if let Err(e) = crate::copytohost::copy(Path::new("ssh"), &ssh_args, rule).await {
             forward_report(&hub)(format!("WARNING: {e}"));
         }
+    }
+    if !opts.copy_to_host.is_empty() {
+        hub.phase(clock.lap("copyToHost"));
     }
     // As upstream: unmet optional requirements leave the VM running, degraded.
     for e in &unmet_probes {
@@ -336,11 +359,13 @@ struct Ready {
 /// provisioning), then the optional ones (the user's readiness probes: each unmet one is
 /// reported, the instance runs degraded), then the final ones (boot scripts done, every mount
 /// present). Each group has `ready_timeout` from its own start (upstream gives each
-/// requirement its own retries).
+/// requirement its own retries). Each requirement met (and the mounts) is a phase, named by
+/// its description, given to `phase`.
 async fn wait_ready(
     opts: &Options,
     ssh_args: &[String],
     mut progress: impl FnMut(String),
+    phase: impl Fn(crate::phases::Phase),
 ) -> Result<Ready, AgentError> {
     let deadline = Instant::now() + opts.ready_timeout;
     let unmet = |e| AgentError::Requirement(Box::new(e));
@@ -349,16 +374,18 @@ async fn wait_ready(
         essential.extend(crate::sshfs::requirements());
     }
     let poll = Duration::from_millis(500);
-    requirements::wait_all(
+    wait_timed(
         "essential",
         &essential,
         ssh_args,
         deadline,
         poll,
         &mut progress,
+        &phase,
     )
     .await
     .map_err(unmet)?;
+    let mut clock = Clock::start();
     for m in &opts.sshfs_mounts {
         progress(format!(
             "Mounting {} on {} (reverse-sshfs)",
@@ -376,6 +403,7 @@ async fn wait_ready(
         crate::sshfs::announce_ready(ssh_args)
             .await
             .map_err(AgentError::SshfsAnnounce)?;
+        phase(clock.lap("reverse-sshfs"));
     }
     let mut unmet_probes = Vec::new();
     let n = opts.probes.len();
@@ -387,8 +415,10 @@ async fn wait_ready(
             index: i + 1,
             count: n,
         };
+        let mut clock = Clock::start();
         let result =
             requirements::wait_one(at, probe, ssh_args, deadline, poll, &mut progress).await;
+        phase(clock.lap(&format!("probe {:?}", probe.description)));
         if let Err(e) = result {
             unmet_probes.push(e.to_string());
         }
@@ -398,13 +428,84 @@ async fn wait_ready(
     if !opts.expected_mounts.is_empty() {
         last.push(requirements::mounts(&opts.expected_mounts));
     }
-    requirements::wait_all("final", &last, ssh_args, deadline, poll, &mut progress)
-        .await
-        .map_err(unmet)?;
+    wait_timed(
+        "final",
+        &last,
+        ssh_args,
+        deadline,
+        poll,
+        &mut progress,
+        &phase,
+    )
+    .await
+    .map_err(unmet)?;
     Ok(Ready {
         sshfs: running,
         unmet_probes,
     })
+}
+
+/// [`requirements::wait_all`], each requirement met reported as a phase named by its
+/// description (`ssh` is "SSH up", `boot scripts must have finished` the provisioning).
+async fn wait_timed(
+    kind: &'static str,
+    reqs: &[requirements::Requirement],
+    ssh_args: &[String],
+    deadline: Instant,
+    poll: Duration,
+    mut progress: impl FnMut(String),
+    phase: &impl Fn(crate::phases::Phase),
+) -> Result<(), requirements::Unmet> {
+    for (i, r) in reqs.iter().enumerate() {
+        let at = requirements::Numbered {
+            kind,
+            index: i + 1,
+            count: reqs.len(),
+        };
+        let mut clock = Clock::start();
+        requirements::wait_one(at, r, ssh_args, deadline, poll, &mut progress).await?;
+        phase(clock.lap(&r.description));
+    }
+    Ok(())
+}
+
+/// "kernel up": the first time the serial console shows the kernel's banner (`Linux
+/// version`), timed from just before the driver's start. Drivers without a `serial.log`
+/// (or a guest that never prints it) report no such phase. qemu truncates the file when it
+/// starts (its chardev `logfile` without `logappend`), so an old boot's banner does not
+/// count. Polled until seen or until the caller drops the task (at READY).
+async fn kernel_up(serial: PathBuf, since: Instant, hub: server::Hub) {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    const BANNER: &[u8] = b"Linux version";
+    let mut offset = 0u64;
+    let mut seen: Vec<u8> = Vec::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(mut f) = tokio::fs::File::open(&serial).await else {
+            continue;
+        };
+        let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+        if len < offset {
+            offset = 0;
+            seen.clear();
+        }
+        if f.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
+            continue;
+        }
+        let mut buf = Vec::new();
+        if f.read_to_end(&mut buf).await.is_err() {
+            continue;
+        }
+        offset += buf.len() as u64;
+        // Keep a short tail so a banner split across reads is still found.
+        seen.extend_from_slice(&buf);
+        if seen.windows(BANNER.len()).any(|w| w == BANNER) {
+            hub.phase(crate::phases::Phase::new("kernel up", since.elapsed()));
+            return;
+        }
+        let keep = seen.len().saturating_sub(BANNER.len());
+        seen.drain(..keep);
+    }
 }
 
 /// Where forwarding lines go: `ha.stderr.log` (as upstream prints them) and the event stream.

@@ -27,6 +27,10 @@ pub struct Status {
     /// The guest's cloud-init output, for `limactl start --progress`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_init_progress: Option<CloudInitProgress>,
+    /// A startup phase that just ended, with its duration (not in upstream's events: its
+    /// readers ignore unknown fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<crate::phases::Phase>,
 }
 
 /// One step of cloud-init in the guest, as upstream's event field `cloudInitProgress`.
@@ -230,5 +234,22 @@ mod tests {
         assert!(!line.contains("exiting"), "false flags are omitted: {line}");
         assert_eq!(Event::parse(&line), Some(e));
         assert_eq!(Event::parse("time=... level=info msg=x"), None);
+    }
+
+    #[test]
+    fn phases_are_an_optional_extension() {
+        let e = Event::now(Status {
+            phase: Some(crate::phases::Phase::new("ssh", Duration::from_millis(1500))),
+            ..Default::default()
+        });
+        let line = e.to_line();
+        assert!(
+            line.contains("\"phase\":{\"name\":\"ssh\",\"seconds\":1.5}"),
+            "{line}"
+        );
+        assert_eq!(Event::parse(&line), Some(e));
+        // Upstream's events have no phase.
+        let up = Event::parse(r#"{"time":"2024-01-01T00:00:00Z","status":{"running":true}}"#);
+        assert_eq!(up.map(|e| e.status.phase), Some(None));
     }
 }

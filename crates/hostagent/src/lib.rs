@@ -7,7 +7,7 @@
 //! under mounts to the guest ([`inotify`], `mountInotify`), copies `copyToHost` files to the
 //! host once the guest is ready ([`copytohost`]), reports progress as JSON-line
 //! events (in `ha.stdout.log` and on `ha.sock`; the guest's cloud-init output too with
-//! `--progress`, [`cloudinit`]), and on
+//! `--progress`, [`cloudinit`]; each startup phase's duration, [`phases`]), and on
 //! SIGTERM/SIGINT stops the VM and cleans up.
 
 pub mod agent;
@@ -15,6 +15,7 @@ pub mod cloudinit;
 pub mod copytohost;
 pub mod events;
 pub mod inotify;
+pub mod phases;
 pub mod requirements;
 pub mod reverse;
 pub mod server;

@@ -49,6 +49,19 @@ impl Hub {
         status.progress = Some(note);
         status.errors.clear();
         status.cloud_init_progress = None;
+        status.phase = None;
+        self.emit(status);
+    }
+
+    /// A phase-ended event: the current status (running stays running) with only the phase
+    /// as news.
+    pub fn phase(&self, phase: crate::phases::Phase) {
+        tracing::info!("{}", phase.line());
+        let mut status = self.current().status;
+        status.progress = None;
+        status.errors.clear();
+        status.cloud_init_progress = None;
+        status.phase = Some(phase);
         self.emit(status);
     }
 
@@ -58,6 +71,7 @@ impl Hub {
         let mut status = self.current().status;
         status.progress = None;
         status.errors.clear();
+        status.phase = None;
         status.cloud_init_progress = Some(progress);
         self.emit(status);
     }

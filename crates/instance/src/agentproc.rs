@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hostagent::events::Event;
+use hostagent::phases::Phase;
 use limatype::filenames;
 
 use crate::error::io;
@@ -111,6 +112,8 @@ pub fn exec_foreground(
 pub enum Outcome {
     Running {
         ssh_local_port: u16,
+        /// The phases the host agent reported, in order.
+        phases: Vec<Phase>,
     },
     /// Running, but requirements (the user's probes) were not met: upstream's DEGRADED.
     Degraded {
@@ -120,7 +123,8 @@ pub enum Outcome {
     TimedOut,
 }
 
-/// Follows `ha.stdout.log` from the beginning, handing each progress line to `say`, until the
+/// Follows `ha.stdout.log` from the beginning, handing each progress line (and each ended
+/// phase, as [`Phase::line`]) to `say`, until the
 /// host agent reports the instance running, reports errors, exits, or `timeout` passes.
 /// With `progress`, cloud-init's lines are shown as upstream's `[cloud-init] LINE` and a
 /// running instance is reported only once cloud-init's monitoring has completed.
@@ -132,6 +136,7 @@ pub async fn follow(
     say: &(dyn Fn(&str) + Sync),
 ) -> Result<Outcome> {
     let mut running = None;
+    let mut phases = Vec::new();
     let mut cloud_init_done = !progress;
     let log = dir.join(filenames::HOST_AGENT_STDOUT_LOG);
     let deadline = Instant::now() + timeout;
@@ -159,6 +164,10 @@ pub async fn follow(
             if let Some(p) = &ev.status.progress {
                 say(&format!("{} {p}", short_time(&ev.time)));
             }
+            if let Some(ph) = &ev.status.phase {
+                say(&format!("{} {}", short_time(&ev.time), ph.line()));
+                phases.push(ph.clone());
+            }
             if let (true, Some(c)) = (progress, &ev.status.cloud_init_progress) {
                 let t = short_time(&ev.time);
                 if c.active && c.log_line.is_empty() {
@@ -184,7 +193,10 @@ pub async fn follow(
                 running = Some(ev.status.ssh_local_port);
             }
             if let (Some(ssh_local_port), true) = (running, cloud_init_done) {
-                return Ok(Outcome::Running { ssh_local_port });
+                return Ok(Outcome::Running {
+                    ssh_local_port,
+                    phases,
+                });
             }
             if ev.status.exiting {
                 return Ok(Outcome::Failed("the host agent is exiting".into()));
@@ -226,4 +238,71 @@ pub fn agent_reported_ready(dir: &Path) -> bool {
 fn short_time(rfc3339: &str) -> &str {
     // "2024-01-01T12:34:56.789Z" -> "12:34:56"
     rfc3339.get(11..19).unwrap_or(rfc3339)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostagent::events::Status;
+
+    /// The events a host agent writes: progress lines and phase lines reach `say` in order,
+    /// and the phases come back with the ready outcome.
+    #[tokio::test]
+    async fn follow_prints_and_returns_the_phases() {
+        let dir = tempfile::tempdir().unwrap();
+        let ev = |status: Status| Event::now(status).to_line();
+        let phase = |name: &str, ms: u64| Status {
+            phase: Some(Phase::new(name, Duration::from_millis(ms))),
+            ..Default::default()
+        };
+        let log = [
+            ev(Status {
+                progress: Some("Starting the VM".into()),
+                ..Default::default()
+            }),
+            ev(phase("driver start", 120)),
+            ev(phase("ssh", 41_500)),
+            // An upstream host agent's line without the extension still parses.
+            "{\"time\":\"2024-01-01T00:00:00.000Z\",\"status\":{\"sshLocalPort\":2222}}\n"
+                .to_string(),
+            ev(Status {
+                running: true,
+                ssh_local_port: 2222,
+                progress: Some("READY".into()),
+                ..Default::default()
+            }),
+        ]
+        .concat();
+        std::fs::write(dir.path().join(filenames::HOST_AGENT_STDOUT_LOG), log).unwrap();
+        let said = std::sync::Mutex::new(Vec::new());
+        let say = |l: &str| said.lock().unwrap().push(l.get(9..).unwrap_or(l).to_string());
+        let out = follow(
+            dir.path(),
+            std::process::id(),
+            Duration::from_secs(5),
+            false,
+            &say,
+        )
+        .await
+        .unwrap();
+        let Outcome::Running {
+            ssh_local_port,
+            phases,
+        } = out
+        else {
+            panic!("{out:?}");
+        };
+        assert_eq!(ssh_local_port, 2222);
+        let names: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["driver start", "ssh"]);
+        assert_eq!(
+            said.into_inner().unwrap(),
+            [
+                "Starting the VM",
+                "[phase] driver start: 0.12s",
+                "[phase] ssh: 41.5s",
+                "READY"
+            ]
+        );
+    }
 }

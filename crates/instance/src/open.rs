@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use driver::{ConfigContext, DriverError, DynDriver, Filled, Info, InstanceConfig};
+use hostagent::phases::{Clock, Phase};
 use limatype::filenames;
 use registry::Registry;
 
@@ -177,8 +178,10 @@ impl Opened {
 
     /// The trait's order up to the disks: `validate` → `create` → (image fetched into the
     /// instance directory) → `create_disk`. Fetching and `create_disk` happen once, until the
-    /// `diffdisk` exists; then the nerdctl archive (`containerd`) into the cache.
-    pub async fn prepare(&self) -> Result<()> {
+    /// `diffdisk` exists; then the nerdctl archive (`containerd`) into the cache. Each step
+    /// done is a phase given to `phase` (`driver validate`, `image`, `disk`, `nerdctl`).
+    pub async fn prepare(&self, phase: &(dyn Fn(Phase) + Sync)) -> Result<()> {
+        let mut clock = Clock::start();
         self.driver
             .validate()
             .await
@@ -187,22 +190,28 @@ impl Opened {
             .create()
             .await
             .map_err(self.call_failed("create"))?;
+        phase(clock.lap("driver validate"));
         if !self.dir.join(filenames::DIFF_DISK).exists() {
             let (dir, config) = (self.dir.clone(), self.config.clone());
             tokio::task::spawn_blocking(move || disks::fetch_image(&dir, &config))
                 .await
                 .expect("the image fetch does not panic")?;
+            phase(clock.lap("image"));
             self.driver
                 .create_disk()
                 .await
                 .map_err(self.call_failed("create_disk"))?;
+            phase(clock.lap("disk"));
         }
         // The nerdctl archive, after the disks as upstream's Prepare does, here in limactl's
         // process so its progress shows; the host agent then finds it in the cache.
         let config = self.config.clone();
-        tokio::task::spawn_blocking(move || crate::containerd::archive(&config))
+        let archive = tokio::task::spawn_blocking(move || crate::containerd::archive(&config))
             .await
             .expect("the archive fetch does not panic")?;
+        if archive.is_some() {
+            phase(clock.lap("nerdctl archive"));
+        }
         Ok(())
     }
 

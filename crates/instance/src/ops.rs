@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use hostagent::phases::{Clock, Phase};
 use limatype::{filenames, Instance, Status};
 use registry::Registry;
 
@@ -48,12 +49,15 @@ pub enum Launch {
 }
 
 /// How `start` ended.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Started {
     /// Another host agent had already reported the instance ready.
     AlreadyRunning,
     Ready {
         ssh_local_port: u16,
+        /// Each startup phase with its duration: this process's (load, image, disk, ...),
+        /// then the host agent's, in order.
+        phases: Vec<Phase>,
     },
 }
 
@@ -72,6 +76,12 @@ pub async fn start(
     launch: Launch,
     say: &(dyn Fn(&str) + Sync),
 ) -> Result<Started> {
+    let mut clock = Clock::start();
+    let local_phases = std::sync::Mutex::new(Vec::new());
+    let phase = |p: Phase| {
+        say(&p.line());
+        local_phases.lock().unwrap().push(p);
+    };
     let inst = inspect(name)?;
     let dir = Path::new(&inst.dir).to_path_buf();
     let Some(lock) = acquire_or_wait(&dir, name, say).await? else {
@@ -106,7 +116,8 @@ pub async fn start(
             Some(o) => o,
             None => open(reg, name, SshPort::Unchosen).await?,
         };
-        opened.prepare().await?;
+        phase(clock.lap("load"));
+        opened.prepare(&phase).await?;
         // This process's driver (an external one's process) is done; the host agent opens
         // its own.
         Ok(opened.info.log_files.clone())
@@ -133,6 +144,7 @@ pub async fn start(
             return Err(e);
         }
     };
+    phase(clock.lap("host agent spawn"));
     say(&format!(
         "Started the host agent (pid {pid}); logs: {}/{}",
         dir.display(),
@@ -155,7 +167,17 @@ pub async fn start(
         }
     };
     match agentproc::follow(&dir, pid, timeout, progress, say).await? {
-        Outcome::Running { ssh_local_port } => Ok(Started::Ready { ssh_local_port }),
+        Outcome::Running {
+            ssh_local_port,
+            phases,
+        } => {
+            let mut all = local_phases.into_inner().unwrap_or_default();
+            all.extend(phases);
+            Ok(Started::Ready {
+                ssh_local_port,
+                phases: all,
+            })
+        }
         Outcome::Degraded { errors } => Err(InstanceError::Degraded {
             name: name.to_string(),
             errors: errors.join("\n"),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
+use hostagent::phases::Phase;
 use instance::ops::{Launch, Started};
 use instance::target::{existing_or_create, Target};
 
@@ -64,8 +65,10 @@ pub fn run(args: StartArgs) -> Result<()> {
         print!("{}", super::create::list_drivers(&reg.list()));
         return Ok(());
     }
+    let started_at = std::time::Instant::now();
     let target = existing_or_create(args.target.as_deref(), args.name.as_deref())?;
     super::runtime()?.block_on(async {
+        let mut phases = Vec::new();
         let (name, created) = match target {
             Target::Existing(name) => {
                 // As upstream: the flags edit the existing instance's lima.yaml first.
@@ -77,6 +80,9 @@ pub fn run(args: StartArgs) -> Result<()> {
             Target::Create { name, locator } => {
                 let edit = args.flags.edit_fn(true);
                 let opened = instance::create_edited(reg, &name, &locator, &edit).await?;
+                let created = Phase::new("create", started_at.elapsed());
+                super::say(&created.line());
+                phases.push(created);
                 super::create::say_created(&opened);
                 (name, Some(opened))
             }
@@ -95,10 +101,21 @@ pub fn run(args: StartArgs) -> Result<()> {
             Started::AlreadyRunning => tracing::info!(
                 "The instance {name:?} is already running. Run `limactl shell {name}` to open the shell."
             ),
-            Started::Ready { ssh_local_port } => {
+            Started::Ready {
+                ssh_local_port,
+                phases: started,
+            } => {
+                phases.extend(started);
                 // As upstream: ansible steps run before READY; a failure fails the start.
                 let inst = instance::ops::inspect(&name)?;
+                let ansible = std::time::Instant::now();
                 instance::ansible::run_provision(&inst)?;
+                if !instance::ansible::playbooks(&inst).is_empty() {
+                    let p = Phase::new("ansible", ansible.elapsed());
+                    super::say(&p.line());
+                    phases.push(p);
+                }
+                super::say(&hostagent::phases::summary(&phases, started_at.elapsed()));
                 tracing::info!(
                     "READY. Run `limactl shell {name}` to open the shell (ssh port {ssh_local_port})."
                 );

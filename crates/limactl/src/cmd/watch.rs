@@ -136,6 +136,10 @@ fn human_lines(name: &str, ev: &Event) -> Vec<String> {
     if let Some(p) = &s.progress {
         facts.push(p.clone());
     }
+    // Ours, not upstream's: a startup phase that ended.
+    if let Some(p) = &s.phase {
+        facts.push(p.line());
+    }
     let time = date_time(&ev.time);
     facts
         .into_iter()
