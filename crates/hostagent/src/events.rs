@@ -239,7 +239,10 @@ mod tests {
     #[test]
     fn phases_are_an_optional_extension() {
         let e = Event::now(Status {
-            phase: Some(crate::phases::Phase::new("ssh", Duration::from_millis(1500))),
+            phase: Some(crate::phases::Phase::new(
+                "ssh",
+                Duration::from_millis(1500),
+            )),
             ..Default::default()
         });
         let line = e.to_line();

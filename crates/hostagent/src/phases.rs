@@ -95,7 +95,12 @@ mod tests {
             seconds: s,
         };
         let s = summary(
-            &[p("load", 0.02), p("ssh", 40.0), p("image", 0.3), p("ssh", 1.5)],
+            &[
+                p("load", 0.02),
+                p("ssh", 40.0),
+                p("image", 0.3),
+                p("ssh", 1.5),
+            ],
             Duration::from_secs_f64(52.13),
         );
         assert_eq!(s, "phases: load 0.02s, ssh 41.5s, image 0.30s, total 52.1s");

@@ -275,7 +275,11 @@ mod tests {
         .concat();
         std::fs::write(dir.path().join(filenames::HOST_AGENT_STDOUT_LOG), log).unwrap();
         let said = std::sync::Mutex::new(Vec::new());
-        let say = |l: &str| said.lock().unwrap().push(l.get(9..).unwrap_or(l).to_string());
+        let say = |l: &str| {
+            said.lock()
+                .unwrap()
+                .push(l.get(9..).unwrap_or(l).to_string())
+        };
         let out = follow(
             dir.path(),
             std::process::id(),
