@@ -11,15 +11,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Phase {
     pub name: String,
-    /// Wall-clock seconds (fractional).
+    /// Wall-clock seconds, to the millisecond.
     pub seconds: f64,
 }
 
 impl Phase {
     pub fn new(name: impl Into<String>, took: Duration) -> Self {
+        // Milliseconds are enough, and keep the event lines short.
         Self {
             name: name.into(),
-            seconds: took.as_secs_f64(),
+            seconds: took.as_millis() as f64 / 1000.0,
         }
     }
 
