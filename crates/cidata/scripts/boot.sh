@@ -207,10 +207,16 @@ UNIT
 	else
 		mv -f "$ga_unit.new" "$ga_unit" || return 1
 		ga_changed=true
+		systemctl daemon-reload || return 1
 	fi
-	systemctl daemon-reload || return 1
+	# Started once: a restart only for a copy that was running before the change (each
+	# start costs the agent's session setup, and the host agent waits on its announcement).
+	ga_was_active=false
+	if systemctl is-active --quiet lima-guestagent.service; then
+		ga_was_active=true
+	fi
 	systemctl enable --now lima-guestagent.service || return 1
-	if [ "$ga_changed" = true ]; then
+	if [ "$ga_changed" = true ] && [ "$ga_was_active" = true ]; then
 		systemctl restart lima-guestagent.service || return 1
 	fi
 }

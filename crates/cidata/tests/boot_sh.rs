@@ -2,7 +2,7 @@
 //! and `# END guestagent`) run with `sh` in a scratch directory (the unit directory and the
 //! systemd marker moved there, `systemctl` a fake that records its arguments) installs the
 //! binary, writes `lima-guestagent.service` and enables and starts it — restarting it only
-//! when the binary or the unit changed — and without systemd only installs the binary. Its
+//! when the binary or the unit changed and it was running — and without systemd only installs the binary. Its
 //! disk section (`# BEGIN disks` .. `# END disks`) runs the same way with `/dev` and `/mnt`
 //! moved to the scratch directory and every tool it calls (sfdisk, mkfs.*, mount, growpart,
 //! resize2fs, blkid, ...) a fake that records its arguments: a new disk is partitioned,
@@ -51,8 +51,13 @@ impl Scratch {
         std::fs::write(
             &fake,
             format!(
-                "#!/bin/sh\necho \"$*\" >>'{}'\n",
-                root.join("systemctl.log").display()
+                "#!/bin/sh\necho \"$*\" >>'{log}'\n\
+                 case \"$1\" in\n\
+                 is-active) [ -e '{active}' ] ;;\n\
+                 enable|start|restart) touch '{active}' ;;\n\
+                 esac\n",
+                log = root.join("systemctl.log").display(),
+                active = root.join("systemctl.active").display()
             ),
         )
         .unwrap();
@@ -139,21 +144,26 @@ fn installs_writes_the_unit_and_starts_it_restarting_only_on_change() {
     ] {
         assert!(unit.contains(line), "{line:?} in {unit}");
     }
+    // Started once (not started, then restarted at once).
     assert_eq!(
         calls,
         [
             "daemon-reload",
+            "is-active --quiet lima-guestagent.service",
             "enable --now lima-guestagent.service",
-            "restart lima-guestagent.service"
         ]
     );
     assert!(!s.p("units/lima-guestagent.service.new").exists());
     assert!(!s.p("prefix/bin/lima-guestagent.new").exists());
 
-    // The next boot, nothing changed: enabled and started if need be, not restarted.
+    // The next boot, nothing changed: enabled and started if need be, not restarted, and
+    // no daemon-reload.
     assert_eq!(
         s.run(true),
-        ["daemon-reload", "enable --now lima-guestagent.service"]
+        [
+            "is-active --quiet lima-guestagent.service",
+            "enable --now lima-guestagent.service"
+        ]
     );
 
     // A new binary in the seed: replaced, and the running agent restarted.

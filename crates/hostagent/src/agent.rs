@@ -176,8 +176,13 @@ pub async fn run(
     // Guest ports reach the host through the guest agent's channel, as soon as it answers;
     // host file changes under mounts go the other way on it.
     let mut _inotify_watcher = None;
+    // What the guest agent says of the boot (readiness by event); `None` without a channel.
+    let mut guest_status = None;
     let _forwarder = match vm.guest_agent_conn().await {
         Ok(driver::GuestAgentConn::UnixSocket(sock)) => {
+            let (status_tx, status_rx) =
+                tokio::sync::watch::channel(portfwd::GuestStatus::default());
+            guest_status = Some(status_rx);
             let (tx, rx) = tokio::sync::mpsc::channel(1024);
             if !opts.inotify_mounts.is_empty() {
                 match crate::inotify::watch(opts.inotify_mounts.clone(), tx) {
@@ -190,6 +195,7 @@ pub async fn run(
                 opts.port_forwards.clone(),
                 forward_report(&hub),
                 rx,
+                status_tx,
             ))))
         }
         Ok(driver::GuestAgentConn::SshForward) => {
@@ -241,7 +247,7 @@ pub async fn run(
         )))
     });
     let hub2 = hub.clone();
-    let wait = wait_ready(&opts, &ssh_args, |m| progress(&hub2, m));
+    let wait = wait_ready(&opts, &ssh_args, guest_status, |m| progress(&hub2, m));
     tokio::pin!(wait);
     let ready: Result<Ready, AgentError> = tokio::select! {
         r = &mut wait => r,
@@ -335,11 +341,13 @@ struct Ready {
 /// needs), then the reverse-sshfs mounts (the boot script waits for them before
 /// provisioning), then the optional ones (the user's readiness probes: each unmet one is
 /// reported, the instance runs degraded), then the final ones (boot scripts done, every mount
-/// present). Each group has `ready_timeout` from its own start (upstream gives each
+/// present; the first by the guest agent's event when it runs, [`requirements::wait_boot_done`]).
+/// Each group has `ready_timeout` from its own start (upstream gives each
 /// requirement its own retries).
 async fn wait_ready(
     opts: &Options,
     ssh_args: &[String],
+    guest: Option<tokio::sync::watch::Receiver<portfwd::GuestStatus>>,
     mut progress: impl FnMut(String),
 ) -> Result<Ready, AgentError> {
     let deadline = Instant::now() + opts.ready_timeout;
@@ -394,13 +402,37 @@ async fn wait_ready(
         }
     }
     let deadline = Instant::now() + opts.ready_timeout;
-    let mut last = vec![requirements::boot_done()];
+    let count = if opts.expected_mounts.is_empty() {
+        1
+    } else {
+        2
+    };
+    let boot_script = requirements::boot_done().script;
+    requirements::wait_boot_done(
+        requirements::Numbered {
+            kind: "final",
+            index: 1,
+            count,
+        },
+        guest,
+        || requirements::run_script(ssh_args, &boot_script, Duration::from_secs(30)),
+        deadline,
+        poll,
+        &mut progress,
+    )
+    .await
+    .map_err(unmet)?;
     if !opts.expected_mounts.is_empty() {
-        last.push(requirements::mounts(&opts.expected_mounts));
+        let at = requirements::Numbered {
+            kind: "final",
+            index: 2,
+            count,
+        };
+        let mounts = requirements::mounts(&opts.expected_mounts);
+        requirements::wait_one(at, &mounts, ssh_args, deadline, poll, &mut progress)
+            .await
+            .map_err(unmet)?;
     }
-    requirements::wait_all("final", &last, ssh_args, deadline, poll, &mut progress)
-        .await
-        .map_err(unmet)?;
     Ok(Ready {
         sshfs: running,
         unmet_probes,

@@ -20,6 +20,9 @@ pub enum ScriptError {
     Timeout(Duration),
     #[error("{0}")]
     Wait(#[source] std::io::Error),
+    /// The guest agent runs but has not announced the end of the boot scripts.
+    #[error("the guest agent has not announced the end of the boot scripts")]
+    NotAnnounced,
     /// The script (or ssh) exited non-zero, with ssh's stderr.
     #[error("{status}: {stderr}")]
     Failed {
@@ -271,6 +274,103 @@ pub async fn wait_one(
     Ok(())
 }
 
+/// How [`wait_boot_done`] learnt that the boot scripts are done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootSignal {
+    /// The guest agent's `boot` message (no SSH session spent on it).
+    GuestAgent,
+    /// [`boot_done`]'s script over SSH (a guest without an agent that announces it).
+    Ssh,
+}
+
+/// While the guest agent channel exists but no agent has answered on it yet, the SSH check
+/// runs this seldom: the boot script starts the agent shortly before its end, and an agent
+/// that never comes (a broken install) costs at most this much.
+pub const AGENT_PENDING_POLL: Duration = Duration::from_secs(10);
+
+/// Waits for [`boot_done`] by event where it can: while a guest agent that announces the
+/// end of the boot scripts is connected (`guest`, from `portfwd`), nothing runs in the guest;
+/// before it connects, `check` (the script over SSH) runs every [`AGENT_PENDING_POLL`];
+/// without a channel (`None`) or with an agent that does not announce (protocol 1), every
+/// `poll`. A change of the agent's state ends any wait at once. Under emulation each SSH
+/// session costs the guest CPU the boot needs.
+pub async fn wait_boot_done<F, Fut>(
+    at: Numbered,
+    guest: Option<tokio::sync::watch::Receiver<portfwd::GuestStatus>>,
+    mut check: F,
+    deadline: Instant,
+    poll: Duration,
+    mut progress: impl FnMut(String),
+) -> Result<BootSignal, Unmet>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), ScriptError>>,
+{
+    let r = boot_done();
+    let Numbered { kind, index, count } = at;
+    progress(format!(
+        "Waiting for the {kind} requirement {index} of {count}: {:?}",
+        r.description
+    ));
+    // `None` once the forwarder is gone (or without one): SSH alone from there on.
+    let mut guest = guest;
+    let mut last = ScriptError::NotAnnounced;
+    let signal = loop {
+        let status = guest
+            .as_mut()
+            .map(|g| *g.borrow_and_update())
+            .unwrap_or_default();
+        if status.boot_done {
+            break BootSignal::GuestAgent;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Unmet {
+                kind,
+                index,
+                count,
+                description: r.description,
+                hint: r.debug_hint,
+                last,
+            });
+        }
+        let wait = if status.announces_boot() {
+            last = ScriptError::NotAnnounced;
+            deadline - now
+        } else {
+            match check().await {
+                Ok(()) => break BootSignal::Ssh,
+                Err(e) => {
+                    tracing::debug!("requirement {:?} not met yet: {e}", r.description);
+                    last = e;
+                }
+            }
+            let every = match (&guest, status.agent_version) {
+                (Some(_), None) => AGENT_PENDING_POLL,
+                _ => poll,
+            };
+            every.min(deadline.saturating_duration_since(Instant::now()))
+        };
+        match guest.as_mut() {
+            Some(g) => tokio::select! {
+                changed = g.changed() => if changed.is_err() {
+                    guest = None;
+                },
+                _ = tokio::time::sleep(wait) => {}
+            },
+            None => tokio::time::sleep(wait).await,
+        }
+    };
+    let by = match signal {
+        BootSignal::GuestAgent => "announced by the guest agent",
+        BootSignal::Ssh => "checked over SSH",
+    };
+    progress(format!(
+        "The {kind} requirement {index} of {count} is satisfied ({by})"
+    ));
+    Ok(signal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,5 +435,158 @@ mod tests {
         assert!(e.contains("requirement 1 of 2 \"ssh\""), "{e}");
         assert!(e.contains("refused"), "{e}");
         assert_eq!(steps.len(), 1, "{steps:?}");
+    }
+
+    fn final_1_of_1() -> Numbered {
+        Numbered {
+            kind: "final",
+            index: 1,
+            count: 1,
+        }
+    }
+
+    /// A stand-in for the SSH check: counts its calls, fails the first `fail` of them.
+    fn counting_check(
+        fail: usize,
+    ) -> (
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        impl FnMut() -> std::future::Ready<Result<(), ScriptError>>,
+    ) {
+        use std::sync::atomic::Ordering;
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = calls.clone();
+        let check = move || {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(if n < fail {
+                Err(ScriptError::NotAnnounced)
+            } else {
+                Ok(())
+            })
+        };
+        (calls, check)
+    }
+
+    /// With a guest agent that announces the boot, the wait ends on its event and no SSH
+    /// check runs at all.
+    #[tokio::test]
+    async fn boot_done_comes_from_the_guest_agent_without_ssh() {
+        let (tx, rx) = tokio::sync::watch::channel(portfwd::GuestStatus {
+            agent_version: Some(2),
+            boot_done: false,
+        });
+        let (calls, check) = counting_check(0);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tx.send_modify(|s| s.boot_done = true);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let mut steps = vec![];
+        let t = Instant::now();
+        let signal = wait_boot_done(
+            final_1_of_1(),
+            Some(rx),
+            check,
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_millis(50),
+            |s| steps.push(s),
+        )
+        .await
+        .unwrap();
+        assert_eq!(signal, BootSignal::GuestAgent);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert!(
+            steps[1].ends_with("(announced by the guest agent)"),
+            "{steps:?}"
+        );
+    }
+
+    /// Without a guest agent channel (or with an agent that does not announce the boot,
+    /// protocol 1), the SSH check polls every `poll` until it passes.
+    #[tokio::test]
+    async fn boot_done_falls_back_to_ssh_polling() {
+        for guest in [
+            None,
+            Some(
+                tokio::sync::watch::channel(portfwd::GuestStatus {
+                    agent_version: Some(1),
+                    boot_done: false,
+                })
+                .1,
+            ),
+        ] {
+            let (calls, check) = counting_check(2);
+            let mut steps = vec![];
+            let signal = wait_boot_done(
+                final_1_of_1(),
+                guest,
+                check,
+                Instant::now() + Duration::from_secs(10),
+                Duration::from_millis(20),
+                |s| steps.push(s),
+            )
+            .await
+            .unwrap();
+            assert_eq!(signal, BootSignal::Ssh);
+            assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+            assert!(steps[1].ends_with("(checked over SSH)"), "{steps:?}");
+        }
+    }
+
+    /// An agent that never announces: the deadline ends the wait with the requirement's
+    /// hint and the reason, and SSH was never tried.
+    #[tokio::test]
+    async fn a_silent_guest_agent_fails_the_final_requirement_at_the_deadline() {
+        let (_tx, rx) = tokio::sync::watch::channel(portfwd::GuestStatus {
+            agent_version: Some(2),
+            boot_done: false,
+        });
+        let (calls, check) = counting_check(0);
+        let e = wait_boot_done(
+            final_1_of_1(),
+            Some(rx),
+            check,
+            Instant::now() + Duration::from_millis(300),
+            Duration::from_millis(20),
+            |_| {},
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("final requirement 1 of 1"), "{e}");
+        assert!(e.contains("/run/lima-boot-done"), "{e}");
+        assert!(e.contains("has not announced"), "{e}");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    /// A channel with no agent on it yet: SSH is tried at once, then only every
+    /// AGENT_PENDING_POLL; the agent's announcement ends the wait without waiting for it.
+    #[tokio::test]
+    async fn before_the_agent_answers_ssh_is_tried_seldom() {
+        let (tx, rx) = tokio::sync::watch::channel(portfwd::GuestStatus::default());
+        let (calls, check) = counting_check(usize::MAX);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            tx.send_replace(portfwd::GuestStatus {
+                agent_version: Some(2),
+                boot_done: true,
+            });
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let t = Instant::now();
+        let signal = wait_boot_done(
+            final_1_of_1(),
+            Some(rx),
+            check,
+            Instant::now() + Duration::from_secs(30),
+            Duration::from_millis(20),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(signal, BootSignal::GuestAgent);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
 }
