@@ -103,8 +103,7 @@ pub struct DnsPorts {
 /// `dns` names the guest's nameservers itself or under vz (whose NAT has its own resolver).
 fn guest_dns_ports(input: &SeedInput<'_>) -> Option<DnsPorts> {
     let cfg = input.config;
-    if !cfg.dns.as_deref().unwrap_or_default().is_empty() || cfg.vm_type.as_deref() == Some("vz")
-    {
+    if !cfg.dns.as_deref().unwrap_or_default().is_empty() || cfg.vm_type.as_deref() == Some("vz") {
         return None;
     }
     input.dns_local_ports

@@ -496,8 +496,7 @@ fn dns_section_dnats_slirp_dns_to_the_host_agent() {
         log = log.display()
     );
     std::fs::write(bin.join("iptables"), fake).unwrap();
-    std::fs::set_permissions(bin.join("iptables"), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(bin.join("iptables"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let run = |path: &str, udp: u16, tcp: u16| {
         let script = format!(
             "set -eu\nPATH='{path}'\nCODE=0\nlog() {{ echo \"LIMA| $*\"; }}\n\
@@ -506,7 +505,11 @@ fn dns_section_dnats_slirp_dns_to_the_host_agent() {
              LIMA_CIDATA_UDP_DNS_LOCAL_PORT={udp}\nLIMA_CIDATA_TCP_DNS_LOCAL_PORT={tcp}\n\
              {body}\nexit $CODE\n"
         );
-        Command::new("/bin/sh").arg("-c").arg(&script).output().unwrap()
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap()
     };
     let path = format!("{}:/usr/bin:/bin", bin.display());
     let out = run(&path, 0, 0);
