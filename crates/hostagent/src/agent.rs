@@ -164,7 +164,7 @@ pub async fn run(
         .await
         .map_err(|e| fail(&hub, driver_call("boot scripts")(e)))?;
     // Before the seed, which carries its ports (upstream starts it before the VM too).
-    let _dns = match opts.dns.clone() {
+    let dns_server = match opts.dns.clone() {
         Some(cfg) => Some(
             hostdns::start(cfg)
                 .await
@@ -172,7 +172,7 @@ pub async fn run(
         ),
         None => None,
     };
-    let dns_ports = _dns.as_ref().map(|s| cidata::DnsPorts {
+    let dns_ports = dns_server.as_ref().map(|s| cidata::DnsPorts {
         udp: s.udp_port,
         tcp: s.tcp_port,
     });
