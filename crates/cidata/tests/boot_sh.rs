@@ -486,3 +486,80 @@ fn etc_hosts_block_is_replaced_on_every_boot() {
          10.0.0.7\tdb.test\n# END lima\n"
     );
 }
+
+/// The hostResolver section (`# BEGIN dns`): with the DNS ports set, a fake `iptables` sees
+/// the LIMADNS chain made and hooked into PREROUTING and OUTPUT (only when missing), flushed,
+/// and the UDP and TCP DNAT rules from slirp's DNS to the gateway's ports; with ports 0 it is
+/// never called; without iptables the boot's code is 1 and the log says why.
+#[test]
+fn dns_section_dnats_slirp_dns_to_the_host_agent() {
+    let start = BOOT_SH.find("# BEGIN dns\n").expect("BEGIN marker");
+    let end = BOOT_SH.find("# END dns\n").expect("END marker");
+    let body = &BOOT_SH[start..end];
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = dir.path().join("iptables.log");
+    // `--list` fails until a chain was made, as on a fresh boot.
+    let fake = format!(
+        "#!/bin/sh\necho \"$*\" >>'{log}'\ncase \"$*\" in *--list*) grep -q new-chain '{log}' ;; esac\n",
+        log = log.display()
+    );
+    std::fs::write(bin.join("iptables"), fake).unwrap();
+    std::fs::set_permissions(bin.join("iptables"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |path: &str, udp: u16, tcp: u16| {
+        let script = format!(
+            "set -eu\nPATH='{path}'\nCODE=0\nlog() {{ echo \"LIMA| $*\"; }}\n\
+             run() {{ if ! \"$@\"; then log \"WARNING: failed: $*\"; CODE=1; fi; }}\n\
+             LIMA_CIDATA_SLIRP_DNS=192.168.5.3\nLIMA_CIDATA_SLIRP_GATEWAY=192.168.5.2\n\
+             LIMA_CIDATA_UDP_DNS_LOCAL_PORT={udp}\nLIMA_CIDATA_TCP_DNS_LOCAL_PORT={tcp}\n\
+             {body}\nexit $CODE\n"
+        );
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap()
+    };
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let out = run(&path, 0, 0);
+    assert!(out.status.success());
+    assert!(!log.exists(), "iptables called with ports 0");
+
+    for _ in 0..2 {
+        let out = run(&path, 40053, 40054);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let rules = |proto: &str, port: u16| {
+        format!(
+            "--table nat --append LIMADNS --destination 192.168.5.3 --protocol {proto} --dport 53 \
+             --jump DNAT --to-destination 192.168.5.2:{port}"
+        )
+    };
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        vec![
+            "--table nat -n --list LIMADNS".to_string(),
+            "--table nat --new-chain LIMADNS".into(),
+            "--table nat --insert PREROUTING 1 --jump LIMADNS".into(),
+            "--table nat --insert OUTPUT 1 --jump LIMADNS".into(),
+            "--table nat --flush LIMADNS".into(),
+            rules("udp", 40053),
+            rules("tcp", 40054),
+            // The second boot: the chain is there, only its rules are written again.
+            "--table nat -n --list LIMADNS".into(),
+            "--table nat --flush LIMADNS".into(),
+            rules("udp", 40053),
+            rules("tcp", 40054),
+        ]
+    );
+
+    // No iptables in the guest: a failed step with a message naming the fix.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = run(&empty.display().to_string(), 40053, 40054);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("iptables is not installed"), "{stdout}");
+}

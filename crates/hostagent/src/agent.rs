@@ -12,10 +12,12 @@ use crate::events::Status;
 use crate::requirements;
 use crate::server::{self, Hub};
 
-/// Writes the cidata seed into the instance dir, given the driver's boot scripts (the instance
-/// flow owns the seed's other inputs).
-pub type SeedWriter<'a> =
-    &'a (dyn Fn(&BTreeMap<String, Vec<u8>>) -> Result<(), BoxError> + Send + Sync);
+/// Writes the cidata seed into the instance dir, given the driver's boot scripts and the
+/// ports of the DNS server this agent runs for `hostResolver` (the instance flow owns the
+/// seed's other inputs).
+pub type SeedWriter<'a> = &'a (dyn Fn(&BTreeMap<String, Vec<u8>>, Option<cidata::DnsPorts>) -> Result<(), BoxError>
+         + Send
+         + Sync);
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -54,6 +56,8 @@ pub enum AgentError {
     Exited(String),
     #[error("VNC display: {0}")]
     Vnc(#[source] crate::vnc::VncError),
+    #[error("cannot start the DNS server for hostResolver: {0}")]
+    Dns(#[source] hostdns::DnsError),
     #[error("interrupted by {0} while starting")]
     Interrupted(&'static str),
 }
@@ -90,6 +94,9 @@ pub struct Options {
     pub probes: Vec<requirements::Requirement>,
     /// `video.vnc.display` when `video.display` is `vnc` (see [`crate::vnc`]).
     pub vnc_display: Option<String>,
+    /// `hostResolver` when enabled: the DNS server's hosts and IPv6 switch
+    /// (`hostdns::Config::for_instance`); it runs for the agent's life.
+    pub dns: Option<hostdns::Config>,
 }
 
 /// Why the VM's error stream says it ended: its error, or (the stream closed without one)
@@ -156,7 +163,27 @@ pub async fn run(
         .boot_scripts()
         .await
         .map_err(|e| fail(&hub, driver_call("boot scripts")(e)))?;
-    write_seed(&scripts).map_err(|source| fail(&hub, AgentError::Seed { source }))?;
+    // Before the seed, which carries its ports (upstream starts it before the VM too).
+    let dns_server = match opts.dns.clone() {
+        Some(cfg) => Some(
+            hostdns::start(cfg)
+                .await
+                .map_err(|e| fail(&hub, AgentError::Dns(e)))?,
+        ),
+        None => None,
+    };
+    let dns_ports = dns_server.as_ref().map(|s| cidata::DnsPorts {
+        udp: s.udp_port,
+        tcp: s.tcp_port,
+    });
+    if let Some(p) = dns_ports {
+        tracing::info!(
+            "DNS server for hostResolver on 127.0.0.1 udp:{} tcp:{}",
+            p.udp,
+            p.tcp
+        );
+    }
+    write_seed(&scripts, dns_ports).map_err(|source| fail(&hub, AgentError::Seed { source }))?;
 
     let address = vm
         .ssh_address()

@@ -213,6 +213,7 @@ impl Opened {
         &self,
         scripts: &BTreeMap<String, Vec<u8>>,
         pubkeys: &[String],
+        dns_local_ports: Option<cidata::DnsPorts>,
     ) -> Result<()> {
         let keys: Vec<String> = pubkeys.iter().map(|k| k.trim().to_string()).collect();
         let agent = crate::agentbin::find(self.config.os, self.config.arch)?;
@@ -227,6 +228,7 @@ impl Opened {
             nic_mac: (!self.info.mac_address.is_empty()).then(|| self.info.mac_address.clone()),
             host_proxy_env: cidata::net::host_proxy_env(std::env::vars()),
             containerd_archive: nerdctl.as_deref(),
+            dns_local_ports,
         })
         .and_then(|seed| seed.write_iso(&self.dir.join(filenames::CIDATA_ISO)));
         seed.map_err(|source| InstanceError::Seed { source })
@@ -324,13 +326,28 @@ async fn agent_main(
                     .and_then(|o| o.display.clone())
                     .unwrap_or_else(|| "127.0.0.1:0,to=9".into())
             }),
+        dns: host_resolver(name, &inst.config),
     };
-    let seed = |scripts: &BTreeMap<String, Vec<u8>>| {
-        inst.write_seed(scripts, &pubkeys)
+    let seed = |scripts: &BTreeMap<String, Vec<u8>>, dns: Option<cidata::DnsPorts>| {
+        inst.write_seed(scripts, &pubkeys, dns)
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
     };
     hostagent::agent::run(opts, inst.driver.as_ref(), &seed, hub).await?;
     Ok(())
+}
+
+/// The host agent's DNS server for `hostResolver` (default enabled, as upstream), or `None`
+/// when disabled.
+fn host_resolver(name: &str, config: &Filled) -> Option<hostdns::Config> {
+    let hr = config.host_resolver.clone().unwrap_or_default();
+    if !hr.enabled.unwrap_or(true) {
+        return None;
+    }
+    Some(hostdns::Config::for_instance(
+        name,
+        hr.hosts.unwrap_or_default(),
+        hr.ipv6.unwrap_or(false),
+    ))
 }
 
 /// The guest's sshd port (never forwarded to the host).
