@@ -152,6 +152,16 @@ if [ -d "/home/${LIMA_CIDATA_USER}.linux" ] && [ ! -e "/home/${LIMA_CIDATA_USER}
 	ln -s "${LIMA_CIDATA_USER}.linux" "/home/${LIMA_CIDATA_USER}.guest"
 fi
 
+# BEGIN hostservices
+# /run/host-services owned by the user (upstream's 26-host-services.sh): with ssh.forwardAgent
+# the host agent links the forwarded agent socket there as the user, without sudo, so
+# containers can mount a fixed path (/run/host-services/ssh-auth.sock).
+HOST_SERVICES=/run/host-services
+run mkdir -p "$HOST_SERVICES"
+run chmod 700 "$HOST_SERVICES"
+run chown -R "$LIMA_CIDATA_USER" "$HOST_SERVICES"
+# END hostservices
+
 for f in "$MNT"/boot/*.sh; do
 	[ -e "$f" ] && run "$f"
 done

@@ -70,6 +70,9 @@ pub struct Options {
     pub private_key: PathBuf,
     /// `ssh.loadDotSSHPubKeys` and the forwarding switches, for `ssh.config`.
     pub ssh_flags: sshutil::SshFlags,
+    /// Link the forwarded SSH agent to `/run/host-services/ssh-auth.sock` in the guest
+    /// (`ssh.forwardAgent`, not in plain mode).
+    pub link_ssh_agent: bool,
     /// How long the guest may take to satisfy the essential requirements.
     pub ready_timeout: Duration,
     /// How progress messages name the driver, e.g. `qemu (internal)`.
@@ -251,7 +254,7 @@ pub async fn run(
     };
     let Ready {
         sshfs: sshfs_mounts,
-        unmet_probes,
+        degraded: unmet_probes,
     } = match ready {
         Ok(r) => r,
         Err(e) => {
@@ -324,15 +327,16 @@ pub async fn run(
     }
 }
 
-/// What [`wait_ready`] leaves running, and the probes that failed.
+/// What [`wait_ready`] leaves running, and what failed without stopping the instance.
 struct Ready {
     sshfs: Vec<crate::sshfs::Running>,
-    /// The unmet optional requirements (the instance runs, degraded).
-    unmet_probes: Vec<String>,
+    /// The unmet optional requirements and a failed agent link (the instance runs, degraded,
+    /// as upstream's).
+    degraded: Vec<String>,
 }
 
 /// Waits for the guest in upstream's order: the essential requirements (SSH, and what sshfs
-/// needs), then the reverse-sshfs mounts (the boot script waits for them before
+/// needs), then the SSH agent link (`ssh.forwardAgent`), then the reverse-sshfs mounts (the boot script waits for them before
 /// provisioning), then the optional ones (the user's readiness probes: each unmet one is
 /// reported, the instance runs degraded), then the final ones (boot scripts done, every mount
 /// present). Each group has `ready_timeout` from its own start (upstream gives each
@@ -359,6 +363,20 @@ async fn wait_ready(
     )
     .await
     .map_err(unmet)?;
+    let mut degraded = Vec::new();
+    if opts.link_ssh_agent {
+        progress(format!(
+            "Linking the ssh auth socket to the static location {}",
+            requirements::SSH_AUTH_SOCK_LINK
+        ));
+        let script = requirements::link_ssh_agent_script();
+        if let Err(e) = requirements::run_script(ssh_args, &script, Duration::from_secs(30)).await {
+            degraded.push(format!(
+                "linking the ssh auth socket to {}: {e}",
+                requirements::SSH_AUTH_SOCK_LINK
+            ));
+        }
+    }
     for m in &opts.sshfs_mounts {
         progress(format!(
             "Mounting {} on {} (reverse-sshfs)",
@@ -377,7 +395,6 @@ async fn wait_ready(
             .await
             .map_err(AgentError::SshfsAnnounce)?;
     }
-    let mut unmet_probes = Vec::new();
     let n = opts.probes.len();
     for (i, probe) in opts.probes.iter().enumerate() {
         // Each probe has its own time; an unmet one is reported, not fatal.
@@ -390,7 +407,7 @@ async fn wait_ready(
         let result =
             requirements::wait_one(at, probe, ssh_args, deadline, poll, &mut progress).await;
         if let Err(e) = result {
-            unmet_probes.push(e.to_string());
+            degraded.push(e.to_string());
         }
     }
     let deadline = Instant::now() + opts.ready_timeout;
@@ -403,7 +420,7 @@ async fn wait_ready(
         .map_err(unmet)?;
     Ok(Ready {
         sshfs: running,
-        unmet_probes,
+        degraded,
     })
 }
 

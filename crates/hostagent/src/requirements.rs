@@ -90,6 +90,17 @@ pub fn probe(description: &str, script: &str, hint: &str) -> Requirement {
     }
 }
 
+/// Where the forwarded SSH agent socket is linked in the guest (`ssh.forwardAgent`), a fixed
+/// path containers can mount; the boot script makes its directory the user's.
+pub const SSH_AUTH_SOCK_LINK: &str = "/run/host-services/ssh-auth.sock";
+
+/// Upstream's script run once after the essential requirements when `ssh.forwardAgent` is on:
+/// links the session's `SSH_AUTH_SOCK` (set by sshd because ssh.config forwards the agent)
+/// to [`SSH_AUTH_SOCK_LINK`]. Fails when the session has no forwarded agent.
+pub fn link_ssh_agent_script() -> String {
+    format!("#!/bin/sh\nset -eux\nln -sf \"${{SSH_AUTH_SOCK}}\" {SSH_AUTH_SOCK_LINK}\n")
+}
+
 /// Where the seed is mounted in a Linux guest (the boot runner's `LIMA_CIDATA_MNT`).
 const CIDATA_MNT: &str = "/mnt/lima-cidata";
 
@@ -299,6 +310,32 @@ mod tests {
             ("docker", "install docker")
         );
         assert!(r.retry);
+    }
+
+    /// The agent link script, run by a local `sh` with the link's path moved: it links the
+    /// session's agent socket (replacing an older link), and fails without one.
+    #[test]
+    fn link_ssh_agent_links_the_sessions_socket() {
+        let script = link_ssh_agent_script();
+        assert!(script.contains("ln -sf \"${SSH_AUTH_SOCK}\" /run/host-services/ssh-auth.sock"));
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("ssh-auth.sock");
+        let script = script.replace(SSH_AUTH_SOCK_LINK, &link.display().to_string());
+        let run = |sock: Option<&str>| {
+            let mut c = std::process::Command::new("sh");
+            c.arg("-c").arg(&script).env_remove("SSH_AUTH_SOCK");
+            if let Some(s) = sock {
+                c.env("SSH_AUTH_SOCK", s);
+            }
+            c.output().unwrap().status.success()
+        };
+        assert!(run(Some("/tmp/ssh-old/agent.1")));
+        assert!(run(Some("/tmp/ssh-new/agent.2")));
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            Path::new("/tmp/ssh-new/agent.2")
+        );
+        assert!(!run(None), "no forwarded agent must fail");
     }
 
     #[tokio::test]

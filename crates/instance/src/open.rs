@@ -284,6 +284,7 @@ async fn agent_main(
         ssh_local_port: inst.ssh_local_port,
         ssh_user: user,
         private_key: key.private.clone(),
+        link_ssh_agent: link_ssh_agent(&inst.config, &ssh_flags),
         ssh_flags,
         ready_timeout: ready_timeout(),
         driver_description: inst.driver_description.clone(),
@@ -331,6 +332,16 @@ async fn agent_main(
     };
     hostagent::agent::run(opts, inst.driver.as_ref(), &seed, hub).await?;
     Ok(())
+}
+
+/// Whether the host agent links the forwarded SSH agent in the guest: `ssh.forwardAgent`,
+/// ignored with a warning in plain mode, as upstream does.
+fn link_ssh_agent(config: &limatype::Filled, flags: &sshutil::SshFlags) -> bool {
+    if flags.forward_agent && config.plain.unwrap_or(false) {
+        tracing::warn!("Running in plain mode. Ignoring ssh.forwardAgent");
+        return false;
+    }
+    flags.forward_agent
 }
 
 /// The guest's sshd port (never forwarded to the host).
