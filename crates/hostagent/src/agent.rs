@@ -89,7 +89,8 @@ pub struct Options {
     pub copy_to_host: Vec<crate::copytohost::CopyRule>,
     /// Send the guest's cloud-init output as events (`limactl start --progress`).
     pub cloud_init_progress: bool,
-    /// The optional requirements: the user's readiness probes (`requirements::probe`).
+    /// The optional requirements, in upstream's order: containerd's
+    /// (`requirements::containerd`), then the user's readiness probes (`requirements::probe`).
     pub probes: Vec<requirements::Requirement>,
     /// `video.vnc.display` when `video.display` is `vnc` (see [`crate::vnc`]).
     pub vnc_display: Option<String>,
@@ -337,8 +338,9 @@ struct Ready {
 
 /// Waits for the guest in upstream's order: the essential requirements (SSH, and what sshfs
 /// needs), then the SSH agent link (`ssh.forwardAgent`), then the reverse-sshfs mounts (the boot script waits for them before
-/// provisioning), then the optional ones (the user's readiness probes: each unmet one is
-/// reported, the instance runs degraded), then the final ones (boot scripts done, every mount
+/// provisioning), then the optional ones (containerd's, then the user's readiness probes:
+/// each unmet one is reported, the instance runs degraded; an unmet fatal one skips the
+/// rest), then the final ones (boot scripts done, every mount
 /// present). Each group has `ready_timeout` from its own start (upstream gives each
 /// requirement its own retries).
 async fn wait_ready(
@@ -395,21 +397,16 @@ async fn wait_ready(
             .await
             .map_err(AgentError::SshfsAnnounce)?;
     }
-    let n = opts.probes.len();
-    for (i, probe) in opts.probes.iter().enumerate() {
-        // Each probe has its own time; an unmet one is reported, not fatal.
-        let deadline = Instant::now() + opts.ready_timeout;
-        let at = requirements::Numbered {
-            kind: "optional",
-            index: i + 1,
-            count: n,
-        };
-        let result =
-            requirements::wait_one(at, probe, ssh_args, deadline, poll, &mut progress).await;
-        if let Err(e) = result {
-            degraded.push(e.to_string());
-        }
-    }
+    degraded.extend(
+        requirements::wait_optional(
+            &opts.probes,
+            ssh_args,
+            opts.ready_timeout,
+            poll,
+            &mut progress,
+        )
+        .await,
+    );
     let deadline = Instant::now() + opts.ready_timeout;
     let mut last = vec![requirements::boot_done()];
     if !opts.expected_mounts.is_empty() {

@@ -323,20 +323,23 @@ async fn agent_main(
             inst.config.copy_to_host.as_deref().unwrap_or_default(),
         ),
         cloud_init_progress,
-        probes: inst
-            .config
-            .probes
-            .iter()
-            .flatten()
-            .filter(|p| p.mode.as_deref().unwrap_or("readiness") == "readiness")
-            .filter_map(|p| {
-                let script = p.script.as_deref()?;
-                Some(hostagent::requirements::probe(
-                    p.description.as_deref().unwrap_or("user probe"),
-                    script,
-                    p.hint.as_deref().unwrap_or(""),
-                ))
-            })
+        probes: optional_containerd(&inst.config)
+            .into_iter()
+            .chain(
+                inst.config
+                    .probes
+                    .iter()
+                    .flatten()
+                    .filter(|p| p.mode.as_deref().unwrap_or("readiness") == "readiness")
+                    .filter_map(|p| {
+                        let script = p.script.as_deref()?;
+                        Some(hostagent::requirements::probe(
+                            p.description.as_deref().unwrap_or("user probe"),
+                            script,
+                            p.hint.as_deref().unwrap_or(""),
+                        ))
+                    }),
+            )
             .collect(),
         vnc_display: inst
             .config
@@ -356,6 +359,19 @@ async fn agent_main(
     };
     hostagent::agent::run(opts, inst.driver.as_ref(), &seed, hub).await?;
     Ok(())
+}
+
+/// Upstream's optional requirements for containerd: a Linux guest with `containerd.system` or
+/// `containerd.user`, not in plain mode.
+fn optional_containerd(config: &limatype::Filled) -> Vec<hostagent::requirements::Requirement> {
+    if config.os != limatype::Os::Linux || !crate::containerd::wanted(config) {
+        return Vec::new();
+    }
+    let prefix = config
+        .guest_install_prefix
+        .as_deref()
+        .unwrap_or("/usr/local");
+    hostagent::requirements::containerd(prefix)
 }
 
 /// Whether the host agent links the forwarded SSH agent in the guest: `ssh.forwardAgent`,
