@@ -101,9 +101,16 @@ pub const SSH_AUTH_SOCK_LINK: &str = "/run/host-services/ssh-auth.sock";
 
 /// Upstream's script run once after the essential requirements when `ssh.forwardAgent` is on:
 /// links the session's `SSH_AUTH_SOCK` (set by sshd because ssh.config forwards the agent)
-/// to [`SSH_AUTH_SOCK_LINK`]. Fails when the session has no forwarded agent.
+/// to [`SSH_AUTH_SOCK_LINK`]. Fails at once when the session has no forwarded agent. SSH
+/// answers before boot.sh has made the link's directory the user's: that is waited for (up
+/// to a minute).
 pub fn link_ssh_agent_script() -> String {
-    format!("#!/bin/sh\nset -eux\nln -sf \"${{SSH_AUTH_SOCK}}\" {SSH_AUTH_SOCK_LINK}\n")
+    let dir = SSH_AUTH_SOCK_LINK.rsplit_once('/').map_or("/", |(d, _)| d);
+    format!(
+        "#!/bin/sh\nset -eux\n: \"${{SSH_AUTH_SOCK}}\"\ni=0\n\
+         while [ ! -w {dir} ] && [ \"$i\" -lt 60 ]; do i=$((i + 1)); sleep 1; done\n\
+         ln -sf \"${{SSH_AUTH_SOCK}}\" {SSH_AUTH_SOCK_LINK}\n"
+    )
 }
 
 /// Upstream's optional requirements of a Linux guest with `containerd.system` or
@@ -396,7 +403,9 @@ mod tests {
         assert!(script.contains("ln -sf \"${SSH_AUTH_SOCK}\" /run/host-services/ssh-auth.sock"));
         let dir = tempfile::tempdir().unwrap();
         let link = dir.path().join("ssh-auth.sock");
-        let script = script.replace(SSH_AUTH_SOCK_LINK, &link.display().to_string());
+        let script = script
+            .replace(SSH_AUTH_SOCK_LINK, &link.display().to_string())
+            .replace("/run/host-services", &dir.path().display().to_string());
         let run = |sock: Option<&str>| {
             let mut c = std::process::Command::new("sh");
             c.arg("-c").arg(&script).env_remove("SSH_AUTH_SOCK");
