@@ -35,6 +35,17 @@ if [ -s "$MNT/etc_environment" ]; then
 	{ echo "# BEGIN lima"; cat "$MNT/etc_environment"; echo "# END lima"; } >>/etc/environment
 fi
 
+# BEGIN hostservices
+# /run/host-services owned by the user (upstream's 26-host-services.sh): with ssh.forwardAgent
+# the host agent links the forwarded agent socket there as the user, without sudo, so
+# containers can mount a fixed path (/run/host-services/ssh-auth.sock). Early: the host agent
+# links it as soon as SSH answers (and waits a little for the directory).
+HOST_SERVICES=/run/host-services
+run mkdir -p "$HOST_SERVICES"
+run chmod 700 "$HOST_SERVICES"
+run chown -R "$LIMA_CIDATA_USER" "$HOST_SERVICES"
+# END hostservices
+
 # host.lima.internal, and hostResolver.hosts when the host agent's DNS server is off (the
 # seed's etc_hosts, resolved on the host when the seed was made): a block of /etc/hosts
 # replaced on every boot (upstream's 06-etc-hosts.sh). With the DNS server (the next section)

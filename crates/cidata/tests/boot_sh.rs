@@ -563,3 +563,40 @@ fn dns_section_dnats_slirp_dns_to_the_host_agent() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("iptables is not installed"), "{stdout}");
 }
+
+/// The `/run/host-services` section: the directory is made mode 0700 and owned by the user
+/// (here the test's own user), so the host agent can link the forwarded SSH agent socket into
+/// it without sudo; a second boot keeps it so.
+#[test]
+fn host_services_dir_is_the_users() {
+    use std::os::unix::fs::MetadataExt;
+    let start = BOOT_SH
+        .find("# BEGIN hostservices\n")
+        .expect("BEGIN marker");
+    let end = BOOT_SH.find("# END hostservices\n").expect("END marker");
+    let dir = tempfile::tempdir().unwrap();
+    let hs = dir.path().join("run/host-services");
+    let body = BOOT_SH[start..end].replace(
+        "HOST_SERVICES=/run/host-services\n",
+        &format!("HOST_SERVICES='{}'\n", hs.display()),
+    );
+    assert_ne!(body, &BOOT_SH[start..end], "the path line moved");
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let script = format!("set -eu\nCODE=0\nrun() {{ \"$@\" || CODE=1; }}\n{body}\nexit $CODE\n");
+    for _ in 0..2 {
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("LIMA_CIDATA_USER", &user)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(mode(&hs), 0o700);
+        let uid = std::fs::metadata(&hs).unwrap().uid();
+        let me = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+        assert_eq!(uid.to_string(), me.trim());
+    }
+}

@@ -74,6 +74,9 @@ pub struct Options {
     pub private_key: PathBuf,
     /// `ssh.loadDotSSHPubKeys` and the forwarding switches, for `ssh.config`.
     pub ssh_flags: sshutil::SshFlags,
+    /// Link the forwarded SSH agent to `/run/host-services/ssh-auth.sock` in the guest
+    /// (`ssh.forwardAgent`, not in plain mode).
+    pub link_ssh_agent: bool,
     /// How long the guest may take to satisfy the essential requirements.
     pub ready_timeout: Duration,
     /// How progress messages name the driver, e.g. `qemu (internal)`.
@@ -90,7 +93,8 @@ pub struct Options {
     pub copy_to_host: Vec<crate::copytohost::CopyRule>,
     /// Send the guest's cloud-init output as events (`limactl start --progress`).
     pub cloud_init_progress: bool,
-    /// The optional requirements: the user's readiness probes (`requirements::probe`).
+    /// The optional requirements, in upstream's order: containerd's
+    /// (`requirements::containerd`), then the user's readiness probes (`requirements::probe`).
     pub probes: Vec<requirements::Requirement>,
     /// `video.vnc.display` when `video.display` is `vnc` (see [`crate::vnc`]).
     pub vnc_display: Option<String>,
@@ -284,7 +288,7 @@ pub async fn run(
     };
     let Ready {
         sshfs: sshfs_mounts,
-        unmet_probes,
+        degraded: unmet_probes,
     } = match ready {
         Ok(r) => r,
         Err(e) => {
@@ -357,17 +361,19 @@ pub async fn run(
     }
 }
 
-/// What [`wait_ready`] leaves running, and the probes that failed.
+/// What [`wait_ready`] leaves running, and what failed without stopping the instance.
 struct Ready {
     sshfs: Vec<crate::sshfs::Running>,
-    /// The unmet optional requirements (the instance runs, degraded).
-    unmet_probes: Vec<String>,
+    /// The unmet optional requirements and a failed agent link (the instance runs, degraded,
+    /// as upstream's).
+    degraded: Vec<String>,
 }
 
 /// Waits for the guest in upstream's order: the essential requirements (SSH, and what sshfs
-/// needs), then the reverse-sshfs mounts (the boot script waits for them before
-/// provisioning), then the optional ones (the user's readiness probes: each unmet one is
-/// reported, the instance runs degraded), then the final ones (boot scripts done, every mount
+/// needs), then the SSH agent link (`ssh.forwardAgent`), then the reverse-sshfs mounts (the
+/// boot script waits for them before provisioning), then the optional ones (containerd's, then
+/// the user's readiness probes: each unmet one is reported, the instance runs degraded; an
+/// unmet fatal one skips the rest), then the final ones (boot scripts done, every mount
 /// present; the first by the guest agent's event when it runs, [`requirements::wait_boot_done`]).
 /// Each group has `ready_timeout` from its own start (upstream gives each
 /// requirement its own retries).
@@ -394,6 +400,20 @@ async fn wait_ready(
     )
     .await
     .map_err(unmet)?;
+    let mut degraded = Vec::new();
+    if opts.link_ssh_agent {
+        progress(format!(
+            "Linking the ssh auth socket to the static location {}",
+            requirements::SSH_AUTH_SOCK_LINK
+        ));
+        let script = requirements::link_ssh_agent_script();
+        if let Err(e) = requirements::run_script(ssh_args, &script, Duration::from_secs(30)).await {
+            degraded.push(format!(
+                "linking the ssh auth socket to {}: {e}",
+                requirements::SSH_AUTH_SOCK_LINK
+            ));
+        }
+    }
     for m in &opts.sshfs_mounts {
         progress(format!(
             "Mounting {} on {} (reverse-sshfs)",
@@ -412,22 +432,16 @@ async fn wait_ready(
             .await
             .map_err(AgentError::SshfsAnnounce)?;
     }
-    let mut unmet_probes = Vec::new();
-    let n = opts.probes.len();
-    for (i, probe) in opts.probes.iter().enumerate() {
-        // Each probe has its own time; an unmet one is reported, not fatal.
-        let deadline = Instant::now() + opts.ready_timeout;
-        let at = requirements::Numbered {
-            kind: "optional",
-            index: i + 1,
-            count: n,
-        };
-        let result =
-            requirements::wait_one(at, probe, ssh_args, deadline, poll, &mut progress).await;
-        if let Err(e) = result {
-            unmet_probes.push(e.to_string());
-        }
-    }
+    degraded.extend(
+        requirements::wait_optional(
+            &opts.probes,
+            ssh_args,
+            opts.ready_timeout,
+            poll,
+            &mut progress,
+        )
+        .await,
+    );
     let deadline = Instant::now() + opts.ready_timeout;
     let count = if opts.expected_mounts.is_empty() {
         1
@@ -462,7 +476,7 @@ async fn wait_ready(
     }
     Ok(Ready {
         sshfs: running,
-        unmet_probes,
+        degraded,
     })
 }
 

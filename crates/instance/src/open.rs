@@ -20,6 +20,8 @@ pub struct Opened {
     /// Filled by the defaults and by the driver's `fill_config`, validated and accepted.
     pub config: Filled,
     pub driver: DynDriver,
+    /// The resolved driver's name (`qemu`), as `vmType` names it.
+    pub driver_name: String,
     /// `qemu (internal)`, `qemu (external: PATH)`.
     pub driver_description: String,
     /// The driver's Info once bound (MAC address, log files, ...).
@@ -142,12 +144,17 @@ async fn bind(
             error,
         }
     };
+    // A remote firmware image the start fetched reaches the driver as its cached file.
+    let config = match downloader::Downloader::with_default_cache() {
+        Ok(dl) => crate::firmware::localized(&dl, resolved.config, &resolved.name),
+        Err(_) => resolved.config,
+    };
     resolved
         .driver
         .configure(InstanceConfig {
             name: name.to_string(),
             dir: dir.clone(),
-            config: resolved.config.clone(),
+            config: config.clone(),
             ssh_local_port,
         })
         .await
@@ -156,8 +163,9 @@ async fn bind(
     Ok(Opened {
         name: name.to_string(),
         dir,
-        config: resolved.config,
+        config,
         driver: resolved.driver,
+        driver_name: resolved.name,
         driver_description,
         info,
         ssh_local_port,
@@ -177,7 +185,8 @@ impl Opened {
 
     /// The trait's order up to the disks: `validate` → `create` → (image fetched into the
     /// instance directory) → `create_disk`. Fetching and `create_disk` happen once, until the
-    /// `diffdisk` exists; then the nerdctl archive (`containerd`) into the cache.
+    /// `diffdisk` exists; then a remote `firmware.images` entry and the nerdctl archive
+    /// (`containerd`) into the cache, where the host agent's [`open`] finds them.
     pub async fn prepare(&self) -> Result<()> {
         self.driver
             .validate()
@@ -197,6 +206,21 @@ impl Opened {
                 .await
                 .map_err(self.call_failed("create_disk"))?;
         }
+        let (dir, config, driver) = (
+            self.dir.clone(),
+            self.config.clone(),
+            self.driver_name.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            crate::firmware::fetch(
+                downloader::Downloader::with_default_cache,
+                &dir,
+                &config,
+                &driver,
+            )
+        })
+        .await
+        .expect("the firmware fetch does not panic")?;
         // The nerdctl archive, after the disks as upstream's Prepare does, here in limactl's
         // process so its progress shows; the host agent then finds it in the cache.
         let config = self.config.clone();
@@ -286,6 +310,7 @@ async fn agent_main(
         ssh_local_port: inst.ssh_local_port,
         ssh_user: user,
         private_key: key.private.clone(),
+        link_ssh_agent: link_ssh_agent(&inst.config, &ssh_flags),
         ssh_flags,
         ready_timeout: ready_timeout(),
         driver_description: inst.driver_description.clone(),
@@ -300,20 +325,23 @@ async fn agent_main(
             inst.config.copy_to_host.as_deref().unwrap_or_default(),
         ),
         cloud_init_progress,
-        probes: inst
-            .config
-            .probes
-            .iter()
-            .flatten()
-            .filter(|p| p.mode.as_deref().unwrap_or("readiness") == "readiness")
-            .filter_map(|p| {
-                let script = p.script.as_deref()?;
-                Some(hostagent::requirements::probe(
-                    p.description.as_deref().unwrap_or("user probe"),
-                    script,
-                    p.hint.as_deref().unwrap_or(""),
-                ))
-            })
+        probes: optional_containerd(&inst.config)
+            .into_iter()
+            .chain(
+                inst.config
+                    .probes
+                    .iter()
+                    .flatten()
+                    .filter(|p| p.mode.as_deref().unwrap_or("readiness") == "readiness")
+                    .filter_map(|p| {
+                        let script = p.script.as_deref()?;
+                        Some(hostagent::requirements::probe(
+                            p.description.as_deref().unwrap_or("user probe"),
+                            script,
+                            p.hint.as_deref().unwrap_or(""),
+                        ))
+                    }),
+            )
             .collect(),
         vnc_display: inst
             .config
@@ -348,6 +376,29 @@ fn host_resolver(name: &str, config: &Filled) -> Option<hostdns::Config> {
         hr.hosts.unwrap_or_default(),
         hr.ipv6.unwrap_or(false),
     ))
+}
+
+/// Upstream's optional requirements for containerd: a Linux guest with `containerd.system` or
+/// `containerd.user`, not in plain mode.
+fn optional_containerd(config: &limatype::Filled) -> Vec<hostagent::requirements::Requirement> {
+    if config.os != limatype::Os::Linux || !crate::containerd::wanted(config) {
+        return Vec::new();
+    }
+    let prefix = config
+        .guest_install_prefix
+        .as_deref()
+        .unwrap_or("/usr/local");
+    hostagent::requirements::containerd(prefix)
+}
+
+/// Whether the host agent links the forwarded SSH agent in the guest: `ssh.forwardAgent`,
+/// ignored with a warning in plain mode, as upstream does.
+fn link_ssh_agent(config: &limatype::Filled, flags: &sshutil::SshFlags) -> bool {
+    if flags.forward_agent && config.plain.unwrap_or(false) {
+        tracing::warn!("Running in plain mode. Ignoring ssh.forwardAgent");
+        return false;
+    }
+    flags.forward_agent
 }
 
 /// The guest's sshd port (never forwarded to the host).
