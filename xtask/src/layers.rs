@@ -139,6 +139,12 @@ pub const LAYERS: &[Layer] = &[
         owns: "port forwarding",
     },
     Layer {
+        crate_name: "hostdns",
+        layer: (7, 0),
+        kind: Kind::Host,
+        owns: "the host agent's DNS server for hostResolver",
+    },
+    Layer {
         crate_name: "hostagent",
         layer: (7, 2),
         kind: Kind::Host,

@@ -28,7 +28,7 @@ pub struct Args {
 
 const SUITE: &str = "bookworm";
 /// Bump when the guest configuration below changes, so finished images get rebuilt.
-const RECIPE_VERSION: u32 = 6;
+const RECIPE_VERSION: u32 = 7;
 const NAME: &str = "debian-12-local";
 /// The root filesystem's label; fstab mounts by it, the kernel is told `root=/dev/vda`.
 pub const ROOT_LABEL: &str = "debian-root";
@@ -41,6 +41,7 @@ pub const KERNEL_CMDLINE: &str = "root=/dev/vda rw console=ttyS0";
 /// small, see `configure`). sshfs for reverse-sshfs mounts; sfdisk (fdisk) and growpart
 /// (cloud-guest-utils) for additional disks. iperf3 is the guest-side server of
 /// `cargo xtask bench portfwd`. rsync for `limactl copy --backend=rsync` and `shell --sync`.
+/// iptables for hostResolver: boot.sh DNATs the guest's DNS to the host agent's DNS server.
 const INCLUDE: &[&str] = &[
     "systemd",
     "systemd-sysv",
@@ -62,6 +63,7 @@ const INCLUDE: &[&str] = &[
     "cloud-guest-utils",
     "iperf3",
     "rsync",
+    "iptables",
 ];
 
 /// Host tools the build runs, with the Debian package providing each.

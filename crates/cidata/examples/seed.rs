@@ -28,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         nic_mac: Some(mac.clone()),
         host_proxy_env: cidata::net::host_proxy_env(std::env::vars()),
         containerd_archive: None,
+        dns_local_ports: None,
     })?;
     seed.write_iso(Path::new(out))?;
     Ok(())

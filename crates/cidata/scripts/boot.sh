@@ -35,9 +35,21 @@ if [ -s "$MNT/etc_environment" ]; then
 	{ echo "# BEGIN lima"; cat "$MNT/etc_environment"; echo "# END lima"; } >>/etc/environment
 fi
 
-# host.lima.internal and hostResolver.hosts (the seed's etc_hosts, resolved on the host when
-# the seed was made): a block of /etc/hosts replaced on every boot (upstream's
-# 06-etc-hosts.sh; upstream answers hostResolver.hosts from the host agent's DNS server).
+# BEGIN hostservices
+# /run/host-services owned by the user (upstream's 26-host-services.sh): with ssh.forwardAgent
+# the host agent links the forwarded agent socket there as the user, without sudo, so
+# containers can mount a fixed path (/run/host-services/ssh-auth.sock). Early: the host agent
+# links it as soon as SSH answers (and waits a little for the directory).
+HOST_SERVICES=/run/host-services
+run mkdir -p "$HOST_SERVICES"
+run chmod 700 "$HOST_SERVICES"
+run chown -R "$LIMA_CIDATA_USER" "$HOST_SERVICES"
+# END hostservices
+
+# host.lima.internal, and hostResolver.hosts when the host agent's DNS server is off (the
+# seed's etc_hosts, resolved on the host when the seed was made): a block of /etc/hosts
+# replaced on every boot (upstream's 06-etc-hosts.sh). With the DNS server (the next section)
+# the hosts are answered by it, as upstream does.
 # BEGIN hosts
 ETC_HOSTS=/etc/hosts
 if [ -s "$MNT/etc_hosts" ]; then
@@ -46,6 +58,37 @@ if [ -s "$MNT/etc_hosts" ]; then
 	{ echo "# BEGIN lima"; cat "$MNT/etc_hosts"; echo "# END lima"; } >>"$ETC_HOSTS"
 fi
 # END hosts
+
+# BEGIN dns
+# hostResolver (upstream's 09-host-dns-setup.sh): the guest's DNS queries to slirp's resolver
+# (LIMA_CIDATA_SLIRP_DNS:53, what DHCP gives the guest) are DNATed to the host agent's DNS
+# server, which the guest reaches at the gateway (slirp maps it to the host's 127.0.0.1).
+# The rules live in their own nat chain, flushed and written again on every boot.
+DNS_CHAIN=LIMADNS
+setup_host_dns() {
+	if ! command -v iptables >/dev/null 2>&1; then
+		log "WARNING: hostResolver: iptables is not installed in the guest, so DNS is not sent to the host agent (hostResolver.hosts will not resolve); install iptables or set hostResolver.enabled: false"
+		return 1
+	fi
+	if ! iptables --table nat -n --list "$DNS_CHAIN" >/dev/null 2>&1; then
+		iptables --table nat --new-chain "$DNS_CHAIN" || return 1
+		iptables --table nat --insert PREROUTING 1 --jump "$DNS_CHAIN" || return 1
+		iptables --table nat --insert OUTPUT 1 --jump "$DNS_CHAIN" || return 1
+	fi
+	iptables --table nat --flush "$DNS_CHAIN" || return 1
+	if [ "${LIMA_CIDATA_UDP_DNS_LOCAL_PORT:-0}" -ne 0 ]; then
+		iptables --table nat --append "$DNS_CHAIN" --destination "$LIMA_CIDATA_SLIRP_DNS" --protocol udp --dport 53 --jump DNAT \
+			--to-destination "$LIMA_CIDATA_SLIRP_GATEWAY:$LIMA_CIDATA_UDP_DNS_LOCAL_PORT" || return 1
+	fi
+	if [ "${LIMA_CIDATA_TCP_DNS_LOCAL_PORT:-0}" -ne 0 ]; then
+		iptables --table nat --append "$DNS_CHAIN" --destination "$LIMA_CIDATA_SLIRP_DNS" --protocol tcp --dport 53 --jump DNAT \
+			--to-destination "$LIMA_CIDATA_SLIRP_GATEWAY:$LIMA_CIDATA_TCP_DNS_LOCAL_PORT" || return 1
+	fi
+}
+if [ "${LIMA_CIDATA_UDP_DNS_LOCAL_PORT:-0}" -ne 0 ] || [ "${LIMA_CIDATA_TCP_DNS_LOCAL_PORT:-0}" -ne 0 ]; then
+	run setup_host_dns
+fi
+# END dns
 
 # Mount points: made when missing and owned by the user (sshfs mounts there as the user);
 # never chowned while mounted, since a 9p or virtiofs mount would pass the chown on to the
@@ -207,10 +250,16 @@ UNIT
 	else
 		mv -f "$ga_unit.new" "$ga_unit" || return 1
 		ga_changed=true
+		systemctl daemon-reload || return 1
 	fi
-	systemctl daemon-reload || return 1
+	# Started once: a restart only for a copy that was running before the change (each
+	# start costs the agent's session setup, and the host agent waits on its announcement).
+	ga_was_active=false
+	if systemctl is-active --quiet lima-guestagent.service; then
+		ga_was_active=true
+	fi
 	systemctl enable --now lima-guestagent.service || return 1
-	if [ "$ga_changed" = true ]; then
+	if [ "$ga_changed" = true ] && [ "$ga_was_active" = true ]; then
 		systemctl restart lima-guestagent.service || return 1
 	fi
 }

@@ -85,6 +85,28 @@ pub struct SeedInput<'a> {
     /// The nerdctl-full archive (a local file) when `containerd.system` or `containerd.user`
     /// is on; carried as [`CONTAINERD_ARCHIVE`] for boot.sh to install.
     pub containerd_archive: Option<&'a Path>,
+    /// The host agent's DNS server for `hostResolver` (its 127.0.0.1 ports), when it runs:
+    /// the boot script points the guest's DNS at it. `None` when `hostResolver.enabled` is
+    /// false.
+    pub dns_local_ports: Option<DnsPorts>,
+}
+
+/// The UDP and TCP ports of the host agent's DNS server on the host's 127.0.0.1 (upstream's
+/// `UDPDNSLocalPort`/`TCPDNSLocalPort`), which the guest reaches as 192.168.5.2:PORT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsPorts {
+    pub udp: u16,
+    pub tcp: u16,
+}
+
+/// The DNS ports the guest is told about (upstream's `templateArgs`): none when lima.yaml's
+/// `dns` names the guest's nameservers itself or under vz (whose NAT has its own resolver).
+fn guest_dns_ports(input: &SeedInput<'_>) -> Option<DnsPorts> {
+    let cfg = input.config;
+    if !cfg.dns.as_deref().unwrap_or_default().is_empty() || cfg.vm_type.as_deref() == Some("vz") {
+        return None;
+    }
+    input.dns_local_ports
 }
 
 /// The files of a seed, by path inside the ISO.
@@ -294,10 +316,19 @@ pub fn build_seed(input: &SeedInput<'_>) -> Result<Seed, CidataError> {
             });
         }
     }
+    // With the DNS server the guest asks it for `hostResolver.hosts`, as upstream does (so a
+    // lookup sees the hosts map as it is now, aliases followed on the host); without it they
+    // go into /etc/hosts. `host.lima.internal` is in /etc/hosts either way (upstream's
+    // 06-etc-hosts.sh).
+    let etc_hosts_entries = if guest_dns_ports(input).is_some() {
+        BTreeMap::new()
+    } else {
+        hosts
+    };
     files.insert(
         "etc_hosts".into(),
         text(lines(&net::etc_hosts(
-            &hosts,
+            &etc_hosts_entries,
             SLIRP_GATEWAY,
             net::lookup_host,
         ))),
@@ -502,6 +533,9 @@ fn lima_env(input: &SeedInput<'_>, user: &FilledUser) -> Result<Vec<String>, Cid
     ));
     v.push(format!("LIMA_CIDATA_SLIRP_GATEWAY={SLIRP_GATEWAY}"));
     v.push(format!("LIMA_CIDATA_SLIRP_DNS={SLIRP_DNS}"));
+    let dns = guest_dns_ports(input).unwrap_or(DnsPorts { udp: 0, tcp: 0 });
+    v.push(format!("LIMA_CIDATA_UDP_DNS_LOCAL_PORT={}", dns.udp));
+    v.push(format!("LIMA_CIDATA_TCP_DNS_LOCAL_PORT={}", dns.tcp));
     v.push(format!(
         "LIMA_CIDATA_PLAIN={}",
         flag(cfg.plain.unwrap_or(false))

@@ -1,8 +1,8 @@
 //! The guest's view of the host's network settings: the proxy variables of
 //! `propagateProxyEnv` (upstream's `cidata.setupEnv`, a loopback proxy rewritten to the
 //! host's address as the guest sees it) and the `/etc/hosts` lines for `host.lima.internal`
-//! and `hostResolver.hosts` (this implementation has no DNS server in the host agent; see
-//! docs/network.md).
+//! and, when the host agent's DNS server (crate `hostdns`) is off, `hostResolver.hosts`; see
+//! docs/network-ssh-containerd.md.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, ToSocketAddrs};

@@ -2,7 +2,7 @@
 //! and `# END guestagent`) run with `sh` in a scratch directory (the unit directory and the
 //! systemd marker moved there, `systemctl` a fake that records its arguments) installs the
 //! binary, writes `lima-guestagent.service` and enables and starts it — restarting it only
-//! when the binary or the unit changed — and without systemd only installs the binary. Its
+//! when the binary or the unit changed and it was running — and without systemd only installs the binary. Its
 //! disk section (`# BEGIN disks` .. `# END disks`) runs the same way with `/dev` and `/mnt`
 //! moved to the scratch directory and every tool it calls (sfdisk, mkfs.*, mount, growpart,
 //! resize2fs, blkid, ...) a fake that records its arguments: a new disk is partitioned,
@@ -51,8 +51,13 @@ impl Scratch {
         std::fs::write(
             &fake,
             format!(
-                "#!/bin/sh\necho \"$*\" >>'{}'\n",
-                root.join("systemctl.log").display()
+                "#!/bin/sh\necho \"$*\" >>'{log}'\n\
+                 case \"$1\" in\n\
+                 is-active) [ -e '{active}' ] ;;\n\
+                 enable|start|restart) touch '{active}' ;;\n\
+                 esac\n",
+                log = root.join("systemctl.log").display(),
+                active = root.join("systemctl.active").display()
             ),
         )
         .unwrap();
@@ -139,21 +144,26 @@ fn installs_writes_the_unit_and_starts_it_restarting_only_on_change() {
     ] {
         assert!(unit.contains(line), "{line:?} in {unit}");
     }
+    // Started once (not started, then restarted at once).
     assert_eq!(
         calls,
         [
             "daemon-reload",
+            "is-active --quiet lima-guestagent.service",
             "enable --now lima-guestagent.service",
-            "restart lima-guestagent.service"
         ]
     );
     assert!(!s.p("units/lima-guestagent.service.new").exists());
     assert!(!s.p("prefix/bin/lima-guestagent.new").exists());
 
-    // The next boot, nothing changed: enabled and started if need be, not restarted.
+    // The next boot, nothing changed: enabled and started if need be, not restarted, and
+    // no daemon-reload.
     assert_eq!(
         s.run(true),
-        ["daemon-reload", "enable --now lima-guestagent.service"]
+        [
+            "is-active --quiet lima-guestagent.service",
+            "enable --now lima-guestagent.service"
+        ]
     );
 
     // A new binary in the seed: replaced, and the running agent restarted.
@@ -475,4 +485,118 @@ fn etc_hosts_block_is_replaced_on_every_boot() {
         "127.0.0.1\tlocalhost\n# BEGIN lima\n192.168.5.2\thost.lima.internal\n\
          10.0.0.7\tdb.test\n# END lima\n"
     );
+}
+
+/// The hostResolver section (`# BEGIN dns`): with the DNS ports set, a fake `iptables` sees
+/// the LIMADNS chain made and hooked into PREROUTING and OUTPUT (only when missing), flushed,
+/// and the UDP and TCP DNAT rules from slirp's DNS to the gateway's ports; with ports 0 it is
+/// never called; without iptables the boot's code is 1 and the log says why.
+#[test]
+fn dns_section_dnats_slirp_dns_to_the_host_agent() {
+    let start = BOOT_SH.find("# BEGIN dns\n").expect("BEGIN marker");
+    let end = BOOT_SH.find("# END dns\n").expect("END marker");
+    let body = &BOOT_SH[start..end];
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = dir.path().join("iptables.log");
+    // `--list` fails until a chain was made, as on a fresh boot.
+    let fake = format!(
+        "#!/bin/sh\necho \"$*\" >>'{log}'\ncase \"$*\" in *--list*) grep -q new-chain '{log}' ;; esac\n",
+        log = log.display()
+    );
+    std::fs::write(bin.join("iptables"), fake).unwrap();
+    std::fs::set_permissions(bin.join("iptables"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |path: &str, udp: u16, tcp: u16| {
+        let script = format!(
+            "set -eu\nPATH='{path}'\nCODE=0\nlog() {{ echo \"LIMA| $*\"; }}\n\
+             run() {{ if ! \"$@\"; then log \"WARNING: failed: $*\"; CODE=1; fi; }}\n\
+             LIMA_CIDATA_SLIRP_DNS=192.168.5.3\nLIMA_CIDATA_SLIRP_GATEWAY=192.168.5.2\n\
+             LIMA_CIDATA_UDP_DNS_LOCAL_PORT={udp}\nLIMA_CIDATA_TCP_DNS_LOCAL_PORT={tcp}\n\
+             {body}\nexit $CODE\n"
+        );
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap()
+    };
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let out = run(&path, 0, 0);
+    assert!(out.status.success());
+    assert!(!log.exists(), "iptables called with ports 0");
+
+    for _ in 0..2 {
+        let out = run(&path, 40053, 40054);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let rules = |proto: &str, port: u16| {
+        format!(
+            "--table nat --append LIMADNS --destination 192.168.5.3 --protocol {proto} --dport 53 \
+             --jump DNAT --to-destination 192.168.5.2:{port}"
+        )
+    };
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        vec![
+            "--table nat -n --list LIMADNS".to_string(),
+            "--table nat --new-chain LIMADNS".into(),
+            "--table nat --insert PREROUTING 1 --jump LIMADNS".into(),
+            "--table nat --insert OUTPUT 1 --jump LIMADNS".into(),
+            "--table nat --flush LIMADNS".into(),
+            rules("udp", 40053),
+            rules("tcp", 40054),
+            // The second boot: the chain is there, only its rules are written again.
+            "--table nat -n --list LIMADNS".into(),
+            "--table nat --flush LIMADNS".into(),
+            rules("udp", 40053),
+            rules("tcp", 40054),
+        ]
+    );
+
+    // No iptables in the guest: a failed step with a message naming the fix.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = run(&empty.display().to_string(), 40053, 40054);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("iptables is not installed"), "{stdout}");
+}
+
+/// The `/run/host-services` section: the directory is made mode 0700 and owned by the user
+/// (here the test's own user), so the host agent can link the forwarded SSH agent socket into
+/// it without sudo; a second boot keeps it so.
+#[test]
+fn host_services_dir_is_the_users() {
+    use std::os::unix::fs::MetadataExt;
+    let start = BOOT_SH
+        .find("# BEGIN hostservices\n")
+        .expect("BEGIN marker");
+    let end = BOOT_SH.find("# END hostservices\n").expect("END marker");
+    let dir = tempfile::tempdir().unwrap();
+    let hs = dir.path().join("run/host-services");
+    let body = BOOT_SH[start..end].replace(
+        "HOST_SERVICES=/run/host-services\n",
+        &format!("HOST_SERVICES='{}'\n", hs.display()),
+    );
+    assert_ne!(body, &BOOT_SH[start..end], "the path line moved");
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let script = format!("set -eu\nCODE=0\nrun() {{ \"$@\" || CODE=1; }}\n{body}\nexit $CODE\n");
+    for _ in 0..2 {
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("LIMA_CIDATA_USER", &user)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(mode(&hs), 0o700);
+        let uid = std::fs::metadata(&hs).unwrap().uid();
+        let me = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+        assert_eq!(uid.to_string(), me.trim());
+    }
 }

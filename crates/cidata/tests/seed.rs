@@ -101,6 +101,7 @@ fn input<'a>(
             env!("CARGO_MANIFEST_DIR"),
             "/Cargo.toml"
         ))),
+        dns_local_ports: None,
     }
 }
 
@@ -621,6 +622,45 @@ fn proxy_env_and_hosts_in_the_seed() {
         lima_env.contains("LIMA_CIDATA_SLIRP_GATEWAY=192.168.5.2\n"),
         "{lima_env}"
     );
+    // No DNS server given (hostResolver disabled): ports 0, the hosts above in /etc/hosts.
+    assert!(
+        lima_env.contains("LIMA_CIDATA_UDP_DNS_LOCAL_PORT=0\nLIMA_CIDATA_TCP_DNS_LOCAL_PORT=0\n"),
+        "{lima_env}"
+    );
+
+    // With the host agent's DNS server the ports are passed on and the hosts are served by
+    // it, not /etc/hosts (host.lima.internal stays there, as upstream's 06-etc-hosts.sh).
+    // (The fixture sets `dns`, which turns the DNAT off; clear it here.)
+    let mut no_dns_list = cfg.clone();
+    no_dns_list.dns = None;
+    let f1 = filled(&no_dns_list);
+    let mut with_dns = input(&f1, &keys, &scripts, None);
+    with_dns.dns_local_ports = Some(cidata::DnsPorts {
+        udp: 40053,
+        tcp: 40054,
+    });
+    let seed = build_seed(&with_dns).unwrap();
+    let lima_env = seed.text("lima.env").unwrap();
+    assert!(
+        lima_env.contains(
+            "LIMA_CIDATA_UDP_DNS_LOCAL_PORT=40053\nLIMA_CIDATA_TCP_DNS_LOCAL_PORT=40054\n"
+        ),
+        "{lima_env}"
+    );
+    assert_eq!(
+        seed.text("etc_hosts").unwrap(),
+        "192.168.5.2\thost.lima.internal\n"
+    );
+    // lima.yaml's `dns` names the guest's nameservers: no DNAT to the host agent (upstream).
+    let f2 = filled(&cfg);
+    let mut inp2 = input(&f2, &keys, &scripts, None);
+    inp2.dns_local_ports = with_dns.dns_local_ports;
+    let seed = build_seed(&inp2).unwrap();
+    assert!(seed
+        .text("lima.env")
+        .unwrap()
+        .contains("LIMA_CIDATA_UDP_DNS_LOCAL_PORT=0\n"));
+    assert!(seed.text("etc_hosts").unwrap().contains("db.test"));
 
     // propagateProxyEnv: false keeps the host's variables out.
     cfg.propagate_proxy_env = Some(false);

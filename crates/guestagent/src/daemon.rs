@@ -14,6 +14,10 @@
 //! - **Datagrams**: each flow id gets a UDP socket connected to the first datagram's target;
 //!   replies go back on the flow with the target's address; a flow idle for
 //!   [`UDP_IDLE_TIMEOUT`] is closed.
+//! - **Boot**: on every host session, once the boot scripts' [`Options::boot_done_file`]
+//!   exists (checked every [`BOOT_POLL`], a `stat` a time), [`Message::Boot`]: the host agent's
+//!   readiness event, so it need not poll the guest over SSH (a handshake and a shell costs
+//!   seconds of guest CPU under emulation).
 //! - **Clock**: the host sends its time on every session and every 10 s; the agent steps the
 //!   guest's clock when it is more than a second off (the guest lags after the host slept).
 //! - **Disconnects**: [`serve`] returns when the channel ends (EOF, an I/O error, a write that
@@ -100,13 +104,19 @@ pub struct Options {
     pub retry_delay: Duration,
     /// The `gamux` tunables.
     pub mux: gamux::Config,
+    /// The file whose existence means the boot scripts are done ([`Message::Boot`]).
+    pub boot_done_file: PathBuf,
 }
+
+/// How often the agent looks for the boot scripts' done file while it is missing.
+pub const BOOT_POLL: Duration = Duration::from_millis(250);
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             retry_delay: Duration::from_secs(1),
             mux: gamux::Config::default(),
+            boot_done_file: PathBuf::from(crate::proto::BOOT_DONE_FILE),
         }
     }
 }
@@ -135,7 +145,7 @@ where
     loop {
         match open().await {
             Ok(io) => {
-                let outcome = serve(io, watcher, &options.mux).await;
+                let outcome = serve(io, watcher, options).await;
                 let text = format!("the channel ended: {}", outcome.reason);
                 if outcome.had_session {
                     tracing::info!("{what}: {text}; opening it again");
@@ -174,8 +184,8 @@ pub struct Outcome {
 }
 
 /// Serves one channel until it ends: announces ports, answers opens. See the module docs.
-pub async fn serve<C: Channel>(io: C, watcher: &mut Watcher, config: &gamux::Config) -> Outcome {
-    let mux = Mux::with_config(io, Role::Guest, config.clone());
+pub async fn serve<C: Channel>(io: C, watcher: &mut Watcher, options: &Options) -> Outcome {
+    let mux = Mux::with_config(io, Role::Guest, options.mux.clone());
     let mut had_session = false;
     let reason = tokio::select! {
         biased;
@@ -184,6 +194,7 @@ pub async fn serve<C: Channel>(io: C, watcher: &mut Watcher, config: &gamux::Con
         e = accept_loop(&mux) => e,
         e = datagrams(&mux) => e,
         e = host_messages(&mux) => e,
+        e = announce_boot(&mux, &options.boot_done_file) => e,
     };
     mux.close();
     Outcome {
@@ -251,6 +262,39 @@ async fn announce(mux: &Mux, watcher: &mut Watcher, had_session: &mut bool) -> M
                     }
                 }
             },
+        }
+    }
+}
+
+/// Sends [`Message::Boot`] once per host session, as soon as `done_file` exists.
+async fn announce_boot(mux: &Mux, done_file: &std::path::Path) -> MuxError {
+    let mut sessions = mux.watch_session();
+    let mut announced: Option<u64> = None;
+    loop {
+        let current = *sessions.borrow_and_update();
+        match current {
+            Some(s) if announced != Some(s.generation) => {
+                if done_file.exists() {
+                    tracing::info!("the boot scripts are done: telling the host agent");
+                    if let Err(e) = mux.send_control(&Message::Boot { done: true }).await {
+                        return e;
+                    }
+                    announced = Some(s.generation);
+                    continue;
+                }
+                // Not yet: look again soon, or at once on a new session.
+                tokio::select! {
+                    changed = sessions.changed() => if changed.is_err() {
+                        return mux.close_reason().unwrap_or(MuxError::Shutdown);
+                    },
+                    _ = tokio::time::sleep(BOOT_POLL) => {}
+                }
+            }
+            _ => {
+                if sessions.changed().await.is_err() {
+                    return mux.close_reason().unwrap_or(MuxError::Shutdown);
+                }
+            }
         }
     }
 }

@@ -1,12 +1,14 @@
 //! The control messages the guest agent sends to the host agent over `gamux`'s control
 //! channel ([`gamux::Mux::send_control`]): JSON objects with a `"type"` field. Protocol
-//! version [`VERSION`] (carried in the snapshot).
+//! version [`VERSION`] (carried in the snapshot; a host that knows only version 1 ignores
+//! `boot`).
 //!
 //! | type | when | JSON |
 //! | --- | --- | --- |
 //! | `ports` | on every new host session (the first Hello, and each time the host agent reconnects): every port listening now, replacing whatever the host knew | `{"type":"ports","version":1,"ports":[PORT,...]}` |
 //! | `added` | a port started listening | `{"type":"added","port":PORT}` |
 //! | `removed` | a port stopped listening (the same PORT its `added` or snapshot carried) | `{"type":"removed","port":PORT}` |
+//! | `boot` | the boot scripts have all run ([`BOOT_DONE_FILE`] exists): once per host session, as soon as it holds | `{"type":"boot","done":true}` |
 //!
 //! where PORT is `{"proto":"tcp"|"udp","family":"ipv4"|"ipv6","ip":"127.0.0.1","port":8080}`
 //! (`ip` is `0.0.0.0` / `::` for a socket on every address). Ports are keyed by
@@ -33,8 +35,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::ports::{Family, Listener, Proto};
 
-/// The control protocol's version, sent in [`Message::Ports`].
-pub const VERSION: u32 = 1;
+/// The control protocol's version, sent in [`Message::Ports`]. Version 2 added
+/// [`Message::Boot`].
+pub const VERSION: u32 = 2;
+
+/// Created by the boot scripts (from the seed) when they have all run, provisioning
+/// included; the host agent's final requirement. The agent announces it ([`Message::Boot`]),
+/// so the host need not poll for it over SSH.
+pub const BOOT_DONE_FILE: &str = "/run/lima-boot-done";
 
 /// A listening port as the host sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -81,6 +89,11 @@ pub enum Message {
     Removed {
         /// The port.
         port: Port,
+    },
+    /// The boot scripts have all run (sent once per host session, when it holds).
+    Boot {
+        /// Always true (a later version may report steps on the way).
+        done: bool,
     },
 }
 
@@ -154,7 +167,7 @@ mod tests {
                     version: VERSION,
                     ports: vec![p()],
                 },
-                json!({"type":"ports","version":1,"ports":[port.clone()]}),
+                json!({"type":"ports","version":2,"ports":[port.clone()]}),
             ),
             (
                 Message::Added { port: p() },
@@ -163,6 +176,10 @@ mod tests {
             (
                 Message::Removed { port: p() },
                 json!({"type":"removed","port":port}),
+            ),
+            (
+                Message::Boot { done: true },
+                json!({"type":"boot","done":true}),
             ),
         ];
         for (msg, want) in cases {

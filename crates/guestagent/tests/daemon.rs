@@ -24,10 +24,23 @@ fn watcher() -> Watcher {
     Watcher::with_interval(Duration::from_millis(50))
 }
 
-/// Serves one guest end in a task; returns the watcher and how it ended.
-fn serve(io: UnixStream, mut w: Watcher) -> JoinHandle<(Watcher, daemon::Outcome)> {
+/// Serves one guest end in a task; returns the watcher and how it ended. The boot scripts'
+/// done file is one that does not exist (unless a test makes it: [`serve_booting`]).
+fn serve(io: UnixStream, w: Watcher) -> JoinHandle<(Watcher, daemon::Outcome)> {
+    serve_booting(io, w, "/nonexistent/lima-boot-done".into())
+}
+
+fn serve_booting(
+    io: UnixStream,
+    mut w: Watcher,
+    boot_done_file: std::path::PathBuf,
+) -> JoinHandle<(Watcher, daemon::Outcome)> {
+    let options = Options {
+        boot_done_file,
+        ..Options::default()
+    };
     tokio::spawn(async move {
-        let outcome = daemon::serve(io, &mut w, &gamux::Config::default()).await;
+        let outcome = daemon::serve(io, &mut w, &options).await;
         (w, outcome)
     })
 }
@@ -76,6 +89,44 @@ async fn echo_once(listener: TcpListener) {
     got.extend_from_slice(b"|eof");
     conn.write_all(&got).await.unwrap();
     conn.shutdown().await.unwrap();
+}
+
+/// The boot announcement: nothing while the done file is missing, `boot` once it appears,
+/// and again at once on the next host session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_done_is_announced_when_the_file_appears_and_on_each_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let done = dir.path().join("lima-boot-done");
+    let is_boot = |m: &Message| matches!(m, Message::Boot { done: true });
+
+    let (guest_io, host_io) = UnixStream::pair().unwrap();
+    let task = serve_booting(guest_io, watcher(), done.clone());
+    let host = Mux::new(host_io, Role::Host);
+    // Not done: for a while, only port messages come.
+    let quiet = timeout(Duration::from_millis(800), async {
+        loop {
+            if is_boot(&next_message(&host).await) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        quiet.is_err(),
+        "boot announced before the done file existed"
+    );
+    std::fs::write(&done, "").unwrap();
+    let t = std::time::Instant::now();
+    while !is_boot(&next_message(&host).await) {}
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    drop(host);
+    let (w, _) = timeout(WAIT, task).await.unwrap().unwrap();
+
+    // A new session hears it at once.
+    let (guest_io, host_io) = UnixStream::pair().unwrap();
+    let _task = serve_booting(guest_io, w, done);
+    let host = Mux::new(host_io, Role::Host);
+    while !is_boot(&next_message(&host).await) {}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,10 +13,12 @@ use crate::phases::Clock;
 use crate::requirements;
 use crate::server::{self, Hub};
 
-/// Writes the cidata seed into the instance dir, given the driver's boot scripts (the instance
-/// flow owns the seed's other inputs).
-pub type SeedWriter<'a> =
-    &'a (dyn Fn(&BTreeMap<String, Vec<u8>>) -> Result<(), BoxError> + Send + Sync);
+/// Writes the cidata seed into the instance dir, given the driver's boot scripts and the
+/// ports of the DNS server this agent runs for `hostResolver` (the instance flow owns the
+/// seed's other inputs).
+pub type SeedWriter<'a> = &'a (dyn Fn(&BTreeMap<String, Vec<u8>>, Option<cidata::DnsPorts>) -> Result<(), BoxError>
+         + Send
+         + Sync);
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -55,6 +57,8 @@ pub enum AgentError {
     Exited(String),
     #[error("VNC display: {0}")]
     Vnc(#[source] crate::vnc::VncError),
+    #[error("cannot start the DNS server for hostResolver: {0}")]
+    Dns(#[source] hostdns::DnsError),
     #[error("interrupted by {0} while starting")]
     Interrupted(&'static str),
 }
@@ -71,6 +75,9 @@ pub struct Options {
     pub private_key: PathBuf,
     /// `ssh.loadDotSSHPubKeys` and the forwarding switches, for `ssh.config`.
     pub ssh_flags: sshutil::SshFlags,
+    /// Link the forwarded SSH agent to `/run/host-services/ssh-auth.sock` in the guest
+    /// (`ssh.forwardAgent`, not in plain mode).
+    pub link_ssh_agent: bool,
     /// How long the guest may take to satisfy the essential requirements.
     pub ready_timeout: Duration,
     /// How progress messages name the driver, e.g. `qemu (internal)`.
@@ -87,10 +94,14 @@ pub struct Options {
     pub copy_to_host: Vec<crate::copytohost::CopyRule>,
     /// Send the guest's cloud-init output as events (`limactl start --progress`).
     pub cloud_init_progress: bool,
-    /// The optional requirements: the user's readiness probes (`requirements::probe`).
+    /// The optional requirements, in upstream's order: containerd's
+    /// (`requirements::containerd`), then the user's readiness probes (`requirements::probe`).
     pub probes: Vec<requirements::Requirement>,
     /// `video.vnc.display` when `video.display` is `vnc` (see [`crate::vnc`]).
     pub vnc_display: Option<String>,
+    /// `hostResolver` when enabled: the DNS server's hosts and IPv6 switch
+    /// (`hostdns::Config::for_instance`); it runs for the agent's life.
+    pub dns: Option<hostdns::Config>,
 }
 
 /// Why the VM's error stream says it ended: its error, or (the stream closed without one)
@@ -159,7 +170,27 @@ pub async fn run(
         .await
         .map_err(|e| fail(&hub, driver_call("boot scripts")(e)))?;
     hub.phase(clock.lap("driver prepare"));
-    write_seed(&scripts).map_err(|source| fail(&hub, AgentError::Seed { source }))?;
+    // Before the seed, which carries its ports (upstream starts it before the VM too).
+    let dns_server = match opts.dns.clone() {
+        Some(cfg) => Some(
+            hostdns::start(cfg)
+                .await
+                .map_err(|e| fail(&hub, AgentError::Dns(e)))?,
+        ),
+        None => None,
+    };
+    let dns_ports = dns_server.as_ref().map(|s| cidata::DnsPorts {
+        udp: s.udp_port,
+        tcp: s.tcp_port,
+    });
+    if let Some(p) = dns_ports {
+        tracing::info!(
+            "DNS server for hostResolver on 127.0.0.1 udp:{} tcp:{}",
+            p.udp,
+            p.tcp
+        );
+    }
+    write_seed(&scripts, dns_ports).map_err(|source| fail(&hub, AgentError::Seed { source }))?;
     hub.phase(clock.lap("seed"));
 
     progress(&hub, "Starting the VM".to_string());
@@ -192,8 +223,13 @@ pub async fn run(
     // Guest ports reach the host through the guest agent's channel, as soon as it answers;
     // host file changes under mounts go the other way on it.
     let mut _inotify_watcher = None;
+    // What the guest agent says of the boot (readiness by event); `None` without a channel.
+    let mut guest_status = None;
     let _forwarder = match vm.guest_agent_conn().await {
         Ok(driver::GuestAgentConn::UnixSocket(sock)) => {
+            let (status_tx, status_rx) =
+                tokio::sync::watch::channel(portfwd::GuestStatus::default());
+            guest_status = Some(status_rx);
             let (tx, rx) = tokio::sync::mpsc::channel(1024);
             if !opts.inotify_mounts.is_empty() {
                 match crate::inotify::watch(opts.inotify_mounts.clone(), tx) {
@@ -206,6 +242,7 @@ pub async fn run(
                 opts.port_forwards.clone(),
                 forward_report(&hub),
                 rx,
+                status_tx,
             ))))
         }
         Ok(driver::GuestAgentConn::SshForward) => {
@@ -259,7 +296,13 @@ pub async fn run(
         )))
     });
     let hub2 = hub.clone();
-    let wait = wait_ready(&opts, &ssh_args, |m| progress(&hub2, m), |p| hub2.phase(p));
+    let wait = wait_ready(
+        &opts,
+        &ssh_args,
+        guest_status,
+        |m| progress(&hub2, m),
+        |p| hub2.phase(p),
+    );
     tokio::pin!(wait);
     let ready: Result<Ready, AgentError> = tokio::select! {
         r = &mut wait => r,
@@ -270,7 +313,7 @@ pub async fn run(
     drop(kernel_watch);
     let Ready {
         sshfs: sshfs_mounts,
-        unmet_probes,
+        degraded: unmet_probes,
     } = match ready {
         Ok(r) => r,
         Err(e) => {
@@ -347,23 +390,28 @@ pub async fn run(
     }
 }
 
-/// What [`wait_ready`] leaves running, and the probes that failed.
+/// What [`wait_ready`] leaves running, and what failed without stopping the instance.
 struct Ready {
     sshfs: Vec<crate::sshfs::Running>,
-    /// The unmet optional requirements (the instance runs, degraded).
-    unmet_probes: Vec<String>,
+    /// The unmet optional requirements and a failed agent link (the instance runs, degraded,
+    /// as upstream's).
+    degraded: Vec<String>,
 }
 
 /// Waits for the guest in upstream's order: the essential requirements (SSH, and what sshfs
-/// needs), then the reverse-sshfs mounts (the boot script waits for them before
-/// provisioning), then the optional ones (the user's readiness probes: each unmet one is
-/// reported, the instance runs degraded), then the final ones (boot scripts done, every mount
-/// present). Each group has `ready_timeout` from its own start (upstream gives each
-/// requirement its own retries). Each requirement met (and the mounts) is a phase, named by
-/// its description, given to `phase`.
+/// needs), then the SSH agent link (`ssh.forwardAgent`), then the reverse-sshfs mounts (the
+/// boot script waits for them before provisioning), then the optional ones (containerd's, then
+/// the user's readiness probes: each unmet one is reported, the instance runs degraded; an
+/// unmet fatal one skips the rest), then the final ones (boot scripts done, every mount
+/// present; the first by the guest agent's event when it runs, [`requirements::wait_boot_done`]).
+/// Each group has `ready_timeout` from its own start (upstream gives each
+/// requirement its own retries).
+/// Each requirement met (the optional ones together, and the mounts) is a phase, named by its
+/// description, given to `phase`.
 async fn wait_ready(
     opts: &Options,
     ssh_args: &[String],
+    guest: Option<tokio::sync::watch::Receiver<portfwd::GuestStatus>>,
     mut progress: impl FnMut(String),
     phase: impl Fn(crate::phases::Phase),
 ) -> Result<Ready, AgentError> {
@@ -386,6 +434,20 @@ async fn wait_ready(
     .await
     .map_err(unmet)?;
     let mut clock = Clock::start();
+    let mut degraded = Vec::new();
+    if opts.link_ssh_agent {
+        progress(format!(
+            "Linking the ssh auth socket to the static location {}",
+            requirements::SSH_AUTH_SOCK_LINK
+        ));
+        let script = requirements::link_ssh_agent_script();
+        if let Err(e) = requirements::run_script(ssh_args, &script, Duration::from_secs(30)).await {
+            degraded.push(format!(
+                "linking the ssh auth socket to {}: {e}",
+                requirements::SSH_AUTH_SOCK_LINK
+            ));
+        }
+    }
     for m in &opts.sshfs_mounts {
         progress(format!(
             "Mounting {} on {} (reverse-sshfs)",
@@ -405,43 +467,60 @@ async fn wait_ready(
             .map_err(AgentError::SshfsAnnounce)?;
         phase(clock.lap("reverse-sshfs"));
     }
-    let mut unmet_probes = Vec::new();
-    let n = opts.probes.len();
-    for (i, probe) in opts.probes.iter().enumerate() {
-        // Each probe has its own time; an unmet one is reported, not fatal.
-        let deadline = Instant::now() + opts.ready_timeout;
-        let at = requirements::Numbered {
-            kind: "optional",
-            index: i + 1,
-            count: n,
-        };
-        let mut clock = Clock::start();
-        let result =
-            requirements::wait_one(at, probe, ssh_args, deadline, poll, &mut progress).await;
-        phase(clock.lap(&format!("probe {:?}", probe.description)));
-        if let Err(e) = result {
-            unmet_probes.push(e.to_string());
-        }
+    let mut optional = Clock::start();
+    let optional_count = opts.probes.len();
+    degraded.extend(
+        requirements::wait_optional(
+            &opts.probes,
+            ssh_args,
+            opts.ready_timeout,
+            poll,
+            &mut progress,
+        )
+        .await,
+    );
+    if optional_count > 0 {
+        phase(optional.lap("optional requirements"));
     }
     let deadline = Instant::now() + opts.ready_timeout;
-    let mut last = vec![requirements::boot_done()];
-    if !opts.expected_mounts.is_empty() {
-        last.push(requirements::mounts(&opts.expected_mounts));
-    }
-    wait_timed(
-        "final",
-        &last,
-        ssh_args,
+    let count = if opts.expected_mounts.is_empty() {
+        1
+    } else {
+        2
+    };
+    let boot_done = requirements::boot_done();
+    let boot_script = boot_done.script.clone();
+    let mut clock = Clock::start();
+    requirements::wait_boot_done(
+        requirements::Numbered {
+            kind: "final",
+            index: 1,
+            count,
+        },
+        guest,
+        || requirements::run_script(ssh_args, &boot_script, Duration::from_secs(30)),
         deadline,
         poll,
         &mut progress,
-        &phase,
     )
     .await
     .map_err(unmet)?;
+    phase(clock.lap(&boot_done.description));
+    if !opts.expected_mounts.is_empty() {
+        let at = requirements::Numbered {
+            kind: "final",
+            index: 2,
+            count,
+        };
+        let mounts = requirements::mounts(&opts.expected_mounts);
+        requirements::wait_one(at, &mounts, ssh_args, deadline, poll, &mut progress)
+            .await
+            .map_err(unmet)?;
+        phase(clock.lap(&mounts.description));
+    }
     Ok(Ready {
         sshfs: running,
-        unmet_probes,
+        degraded,
     })
 }
 

@@ -207,6 +207,7 @@ pub fn requirements() -> Vec<Requirement> {
                          is to run `apt-get install sshfs` in the guest."
                 .into(),
             retry: true,
+            fatal: false,
         },
         Requirement {
             description: "fuse to \"allow_other\" as user".into(),
@@ -217,6 +218,7 @@ pub fn requirements() -> Vec<Requirement> {
             debug_hint: "Append \"user_allow_other\" to /etc/fuse.conf (/etc/fuse3.conf) in the guest."
                 .into(),
             retry: true,
+            fatal: false,
         },
     ]
 }

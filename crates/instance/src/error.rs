@@ -30,6 +30,13 @@ pub enum InstanceError {
         #[source]
         source: downloader::DownloadError,
     },
+    #[error("field `firmware.images[{index}]`: fetching {location}: {source}")]
+    FirmwareFetch {
+        index: usize,
+        location: String,
+        #[source]
+        source: downloader::DownloadError,
+    },
     #[error("field `containerd.archives` has no entry for arch {arch:?} ({count} entries)")]
     NoContainerdArchive { arch: String, count: usize },
     #[error("field `images` has no entry for arch {arch:?} ({count} entries)")]

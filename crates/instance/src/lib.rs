@@ -19,6 +19,7 @@ mod disks;
 mod edit;
 pub mod editor;
 mod error;
+mod firmware;
 pub mod load;
 pub mod manage;
 mod open;

@@ -21,6 +21,8 @@ pub struct Opened {
     /// Filled by the defaults and by the driver's `fill_config`, validated and accepted.
     pub config: Filled,
     pub driver: DynDriver,
+    /// The resolved driver's name (`qemu`), as `vmType` names it.
+    pub driver_name: String,
     /// `qemu (internal)`, `qemu (external: PATH)`.
     pub driver_description: String,
     /// The driver's Info once bound (MAC address, log files, ...).
@@ -143,12 +145,17 @@ async fn bind(
             error,
         }
     };
+    // A remote firmware image the start fetched reaches the driver as its cached file.
+    let config = match downloader::Downloader::with_default_cache() {
+        Ok(dl) => crate::firmware::localized(&dl, resolved.config, &resolved.name),
+        Err(_) => resolved.config,
+    };
     resolved
         .driver
         .configure(InstanceConfig {
             name: name.to_string(),
             dir: dir.clone(),
-            config: resolved.config.clone(),
+            config: config.clone(),
             ssh_local_port,
         })
         .await
@@ -157,8 +164,9 @@ async fn bind(
     Ok(Opened {
         name: name.to_string(),
         dir,
-        config: resolved.config,
+        config,
         driver: resolved.driver,
+        driver_name: resolved.name,
         driver_description,
         info,
         ssh_local_port,
@@ -178,8 +186,10 @@ impl Opened {
 
     /// The trait's order up to the disks: `validate` → `create` → (image fetched into the
     /// instance directory) → `create_disk`. Fetching and `create_disk` happen once, until the
-    /// `diffdisk` exists; then the nerdctl archive (`containerd`) into the cache. Each step
-    /// done is a phase given to `phase` (`driver validate`, `image`, `disk`, `nerdctl`).
+    /// `diffdisk` exists; then a remote `firmware.images` entry and the nerdctl archive
+    /// (`containerd`) into the cache, where the host agent's [`open`] finds them. Each step
+    /// done is a phase given to `phase` (`driver validate`, `image`, `disk`, `firmware`,
+    /// `nerdctl`).
     pub async fn prepare(&self, phase: &(dyn Fn(Phase) + Sync)) -> Result<()> {
         let mut clock = Clock::start();
         self.driver
@@ -203,6 +213,24 @@ impl Opened {
                 .map_err(self.call_failed("create_disk"))?;
             phase(clock.lap("disk"));
         }
+        let (dir, config, driver) = (
+            self.dir.clone(),
+            self.config.clone(),
+            self.driver_name.clone(),
+        );
+        let firmware = tokio::task::spawn_blocking(move || {
+            crate::firmware::fetch(
+                downloader::Downloader::with_default_cache,
+                &dir,
+                &config,
+                &driver,
+            )
+        })
+        .await
+        .expect("the firmware fetch does not panic")?;
+        if firmware.is_some() {
+            phase(clock.lap("firmware"));
+        }
         // The nerdctl archive, after the disks as upstream's Prepare does, here in limactl's
         // process so its progress shows; the host agent then finds it in the cache.
         let config = self.config.clone();
@@ -222,6 +250,7 @@ impl Opened {
         &self,
         scripts: &BTreeMap<String, Vec<u8>>,
         pubkeys: &[String],
+        dns_local_ports: Option<cidata::DnsPorts>,
     ) -> Result<()> {
         let keys: Vec<String> = pubkeys.iter().map(|k| k.trim().to_string()).collect();
         let agent = crate::agentbin::find(self.config.os, self.config.arch)?;
@@ -236,6 +265,7 @@ impl Opened {
             nic_mac: (!self.info.mac_address.is_empty()).then(|| self.info.mac_address.clone()),
             host_proxy_env: cidata::net::host_proxy_env(std::env::vars()),
             containerd_archive: nerdctl.as_deref(),
+            dns_local_ports,
         })
         .and_then(|seed| seed.write_iso(&self.dir.join(filenames::CIDATA_ISO)));
         seed.map_err(|source| InstanceError::Seed { source })
@@ -293,6 +323,7 @@ async fn agent_main(
         ssh_local_port: inst.ssh_local_port,
         ssh_user: user,
         private_key: key.private.clone(),
+        link_ssh_agent: link_ssh_agent(&inst.config, &ssh_flags),
         ssh_flags,
         ready_timeout: ready_timeout(),
         driver_description: inst.driver_description.clone(),
@@ -307,20 +338,23 @@ async fn agent_main(
             inst.config.copy_to_host.as_deref().unwrap_or_default(),
         ),
         cloud_init_progress,
-        probes: inst
-            .config
-            .probes
-            .iter()
-            .flatten()
-            .filter(|p| p.mode.as_deref().unwrap_or("readiness") == "readiness")
-            .filter_map(|p| {
-                let script = p.script.as_deref()?;
-                Some(hostagent::requirements::probe(
-                    p.description.as_deref().unwrap_or("user probe"),
-                    script,
-                    p.hint.as_deref().unwrap_or(""),
-                ))
-            })
+        probes: optional_containerd(&inst.config)
+            .into_iter()
+            .chain(
+                inst.config
+                    .probes
+                    .iter()
+                    .flatten()
+                    .filter(|p| p.mode.as_deref().unwrap_or("readiness") == "readiness")
+                    .filter_map(|p| {
+                        let script = p.script.as_deref()?;
+                        Some(hostagent::requirements::probe(
+                            p.description.as_deref().unwrap_or("user probe"),
+                            script,
+                            p.hint.as_deref().unwrap_or(""),
+                        ))
+                    }),
+            )
             .collect(),
         vnc_display: inst
             .config
@@ -333,13 +367,51 @@ async fn agent_main(
                     .and_then(|o| o.display.clone())
                     .unwrap_or_else(|| "127.0.0.1:0,to=9".into())
             }),
+        dns: host_resolver(name, &inst.config),
     };
-    let seed = |scripts: &BTreeMap<String, Vec<u8>>| {
-        inst.write_seed(scripts, &pubkeys)
+    let seed = |scripts: &BTreeMap<String, Vec<u8>>, dns: Option<cidata::DnsPorts>| {
+        inst.write_seed(scripts, &pubkeys, dns)
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
     };
     hostagent::agent::run(opts, inst.driver.as_ref(), &seed, hub).await?;
     Ok(())
+}
+
+/// The host agent's DNS server for `hostResolver` (default enabled, as upstream), or `None`
+/// when disabled.
+fn host_resolver(name: &str, config: &Filled) -> Option<hostdns::Config> {
+    let hr = config.host_resolver.clone().unwrap_or_default();
+    if !hr.enabled.unwrap_or(true) {
+        return None;
+    }
+    Some(hostdns::Config::for_instance(
+        name,
+        hr.hosts.unwrap_or_default(),
+        hr.ipv6.unwrap_or(false),
+    ))
+}
+
+/// Upstream's optional requirements for containerd: a Linux guest with `containerd.system` or
+/// `containerd.user`, not in plain mode.
+fn optional_containerd(config: &limatype::Filled) -> Vec<hostagent::requirements::Requirement> {
+    if config.os != limatype::Os::Linux || !crate::containerd::wanted(config) {
+        return Vec::new();
+    }
+    let prefix = config
+        .guest_install_prefix
+        .as_deref()
+        .unwrap_or("/usr/local");
+    hostagent::requirements::containerd(prefix)
+}
+
+/// Whether the host agent links the forwarded SSH agent in the guest: `ssh.forwardAgent`,
+/// ignored with a warning in plain mode, as upstream does.
+fn link_ssh_agent(config: &limatype::Filled, flags: &sshutil::SshFlags) -> bool {
+    if flags.forward_agent && config.plain.unwrap_or(false) {
+        tracing::warn!("Running in plain mode. Ignoring ssh.forwardAgent");
+        return false;
+    }
+    flags.forward_agent
 }
 
 /// The guest's sshd port (never forwarded to the host).

@@ -243,6 +243,12 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         .find("Cloud-init progress monitoring done.")
         .expect("cloud-init monitoring end");
     assert!(cloud_init_at < done_at && done_at < ready_at, "{said}");
+    // Readiness by event: the guest agent announced the end of the boot scripts, so the
+    // host agent did not poll for it over SSH.
+    assert!(
+        said.contains("is satisfied (announced by the guest agent)"),
+        "the boot-done requirement was not met by the guest agent's event: {said}"
+    );
     if with_probes {
         probes::check_first_start(env, name, &said);
     }

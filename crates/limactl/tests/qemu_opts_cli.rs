@@ -51,15 +51,15 @@ impl Work {
 }
 
 #[test]
-fn create_refuses_bad_vnc_display_and_remote_firmware() {
+fn create_refuses_bad_vnc_display_and_firmware_location() {
     let cases = [
         (
             "video:\n  display: vnc\n  vnc:\n    display: localhost\n",
             "field `video.vnc.display` must be HOST:DISPLAY[,OPTIONS] or unix:PATH[,OPTIONS], got \"localhost\"",
         ),
         (
-            "firmware:\n  images:\n  - location: https://example.com/OVMF_CODE.fd\n",
-            "field `firmware.images[0].location`: only local files",
+            "firmware:\n  images:\n  - location: ftp://example.com/OVMF_CODE.fd\n",
+            "field `firmware.images[0].location`: an absolute path, file://, http:// or https:// URL is needed",
         ),
     ];
     for (body, want) in cases {
@@ -77,15 +77,24 @@ fn create_refuses_bad_vnc_display_and_remote_firmware() {
             "{body}: something left in LIMA_HOME"
         );
     }
-    // A VNC display on a unix socket is accepted.
-    let w = Work::new();
-    let body = "video:\n  display: vnc\n  vnc:\n    display: unix:/tmp/x-vnc.sock\n";
-    let out = limactl(
-        &["create", "--name", "x", &w.yaml(body)],
-        &w.home(),
-        &std::env::var_os("PATH").unwrap(),
-    );
-    assert!(out.status.success(), "{}", common::stderr_text(&out.stderr));
+    // A VNC display on a unix socket is accepted, and so is a remote firmware image (fetched
+    // at start, not at create).
+    for body in [
+        "video:\n  display: vnc\n  vnc:\n    display: unix:/tmp/x-vnc.sock\n",
+        "firmware:\n  images:\n  - location: https://example.com/OVMF_CODE.fd\n",
+    ] {
+        let w = Work::new();
+        let out = limactl(
+            &["create", "--name", "x", &w.yaml(body)],
+            &w.home(),
+            &std::env::var_os("PATH").unwrap(),
+        );
+        assert!(
+            out.status.success(),
+            "{body}: {}",
+            common::stderr_text(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -244,8 +244,46 @@ fn url_prints_the_resolved_locator() {
     }
     let out = limactl(&["template", "url", "template://x"], home.path());
     assert!(common::stderr_text(&out.stderr).contains("should be written `template:x`"));
-    let out = limactl(&["template", "url", "github:lima-vm/lima"], home.path());
-    assert_eq!(out.status.code(), Some(1));
+}
+
+/// A `github:` locator when GitHub cannot be reached (a proxy nothing listens on, so the test
+/// never touches the network): exit code 1 and an error naming the locator, from `template
+/// url` and from `create` alike.
+#[test]
+fn github_locator_unreachable_names_the_locator() {
+    let home = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    for args in [
+        &["template", "url", "github:lima-vm/lima"][..],
+        &[
+            "create",
+            "--tty=false",
+            "--name",
+            "gh",
+            "github:lima-vm/lima/templates/default@master",
+        ][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_limactl"))
+            .args(args)
+            .env("LIMA_HOME", home.path())
+            .env("HTTPS_PROXY", &proxy)
+            .env("https_proxy", &proxy)
+            .env("ALL_PROXY", &proxy)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .output()
+            .unwrap();
+        let err = common::stderr_text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        let locator = args.last().unwrap();
+        assert!(
+            err.contains(&format!("resolving `{locator}`")),
+            "{args:?}: {err}"
+        );
+        assert!(!home.path().join("gh").join("lima.yaml").exists());
+    }
 }
 
 /// The bundled `templates/` (not the test fixtures).

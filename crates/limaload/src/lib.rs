@@ -1,12 +1,14 @@
 //! `limaload` — layer 3: from a locator to a filled, validated config.
 //!
-//! [`load`] reads a locator (path, `-`, `file://`, `http(s)://`, `template:NAME`), resolves
+//! [`load`] reads a locator (path, `-`, `file://`, `http(s)://`, `template:NAME`, `github:`
+//! ([`github`])), resolves
 //! `base:` templates and `file:` scripts ([`embed`]), then applies `$LIMA_HOME/_config`
 //! `default.yaml` / `override.yaml` and the built-in defaults (`limadefaults`) and validates
 //! (`limavalidate`). Every problem is a [`Diagnostic`] naming the file, line and field.
 //! `vmType` is left unset when no file sets it: the driver registry picks the driver.
 
 mod embed;
+pub mod github;
 mod locator;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +20,8 @@ use limavalidate::LineIndex;
 pub use embed::use_abs_locators;
 pub use locator::{
     absolute_locator, find_template, instance_name, list_templates, read, resolve_custom_scheme,
-    template_dirs, template_name, transform_custom_url, LocatorError, Source, MAX_TEMPLATE_BYTES,
+    resolve_locator, template_dirs, template_name, transform_custom_url, LocatorError, Source,
+    MAX_TEMPLATE_BYTES,
 };
 
 /// One problem, printed as `FILE:LINE: FIELD: message` (parts that are unknown are left out).
@@ -270,6 +273,19 @@ pub fn embed(locator: &str, opts: &LoadOptions) -> Result<Embedded, LoadError> {
     let name = match &opts.name {
         Some(n) => n.clone(),
         None if locator == "-" => "default".into(),
+        // As upstream, named after the file GitHub serves (`github:o/r/k8s` gives `k8s`).
+        None if locator.starts_with("github:") => instance_name(&src.locator).ok_or_else(|| {
+            LoadError(vec![Diagnostic {
+                file: src.display.clone(),
+                line: None,
+                field: String::new(),
+                message: format!(
+                    "cannot derive an instance name from {:?} (resolved from {locator:?}); \
+                     give one with --name",
+                    src.locator
+                ),
+            }])
+        })?,
         None => instance_name(locator).ok_or_else(|| {
             LoadError(vec![Diagnostic {
                 file: src.display.clone(),

@@ -65,11 +65,17 @@ pub enum LocatorError {
         arg: String,
         lines: usize,
     },
+    #[error("resolving `{locator}`: {source}")]
+    GitHub {
+        locator: String,
+        #[source]
+        source: crate::github::GitHubError,
+    },
     #[error("a file:// URL needs an absolute path")]
     FileUrlNotAbsolute,
     #[error(
         "unsupported locator scheme {0:?}: no `limactl-url-{0}` plugin in $PATH or libexec/lima \
-         (else use a path, -, file://, http(s):// or template:; `github:` is not supported yet)"
+         (else use a path, -, file://, http(s)://, template: or github:)"
     )]
     UnsupportedScheme(String),
     #[error("{0}")]
@@ -357,15 +363,42 @@ pub fn resolve_custom_scheme(
     }
 }
 
-/// Upstream's `TransformCustomURL` (`limactl template url`): custom schemes through their
-/// `limactl-url-<scheme>` plugins, `template://NAME` rewritten as `template:NAME` (with
-/// upstream's warning); any other locator comes back unchanged. `github:` needs GitHub's API
-/// (default branch, symlinked `.lima.yaml`) and is refused.
-pub fn transform_custom_url(locator: &str) -> Result<String, LocatorError> {
-    let resolved = resolve_custom_scheme(locator, &plugin_dirs())?;
-    if url_scheme(&resolved) == Some("github") {
-        return Err(LocatorError::UnsupportedScheme("github".into()));
+/// Custom schemes through their plugins and `github:` locators through GitHub (see
+/// [`crate::github`]), until neither is left; a loop is an error.
+pub fn resolve_locator(
+    locator: &str,
+    plugin_dirs: &[PathBuf],
+    http: &dyn crate::github::Http,
+) -> Result<String, LocatorError> {
+    let mut current = locator.to_string();
+    let mut seen = vec![];
+    loop {
+        current = resolve_custom_scheme(&current, plugin_dirs)?;
+        let Some(rest) = current.strip_prefix("github:") else {
+            if !seen.is_empty() {
+                tracing::warn!("The github: scheme is still EXPERIMENTAL");
+            }
+            return Ok(current);
+        };
+        if seen.contains(&current) {
+            seen.push(current);
+            return Err(LocatorError::PluginLoop(seen));
+        }
+        let next = crate::github::transform(rest, http).map_err(|source| LocatorError::GitHub {
+            locator: current.clone(),
+            source,
+        })?;
+        tracing::debug!("Locator `{current}` replaced with `{next}`");
+        seen.push(std::mem::replace(&mut current, next));
     }
+}
+
+/// Upstream's `TransformCustomURL` (`limactl template url`): custom schemes through their
+/// `limactl-url-<scheme>` plugins, `github:` locators as raw.githubusercontent.com URLs,
+/// `template://NAME` rewritten as `template:NAME` (with upstream's warning); any other locator
+/// comes back unchanged.
+pub fn transform_custom_url(locator: &str) -> Result<String, LocatorError> {
+    let resolved = resolve_locator(locator, &plugin_dirs(), &crate::github::Ureq)?;
     let Some(rest) = resolved.strip_prefix("template://") else {
         return Ok(resolved);
     };
@@ -391,7 +424,8 @@ pub fn read(locator: &str, template_dirs: &[PathBuf]) -> Result<Source, Diagnost
         field: String::new(),
         message: e.to_string(),
     };
-    let resolved = resolve_custom_scheme(locator, &plugin_dirs()).map_err(|m| fail(locator, m))?;
+    let resolved = resolve_locator(locator, &plugin_dirs(), &crate::github::Ureq)
+        .map_err(|m| fail(locator, m))?;
     let locator = resolved.as_str();
     if let Some(name) = template_name(locator) {
         let path = find_template(name, template_dirs).map_err(|m| fail(locator, m))?;

@@ -666,10 +666,42 @@ fn transform_custom_url_fixes_template_double_slash() {
     );
     assert_eq!(transform_custom_url("template:x").unwrap(), "template:x");
     assert_eq!(transform_custom_url("./x.yaml").unwrap(), "./x.yaml");
-    assert!(matches!(
-        transform_custom_url("github:o/r"),
-        Err(LocatorError::UnsupportedScheme(s)) if s == "github"
-    ));
+}
+
+/// `github:` locators resolve through [`github::transform`] (here a canned GitHub) until none
+/// is left, a redirect to another `github:` locator included; a failure names the locator.
+#[test]
+fn github_locators_resolve_to_raw_urls() {
+    struct Fake;
+    impl github::Http for Fake {
+        fn get(&self, url: &str, _api: bool) -> Result<(u16, String), github::HttpError> {
+            match url {
+                "https://raw.githubusercontent.com/o/o/main/k8s.yaml" => {
+                    Ok((200, "github:o/k8s\n".into()))
+                }
+                "https://api.github.com/repos/o/k8s" => {
+                    Ok((200, r#"{"default_branch":"main"}"#.into()))
+                }
+                u if u.starts_with("https://raw.githubusercontent.com/") => {
+                    Ok((200, "cpus: 1\n".into()))
+                }
+                _ => Err(github::HttpError::Read(
+                    std::io::ErrorKind::ConnectionRefused.into(),
+                )),
+            }
+        }
+    }
+    assert_eq!(
+        resolve_locator("github:o//k8s@main", &[], &Fake).unwrap(),
+        "https://raw.githubusercontent.com/o/k8s/main/.lima.yaml"
+    );
+    let e = resolve_locator("github:nope/x", &[], &Fake)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("resolving `github:nope/x`: failed to get default branch for nope/x"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -33,21 +33,41 @@ const SESSION_WAIT: Duration = Duration::from_secs(10);
 /// The channel's session of the moment (`None` between sessions).
 type Current = watch::Receiver<Option<Arc<Mux>>>;
 
+/// What the guest agent has said of the guest, for the host agent's readiness: the
+/// protocol version of its snapshot while a session is up (`None` between sessions), and
+/// whether it announced the boot scripts done (its `boot` message, protocol 2 on). Reset when
+/// the channel ends; the next session says again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuestStatus {
+    pub agent_version: Option<u64>,
+    pub boot_done: bool,
+}
+
+impl GuestStatus {
+    /// Whether a guest agent is up that will announce the end of the boot scripts.
+    pub fn announces_boot(&self) -> bool {
+        self.agent_version.is_some_and(|v| v >= 2)
+    }
+}
+
 /// Forwards guest ports until the task is dropped/aborted. `socket` is the host end of the
 /// guest agent channel; `rules` are [`crate::effective_rules`]. Reverse socket rules are
 /// left to the caller (they need SSH).
 pub async fn run(socket: PathBuf, rules: Vec<PortForward>, report: Report) {
     let (_none, no_messages) = tokio::sync::mpsc::channel(1);
-    run_with(socket, rules, report, no_messages).await
+    let (status, _) = watch::channel(GuestStatus::default());
+    run_with(socket, rules, report, no_messages, status).await
 }
 
 /// [`run`], also passing `host_messages` (control messages such as `{"type": "inotify", ...}`)
-/// to the guest agent; those sent while no session is up are dropped.
+/// to the guest agent (those sent while no session is up are dropped) and keeping `status`
+/// up to date from the guest agent's messages.
 pub async fn run_with(
     socket: PathBuf,
     rules: Vec<PortForward>,
     report: Report,
     host_messages: tokio::sync::mpsc::Receiver<serde_json::Value>,
+    status: watch::Sender<GuestStatus>,
 ) {
     let host_messages = Arc::new(tokio::sync::Mutex::new(host_messages));
     let (current_tx, current) = watch::channel::<Option<Arc<Mux>>>(None);
@@ -87,7 +107,23 @@ pub async fn run_with(
                 e = mux.closed() => Err(e),
             };
             match msg {
-                Ok(v) => apply(&v, &rules, &current, &flows, &mut active, &report).await,
+                Ok(v) => {
+                    status.send_if_modified(|s| {
+                        let was = *s;
+                        match v.get("type").and_then(|t| t.as_str()) {
+                            Some("ports") => {
+                                s.agent_version =
+                                    Some(v.get("version").and_then(|n| n.as_u64()).unwrap_or(0))
+                            }
+                            Some("boot") => {
+                                s.boot_done |= v.get("done").and_then(|d| d.as_bool()) == Some(true)
+                            }
+                            _ => {}
+                        }
+                        *s != was
+                    });
+                    apply(&v, &rules, &current, &flows, &mut active, &report).await
+                }
                 Err(e) => {
                     tracing::debug!("guest agent channel ended: {e}");
                     break;
@@ -95,6 +131,7 @@ pub async fn run_with(
             }
         }
         current_tx.send_replace(None);
+        status.send_replace(GuestStatus::default());
         for (g, a) in std::mem::take(&mut active) {
             a.stop(g, &report);
         }

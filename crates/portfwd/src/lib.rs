@@ -12,7 +12,7 @@
 pub mod forward;
 pub mod rules;
 
-pub use forward::{run, run_with, Report, UDP_IDLE_TIMEOUT};
+pub use forward::{run, run_with, GuestStatus, Report, UDP_IDLE_TIMEOUT};
 pub use rules::{
     decide, effective_rules, static_forwards, Decision, GuestPort, StaticForward,
     MAX_STATIC_PORTS_PER_RULE,

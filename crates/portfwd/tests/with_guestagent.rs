@@ -85,12 +85,21 @@ fn only(mut rules: Vec<PortForward>) -> Vec<PortForward> {
 /// The guest agent's daemon loop over the stand-in socket: each connection the forwarder
 /// makes is served until it ends.
 async fn serve_agent(listener: UnixListener) {
+    serve_agent_booting(listener, "/nonexistent/lima-boot-done".into()).await
+}
+
+/// [`serve_agent`], with the boot scripts' done file at `boot_done_file`.
+async fn serve_agent_booting(listener: UnixListener, boot_done_file: std::path::PathBuf) {
     let mut watcher = guestagent::ports::Watcher::new();
+    let options = guestagent::daemon::Options {
+        boot_done_file,
+        ..Default::default()
+    };
     loop {
         let Ok((conn, _)) = listener.accept().await else {
             return;
         };
-        guestagent::daemon::serve(conn, &mut watcher, &gamux::Config::default()).await;
+        guestagent::daemon::serve(conn, &mut watcher, &options).await;
     }
 }
 
@@ -532,7 +541,14 @@ async fn inotify_message_sets_the_file_times_in_the_guest() {
     let sock = dir.path().join("ga.sock");
     let listener = UnixListener::bind(&sock).unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let forwarder = tokio::spawn(portfwd::run_with(sock, only(vec![]), Arc::new(|_| {}), rx));
+    let (status, _) = tokio::sync::watch::channel(portfwd::GuestStatus::default());
+    let forwarder = tokio::spawn(portfwd::run_with(
+        sock,
+        only(vec![]),
+        Arc::new(|_| {}),
+        rx,
+        status,
+    ));
     let agent = tokio::spawn(serve_agent(listener));
     let file = dir.path().join("watched.txt");
     std::fs::write(&file, "x").unwrap();
@@ -556,4 +572,49 @@ async fn inotify_message_sets_the_file_times_in_the_guest() {
     }
     forwarder.abort();
     agent.abort();
+}
+
+/// Readiness by event: the forwarder's status shows the agent's protocol once its session is
+/// up, the boot scripts' end once the agent sees their done file, and resets when the agent
+/// goes away.
+#[tokio::test]
+async fn guest_status_follows_the_agent_and_its_boot_announcement() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("ga.sock");
+    let done = dir.path().join("lima-boot-done");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let (_tx, rx) = tokio::sync::mpsc::channel(1);
+    let (status_tx, mut status) = tokio::sync::watch::channel(portfwd::GuestStatus::default());
+    let forwarder = tokio::spawn(portfwd::run_with(
+        sock,
+        only(vec![]),
+        Arc::new(|_| {}),
+        rx,
+        status_tx,
+    ));
+    let agent = tokio::spawn(serve_agent_booting(listener, done.clone()));
+    let up = tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| s.announces_boot()),
+    )
+    .await
+    .expect("the agent's session within 10 s")
+    .unwrap()
+    .boot_done;
+    assert!(!up, "boot announced before the done file existed");
+    std::fs::write(&done, "").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), status.wait_for(|s| s.boot_done))
+        .await
+        .expect("the boot announcement within 5 s")
+        .unwrap();
+    agent.abort();
+    let _ = agent.await;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| *s == portfwd::GuestStatus::default()),
+    )
+    .await
+    .expect("the status reset when the agent went away")
+    .unwrap();
+    forwarder.abort();
 }

@@ -301,10 +301,13 @@ pub fn accept(config: &LimaYaml, host: &HostFacts, probes: &Probes) -> driver::R
     let mut own_images = crate::firmware::own_images(images, arch).peekable();
     let has_own_image = own_images.peek().is_some();
     for (i, f) in own_images {
-        if crate::firmware::local_path(&f.location).is_none() {
+        // Remote ones are fetched by the instance flow and reach the driver as a local path.
+        if crate::firmware::local_path(&f.location).is_none()
+            && !crate::firmware::is_remote(&f.location)
+        {
             return Err(DriverError::invalid_config(format!(
-                "field `firmware.images[{i}].location`: only local files (an absolute path or \
-                 file:// URL) are supported by this qemu driver, got {:?}",
+                "field `firmware.images[{i}].location`: an absolute path, file://, http:// or \
+                 https:// URL is needed, got {:?}",
                 f.location
             )));
         }
@@ -673,7 +676,12 @@ mod tests {
             ..Default::default()
         };
         accept(&fw("/srv/OVMF_CODE.fd", None), &linux()).unwrap();
-        let e = accept(&fw("https://example.com/OVMF_CODE.fd", None), &linux())
+        accept(&fw("https://example.com/OVMF_CODE.fd", None), &linux()).unwrap();
+        let e = accept(&fw("OVMF_CODE.fd", None), &linux())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("firmware.images[0].location"), "{e}");
+        let e = accept(&fw("ftp://example.com/OVMF_CODE.fd", None), &linux())
             .unwrap_err()
             .to_string();
         assert!(e.contains("firmware.images[0].location"), "{e}");

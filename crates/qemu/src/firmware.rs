@@ -126,6 +126,12 @@ pub fn own_images<'a>(
     })
 }
 
+/// A location the instance flow downloads (`http://`, `https://`) before the driver starts,
+/// handing the driver the cached file's path instead.
+pub fn is_remote(location: &str) -> bool {
+    location.starts_with("http://") || location.starts_with("https://")
+}
+
 /// A `firmware.images` location this driver can use without a download: an absolute path or
 /// a `file://` URL. `None` for a remote one.
 pub fn local_path(location: &str) -> Option<PathBuf> {

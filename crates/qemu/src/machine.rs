@@ -178,8 +178,8 @@ impl Machine {
         if let Some((i, f)) = firmware::own_images(images, &arch).next() {
             let src = firmware::local_path(&f.location).ok_or_else(|| {
                 MachineError::Config(format!(
-                    "field `firmware.images[{i}].location`: only local files are supported by this \
-                     qemu driver (download it and give its path), got {:?}",
+                    "field `firmware.images[{i}].location`: {:?} was not fetched (`limactl start` \
+                     fetches a remote image into the cache and hands the driver its path)",
                     f.location
                 ))
             })?;

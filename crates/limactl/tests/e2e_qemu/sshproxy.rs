@@ -3,6 +3,9 @@
 //! the host's `ftp_proxy` on localhost shows in the guest's environment pointed at the host's
 //! address (`192.168.5.2`; ftp so nothing in the guest actually uses it), and
 //! `host.lima.internal` and the `hostResolver.hosts` entries resolve with `getent hosts`.
+//! hostResolver is on (the default), so those entries come from the host agent's DNS server,
+//! not /etc/hosts: a raw UDP query (dnsq.py) to slirp's DNS, 192.168.5.3:53, which the boot
+//! script DNATs to the host agent, answers them.
 
 use super::*;
 
@@ -95,5 +98,32 @@ pub fn check(env: &Env, name: &str, home: &Path) {
             out.split_whitespace().next() == Some(want),
             "getent hosts {host}: {out:?}"
         );
+    }
+
+    // Through DNS, not /etc/hosts (which keeps only host.lima.internal).
+    let etc_hosts = env.ok(&["shell", name, "cat", "/etc/hosts"]);
+    assert!(!etc_hosts.contains("e2e-static.test"), "{etc_hosts}");
+    let script = home.join("dnsq.py");
+    std::fs::write(&script, include_str!("dnsq.py")).unwrap();
+    env.ok(&[
+        "copy",
+        script.to_str().unwrap(),
+        &format!("{name}:/tmp/lima-e2e-dnsq.py"),
+    ]);
+    let own = format!("lima-{name}");
+    for (host, want) in [
+        ("e2e-static.test", "192.0.2.7\nrcode=0\n"),
+        ("e2e-host.test", "192.168.5.2\nrcode=0\n"),
+        (own.as_str(), "192.168.5.15\nrcode=0\n"),
+    ] {
+        let out = env.ok(&[
+            "shell",
+            name,
+            "python3",
+            "/tmp/lima-e2e-dnsq.py",
+            "192.168.5.3",
+            host,
+        ]);
+        assert_eq!(out, want, "raw DNS query for {host}");
     }
 }
