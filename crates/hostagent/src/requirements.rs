@@ -386,8 +386,8 @@ pub const AGENT_PENDING_POLL: Duration = Duration::from_secs(10);
 /// end of the boot scripts is connected (`guest`, from `portfwd`), nothing runs in the guest;
 /// before it connects, `check` (the script over SSH) runs every [`AGENT_PENDING_POLL`];
 /// without a channel (`None`) or with an agent that does not announce (protocol 1), every
-/// `poll`. A change of the agent's state ends any wait at once. Under emulation each SSH
-/// session costs the guest CPU the boot needs.
+/// `poll`. A change of the agent's state ends any wait, and any SSH check in flight, at once.
+/// Under emulation each SSH session costs the guest CPU the boot needs.
 pub async fn wait_boot_done<F, Fut>(
     at: Numbered,
     guest: Option<tokio::sync::watch::Receiver<portfwd::GuestStatus>>,
@@ -432,9 +432,26 @@ where
             last = ScriptError::NotAnnounced;
             deadline - now
         } else {
-            match check().await {
-                Ok(()) => break BootSignal::Ssh,
-                Err(e) => {
+            // A check in flight is dropped (its ssh killed) when the agent's state changes:
+            // under load one SSH session can take longer than the agent needs to announce.
+            let mut forwarder_gone = false;
+            let outcome = match guest.as_mut() {
+                Some(g) => tokio::select! {
+                    r = check() => Some(r),
+                    changed = g.changed() => {
+                        forwarder_gone = changed.is_err();
+                        None
+                    }
+                },
+                None => Some(check().await),
+            };
+            if forwarder_gone {
+                guest = None;
+            }
+            match outcome {
+                None => continue,
+                Some(Ok(())) => break BootSignal::Ssh,
+                Some(Err(e)) => {
                     tracing::debug!("requirement {:?} not met yet: {e}", r.description);
                     last = e;
                 }
@@ -820,5 +837,36 @@ mod tests {
         assert_eq!(signal, BootSignal::GuestAgent);
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+
+    /// An SSH check in flight when the agent's session comes up is dropped: the agent's
+    /// announcement decides, not a slow session that started before it.
+    #[tokio::test]
+    async fn a_slow_ssh_check_gives_way_to_the_agent() {
+        let (tx, rx) = tokio::sync::watch::channel(portfwd::GuestStatus::default());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tx.send_modify(|s| s.agent_version = Some(2));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tx.send_modify(|s| s.boot_done = true);
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        });
+        let t = Instant::now();
+        let slow_check = || async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(())
+        };
+        let signal = wait_boot_done(
+            final_1_of_1(),
+            Some(rx),
+            slow_check,
+            Instant::now() + Duration::from_secs(30),
+            Duration::from_millis(20),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(signal, BootSignal::GuestAgent);
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     }
 }
