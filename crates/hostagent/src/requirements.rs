@@ -694,6 +694,21 @@ mod tests {
         }
     }
 
+    /// [`wait_boot_done`] as "final requirement 1 of 1", polling every 20 ms, no progress.
+    async fn wait_quietly<F, Fut>(
+        guest: Option<tokio::sync::watch::Receiver<portfwd::GuestStatus>>,
+        check: F,
+        within: Duration,
+    ) -> Result<BootSignal, Unmet>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), ScriptError>>,
+    {
+        let deadline = Instant::now() + within;
+        let poll = Duration::from_millis(20);
+        wait_boot_done(final_1_of_1(), guest, check, deadline, poll, |_| {}).await
+    }
+
     /// A stand-in for the SSH check: counts its calls, fails the first `fail` of them.
     fn counting_check(
         fail: usize,
@@ -792,17 +807,10 @@ mod tests {
             boot_done: false,
         });
         let (calls, check) = counting_check(0);
-        let e = wait_boot_done(
-            final_1_of_1(),
-            Some(rx),
-            check,
-            Instant::now() + Duration::from_millis(300),
-            Duration::from_millis(20),
-            |_| {},
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+        let e = wait_quietly(Some(rx), check, Duration::from_millis(300))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("final requirement 1 of 1"), "{e}");
         assert!(e.contains("/run/lima-boot-done"), "{e}");
         assert!(e.contains("has not announced"), "{e}");
@@ -824,16 +832,9 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
         });
         let t = Instant::now();
-        let signal = wait_boot_done(
-            final_1_of_1(),
-            Some(rx),
-            check,
-            Instant::now() + Duration::from_secs(30),
-            Duration::from_millis(20),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        let signal = wait_quietly(Some(rx), check, Duration::from_secs(30))
+            .await
+            .unwrap();
         assert_eq!(signal, BootSignal::GuestAgent);
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
@@ -856,16 +857,9 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok(())
         };
-        let signal = wait_boot_done(
-            final_1_of_1(),
-            Some(rx),
-            slow_check,
-            Instant::now() + Duration::from_secs(30),
-            Duration::from_millis(20),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        let signal = wait_quietly(Some(rx), slow_check, Duration::from_secs(30))
+            .await
+            .unwrap();
         assert_eq!(signal, BootSignal::GuestAgent);
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     }

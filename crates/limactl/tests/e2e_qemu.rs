@@ -349,6 +349,13 @@ fn lifecycle(env: &Env, yaml: &Path, case: &Case) {
         !alive(ha) && !alive(qemu),
         "host agent or qemu still running after stop"
     );
+    // The guest powered itself off on qemu's ACPI request (the image keeps evdev, which
+    // logind reads the power button through), rather than qemu being quit after the grace.
+    let agent_log = std::fs::read_to_string(env.dir(name).join("ha.stderr.log")).unwrap();
+    assert!(
+        !agent_log.contains("did not power off"),
+        "the guest ignored the ACPI power-down: {agent_log}"
+    );
     if let (Some(count), Some(before)) = (driver_starts, starts_before_stop) {
         assert_eq!(count(), before, "`stop` started a driver");
     }
