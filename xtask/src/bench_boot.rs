@@ -65,6 +65,11 @@ pub fn run(args: Args) -> Result<()> {
             &["start", "--name", "b", "--tty=false", yaml_s],
         )?;
         let bare = BareVm::of(&home.join("b"), work.join(format!("bare{i}")))?;
+        // The first start's seed, for the bare first boot; the bare reboot gets the restart's
+        // (another instance id, as every limactl start writes: cloud-init's per-instance
+        // steps run again, on both sides).
+        let first_seed = work.join(format!("seed-first{i}.iso"));
+        std::fs::copy(home.join("b/cidata.iso"), &first_seed).context("copying the seed")?;
         let t = Instant::now();
         limactl(&exe, &home, &["stop", "b"])?;
         let s = t.elapsed();
@@ -73,9 +78,11 @@ pub fn run(args: Args) -> Result<()> {
         bare.prepare()?;
         limactl(&exe, &home, &["delete", "-f", "b"])?;
         let key = home.join("_config/user");
-        let (bf, bs) = bare.boot_and_poweroff(&key)?;
+        let restart_seed = work.join(format!("seed-restart{i}.iso"));
+        std::fs::rename(bare.dir.join("cidata.iso"), &restart_seed)?;
+        let (bf, bs) = bare.boot_and_poweroff(&key, Some(&first_seed))?;
         // Second boot of the same disk: what a restart is for the bare guest.
-        let (br, _) = bare.boot_and_poweroff(&key)?;
+        let (br, _) = bare.boot_and_poweroff(&key, Some(&restart_seed))?;
         eprintln!(
             "run {}: limactl start {:.1?} stop {:.1?} restart {:.1?}; bare qemu boot {:.1?} \
              poweroff {:.1?} reboot {:.1?}",
@@ -214,7 +221,7 @@ fn parallel(exe: &Path, work: &Path, yaml: &str, n: usize) -> Result<()> {
         let t = Instant::now();
         let joins: Vec<_> = bares
             .iter()
-            .map(|b| s.spawn(|| b.boot_and_poweroff(&key).map(|(ready, _)| ready)))
+            .map(|b| s.spawn(|| b.boot_and_poweroff(&key, None).map(|(ready, _)| ready)))
             .collect();
         let offsets: Vec<Duration> = joins.iter().map(|_| t.elapsed()).collect();
         let mut last = Duration::ZERO;
@@ -348,8 +355,13 @@ impl BareVm {
 
     /// Boots the command in the scratch dir, polls ssh like the host agent does until the
     /// boot scripts are done, then powers the guest off from inside (`sudo poweroff`) and
-    /// waits for qemu to exit: (boot to ready, power-off to exit).
-    fn boot_and_poweroff(&self, key: &Path) -> Result<(Duration, Duration)> {
+    /// waits for qemu to exit: (boot to ready, power-off to exit). `seed`: another cidata ISO
+    /// to boot with (copied in before the clock starts) instead of the one [`Self::prepare`]
+    /// copied.
+    fn boot_and_poweroff(&self, key: &Path, seed: Option<&Path>) -> Result<(Duration, Duration)> {
+        if let Some(seed) = seed {
+            std::fs::copy(seed, self.dir.join("cidata.iso")).context("copying the seed")?;
+        }
         let inst_s = self.inst.display().to_string();
         let dir_s = self.dir.display().to_string();
         let args: Vec<String> = self.argv[1..]
